@@ -1,0 +1,1 @@
+//! `state-manager ctl`: the operator CLI over the HTTP API.

@@ -1,0 +1,1 @@
+//! The storage lease: one owner per environment.

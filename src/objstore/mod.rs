@@ -1,0 +1,141 @@
+//! The only code that talks to storage: a narrow object interface with an S3 backend and a
+//! local-directory backend (the embedded default).
+//!
+//! Keys are relative to the environment's `key_prefix` (the backend adds it) and are validated:
+//! `/`-separated segments of printable characters, no empty, `.` or `..` segment. Conditional
+//! writes are atomic in both backends; a failed precondition is [`StoreError::PreconditionFailed`],
+//! never an error string to match.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Opaque version tag of an object, compared for conditional writes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ETag(pub String);
+
+/// What `head` and `list` return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key relative to the prefix, as given to `put`.
+    pub key: String,
+    pub size: u64,
+    pub etag: ETag,
+    /// Seconds since the epoch of the last write.
+    pub modified_unix: i64,
+}
+
+/// An object's bytes and its version.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub body: Bytes,
+    pub etag: ETag,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key:?} not found")]
+    NotFound { key: String },
+    /// put-if-absent found an object, or put-if-match found another version.
+    #[error("precondition failed for {key:?}: the object exists or changed since it was read")]
+    PreconditionFailed { key: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("local storage I/O on {key:?}: {source}")]
+    Io { key: String, source: std::io::Error },
+    /// A request to the storage service failed after retries.
+    #[error("storage request {op} {key:?} failed: {message}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, StoreError::PreconditionFailed { .. })
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage interface. Every method is safe to call concurrently.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Whole object with its ETag.
+    async fn get(&self, key: &str) -> Result<Object>;
+    /// Bytes `range` of an object (end exclusive, clamped to the object's size).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Metadata, or `None` if there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+    /// Unconditional write.
+    async fn put(&self, key: &str, body: Bytes) -> Result<ETag>;
+    /// Write only if no object exists at `key`; exactly one of concurrent callers wins.
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<ETag>;
+    /// Write only if the current object has `etag`.
+    async fn put_if_match(&self, key: &str, body: Bytes, etag: &ETag) -> Result<ETag>;
+    /// Upload a local file, streaming it (multipart for large files on S3).
+    async fn put_file(&self, key: &str, path: &Path) -> Result<ETag>;
+    /// Download an object into a local file, written atomically (temp + fsync + rename).
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64>;
+    /// Every object whose key starts with `prefix` (relative to the key prefix), sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Remove an object; removing a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Where the objects live, for status and logs, e.g. `s3://bucket/env-1` (no secrets).
+    fn describe(&self) -> String;
+}
+
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Check a key before it reaches a backend.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > 900 {
+        return bad("longer than 900 bytes");
+    }
+    if key.starts_with('/') || key.ends_with('/') {
+        return bad("starts or ends with '/'");
+    }
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return bad("has an empty, '.' or '..' segment");
+    }
+    if key.chars().any(|c| c.is_control() || c == '\\') {
+        return bad("has a control character or backslash");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        for k in [
+            "", "/a", "a/", "a//b", "../a", "a/../b", "a/./b", "a\\b", "a\nb",
+        ] {
+            assert!(validate_key(k).is_err(), "{k:?}");
+        }
+        for k in ["lease.json", "db/gen-0001/snapshot.db.zst", "chunks/ab12"] {
+            validate_key(k).unwrap();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Continuous replication of the state database to storage.

@@ -1,0 +1,1 @@
+//! The state database (issue: durable state).
