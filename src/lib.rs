@@ -1,15 +1,22 @@
 //! state-manager: a container-native supervisor that keeps its processes and their state safe.
 //!
-//! Data flows one way: HTTP → handler → supervisor handle → actor → store → reply. See
-//! `DESIGN.md` in the repository for the shape; each module's header says what it owns.
+//! Data flows one way: HTTP → handler → supervisor handle → actor → store → reply. Each module's
+//! header says what it owns.
 
+pub mod app;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod ctl;
+pub mod datadir;
 pub mod events;
 pub mod http;
 pub mod lease;
 pub mod objstore;
 pub mod probes;
+pub mod proc;
 pub mod replication;
+pub mod single;
 pub mod store;
+pub mod supervisor;
+pub mod telemetry;

@@ -1,0 +1,192 @@
+//! The command line. Every flag can also come from a `STATE_MANAGER_*` environment variable;
+//! a flag given on the command line wins over the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Dur, OnExit};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "state-manager",
+    version,
+    about = "A supervisor that keeps processes and their state safe"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    /// With no subcommand, `serve` with these arguments.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the service: supervise the configured stacks and serve the HTTP API.
+    Serve(ServeArgs),
+    /// Supervise one command (container ENTRYPOINT mode); exit with its exit code.
+    Run(RunArgs),
+    /// Validate a config file and print every problem; exit 0 if valid, 2 if not.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log level or filter (`info`, `debug`, `state_manager=debug`); RUST_LOG also works.
+    #[arg(long, env = "STATE_MANAGER_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    #[arg(long, env = "STATE_MANAGER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Config file. Missing: the service starts unconfigured. Default `<data-dir>/config.json`.
+    #[arg(long, env = "STATE_MANAGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for state-manager's own state (database, local storage, lock).
+    #[arg(long, env = "STATE_MANAGER_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, env = "STATE_MANAGER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Adopt and reap orphaned descendants (automatic when running as PID 1).
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    pub subreaper: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Restart the command gracefully when this file changes (repeatable).
+    #[arg(long = "watch", value_name = "FILE")]
+    pub watch: Vec<PathBuf>,
+    /// Time between the stop signal and SIGKILL.
+    #[arg(long, env = "STATE_MANAGER_STOP_TIMEOUT", default_value = "10s")]
+    pub stop_timeout: Dur,
+    /// Delay before a restart (with `--on-exit restart`).
+    #[arg(long, env = "STATE_MANAGER_RESTART_DELAY", default_value = "1s")]
+    pub restart_delay: Dur,
+    /// Signal that asks the command to stop.
+    #[arg(long, env = "STATE_MANAGER_STOP_SIGNAL", default_value = "SIGTERM")]
+    pub stop_signal: String,
+    /// What to do when the command exits on its own.
+    #[arg(
+        long,
+        env = "STATE_MANAGER_ON_EXIT",
+        value_enum,
+        default_value = "shutdown"
+    )]
+    pub on_exit: OnExitArg,
+    /// Adopt and reap orphaned descendants (automatic when running as PID 1).
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    pub subreaper: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnExitArg {
+    Shutdown,
+    Restart,
+    Ignore,
+}
+
+impl From<OnExitArg> for OnExit {
+    fn from(a: OnExitArg) -> OnExit {
+        match a {
+            OnExitArg::Shutdown => OnExit::Shutdown,
+            OnExitArg::Restart => OnExit::Restart,
+            OnExitArg::Ignore => OnExit::Ignore,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The config file to validate.
+    #[arg(long, env = "STATE_MANAGER_CONFIG")]
+    pub config: PathBuf,
+}
+
+impl Cmd {
+    /// Logging settings of whichever command runs.
+    pub fn log(&self) -> &LogArgs {
+        match self {
+            Cmd::Serve(a) => &a.log,
+            Cmd::Run(a) => &a.log,
+            Cmd::Check(a) => &a.log,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The config path: `--config`, else `<data-dir>/config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("config.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_subcommand_means_serve() {
+        let cli = Cli::try_parse_from(["state-manager", "--data-dir", "/tmp/x"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cli.serve.listen.port(), 8080);
+    }
+
+    #[test]
+    fn run_takes_the_command_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "state-manager",
+            "run",
+            "--watch",
+            "a",
+            "--watch",
+            "b",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        let Some(Cmd::Run(r)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(r.watch.len(), 2);
+        assert_eq!(r.stop_timeout, Dur::secs(10));
+    }
+
+    #[test]
+    fn bad_duration_is_a_clear_error() {
+        let err =
+            Cli::try_parse_from(["state-manager", "run", "--stop-timeout", "soon", "--", "x"])
+                .unwrap_err();
+        assert!(err.to_string().contains("\"90s\""), "{err}");
+    }
+}

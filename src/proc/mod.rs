@@ -1,0 +1,305 @@
+//! The one place that starts and reaps child processes.
+//!
+//! Every child of this process is spawned by one long-lived thread ("sm-spawner") and reaped by one
+//! other ("sm-reaper"), process-wide, whatever tokio runtime asked:
+//!
+//! - The spawner sets `PR_SET_PDEATHSIG(SIGKILL)` in each child. That signal fires when the *thread*
+//!   that forked the child exits, so forking only from a thread that lives as long as the process
+//!   means children die with the supervisor, not with a tokio worker.
+//! - Each child leads its own process group (pgid = pid), so a stop reaches its grandchildren.
+//! - The reaper is the only caller of `waitpid` in the process. It waits for SIGCHLD and reaps with
+//!   `waitpid(-1, WNOHANG)`, which also collects orphans re-parented to us when we are PID 1 or a
+//!   subreaper. Reaping and spawning hold the same lock, so a child can never be reaped before its
+//!   exit channel is registered, and std's own `waitpid` after a failed `exec` cannot race us.
+//!
+//! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
+//! `tokio::process` for children; they call [`spawn`] or [`run`].
+
+mod run;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::events::ExitStatus;
+
+pub use run::{Output, RunError, RunOptions, run};
+
+/// What to do with a child's standard streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio3 {
+    /// stdin from /dev/null, stdout and stderr captured through pipes.
+    Capture,
+    /// stdin piped (the caller writes to it), stdout and stderr captured.
+    CaptureWithStdin,
+    /// All three inherited from this process (single-app mode).
+    Inherit,
+}
+
+/// A request to start a process.
+#[derive(Clone, Debug)]
+pub struct SpawnRequest {
+    pub argv: Vec<String>,
+    /// The complete environment of the child (nothing else is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<PathBuf>,
+    pub stdio: Stdio3,
+}
+
+/// A started child. Its exit status arrives on `exit` once the reaper has collected it.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: u32,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub exit: oneshot::Receiver<ExitStatus>,
+    pub started: Instant,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22), to tell a recycled pid
+    /// from the original process.
+    pub start_ticks: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start {program:?}: {source}")]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("the process spawner is not running")]
+    SpawnerGone,
+}
+
+type Reply = oneshot::Sender<Result<Child, SpawnError>>;
+
+struct Shared {
+    /// Exit channels of live children, by pid. Held while forking and while reaping.
+    waiting: Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>,
+    spawn_tx: Mutex<mpsc::Sender<(SpawnRequest, Reply)>>,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<(SpawnRequest, Reply)>();
+        std::thread::Builder::new()
+            .name("sm-spawner".into())
+            .spawn(move || {
+                for (req, reply) in rx {
+                    let _ = reply.send(spawn_now(req));
+                }
+            })
+            .expect("cannot start the spawner thread");
+        std::thread::Builder::new()
+            .name("sm-reaper".into())
+            .spawn(reap_forever)
+            .expect("cannot start the reaper thread");
+        Shared {
+            waiting: Mutex::new(HashMap::new()),
+            spawn_tx: Mutex::new(tx),
+        }
+    })
+}
+
+/// Start the spawner and reaper threads now (done lazily otherwise). Call early in `main`, before
+/// any child exists, so that orphans re-parented to a PID 1 are reaped from the start.
+pub fn init() {
+    let _ = shared();
+}
+
+/// Become a subreaper: orphaned descendants are re-parented to this process (and reaped here).
+pub fn set_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments has no memory effects.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Start a child in its own process group, from the long-lived spawner thread.
+pub async fn spawn(req: SpawnRequest) -> Result<Child, SpawnError> {
+    let (tx, rx) = oneshot::channel();
+    shared()
+        .spawn_tx
+        .lock()
+        .map_err(|_| SpawnError::SpawnerGone)?
+        .send((req, tx))
+        .map_err(|_| SpawnError::SpawnerGone)?;
+    rx.await.map_err(|_| SpawnError::SpawnerGone)?
+}
+
+fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
+    let program = req.argv.first().ok_or(SpawnError::EmptyCommand)?.clone();
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&req.argv[1..])
+        .env_clear()
+        .envs(req.env.iter().map(|(k, v)| (k, v)));
+    if let Some(cwd) = &req.cwd {
+        cmd.current_dir(cwd);
+    }
+    let (i, o, e) = match req.stdio {
+        Stdio3::Capture => (Stdio::null(), Stdio::piped(), Stdio::piped()),
+        Stdio3::CaptureWithStdin => (Stdio::piped(), Stdio::piped(), Stdio::piped()),
+        Stdio3::Inherit => (Stdio::inherit(), Stdio::inherit(), Stdio::inherit()),
+    };
+    cmd.stdin(i).stdout(o).stderr(e).process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                // The supervisor died between fork and prctl.
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let mut waiting = shared().waiting.lock().unwrap_or_else(|p| p.into_inner());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| SpawnError::Exec { program, source })?;
+    let pid = child.id();
+    waiting.insert(pid as i32, exit_tx);
+    drop(waiting);
+    Ok(Child {
+        pid,
+        stdin: child.stdin.take().map(OwnedFd::from),
+        stdout: child.stdout.take().map(OwnedFd::from),
+        stderr: child.stderr.take().map(OwnedFd::from),
+        exit: exit_rx,
+        started: Instant::now(),
+        start_ticks: start_ticks(pid),
+    })
+    // `child` is dropped without waiting: the reaper collects it.
+}
+
+fn reap_forever() {
+    let mut signals = match signal_hook::iterator::Signals::new([libc::SIGCHLD]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGCHLD, children will not be reaped: {e}");
+            return;
+        }
+    };
+    reap_all();
+    for _ in signals.forever() {
+        reap_all();
+    }
+}
+
+/// Collect every child that has exited; deliver statuses to their owners, drop orphans'.
+fn reap_all() {
+    // Blocks until the thread that started us has finished building `Shared`.
+    let mut waiting = shared().waiting.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall writing into a local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break; // 0: children remain, none exited; -1: ECHILD, no children at all.
+        }
+        if let Some(tx) = waiting.remove(&pid) {
+            let _ = tx.send(ExitStatus::from_wait_status(status));
+        }
+    }
+}
+
+/// Process start time in clock ticks since boot, from `/proc/<pid>/stat`.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Send `sig` to the process group led by `pgid`. A group that is already gone is not an error.
+pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether any process is left in the group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_ok()
+}
+
+/// The environment a child gets: this process's own, minus state-manager's secrets and settings
+/// (`STATE_MANAGER_*`), with `overrides` applied on top.
+pub fn child_env<'a>(
+    overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: HashMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(k, _)| !k.to_string_lossy().starts_with("STATE_MANAGER_"))
+        .collect();
+    for (k, v) in overrides {
+        env.insert(k.into(), v.into());
+    }
+    env.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(argv: &[&str]) -> SpawnRequest {
+        SpawnRequest {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: child_env([]),
+            cwd: None,
+            stdio: Stdio3::Capture,
+        }
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_signals_are_delivered() {
+        let c = spawn(req(&["sh", "-c", "exit 7"])).await.unwrap();
+        assert_eq!(c.exit.await.unwrap(), ExitStatus::Code(7));
+        let c = spawn(req(&["sleep", "30"])).await.unwrap();
+        assert!(c.start_ticks.is_some());
+        signal_group(c.pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert_eq!(c.exit.await.unwrap(), ExitStatus::Signal(9));
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_an_error_not_a_panic() {
+        let err = spawn(req(&["/nonexistent/prog"])).await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn child_leads_its_own_group_and_secrets_are_not_inherited() {
+        // SAFETY: test-only; no other thread of this test reads this variable.
+        unsafe { std::env::set_var("STATE_MANAGER_JWT_SECRET", "s3cret") };
+        let c = spawn(req(&["sh", "-c", "cut -d' ' -f5 /proc/$$/stat; env"]))
+            .await
+            .unwrap();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            use std::io::Read;
+            std::fs::File::from(c.stdout.unwrap())
+                .read_to_string(&mut s)
+                .unwrap();
+            (s, c.pid)
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.0.lines().next().unwrap().trim(), out.1.to_string());
+        assert!(!out.0.contains("s3cret"));
+    }
+}

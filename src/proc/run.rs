@@ -1,0 +1,142 @@
+//! Run a short command to completion (hooks, exec probes): bounded output, a timeout that kills
+//! the whole process group, optional bytes on stdin.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{SpawnError, SpawnRequest, Stdio3, child_env, signal_group, spawn};
+use crate::events::ExitStatus;
+
+/// Most bytes of stdout and of stderr kept from a command.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    /// stdout then stderr, each cut to 64 KiB.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("{program:?} did not finish within {timeout:?} and was killed")]
+    Timeout { program: String, timeout: Duration },
+}
+
+/// Run `argv` and wait for it, killing its process group if it outlives `opts.timeout`.
+pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
+    let env = child_env(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let stdio = if opts.stdin.is_some() {
+        Stdio3::CaptureWithStdin
+    } else {
+        Stdio3::Capture
+    };
+    let mut child = spawn(SpawnRequest {
+        argv: argv.to_vec(),
+        env,
+        cwd: opts.cwd.clone(),
+        stdio,
+    })
+    .await?;
+    let pid = child.pid;
+    if let (Some(fd), Some(bytes)) = (child.stdin.take(), opts.stdin) {
+        tokio::spawn(async move {
+            if let Ok(mut w) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+                let _ = w.write_all(&bytes).await;
+            }
+        });
+    }
+    let out = tokio::spawn(read_limited(child.stdout.take()));
+    let err = tokio::spawn(read_limited(child.stderr.take()));
+    let status = match tokio::time::timeout(opts.timeout, &mut child.exit).await {
+        Ok(status) => status.map_err(|_| SpawnError::SpawnerGone)?,
+        Err(_) => {
+            let _ = signal_group(pid, Signal::SIGKILL);
+            let _ = child.exit.await;
+            return Err(RunError::Timeout {
+                program: argv[0].clone(),
+                timeout: opts.timeout,
+            });
+        }
+    };
+    // Grandchildren may hold the pipes open; they die with the group.
+    let _ = signal_group(pid, Signal::SIGKILL);
+    let stdout = out.await.unwrap_or_default();
+    let stderr = err.await.unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+async fn read_limited(fd: Option<OwnedFd>) -> String {
+    let Some(fd) = fd else { return String::new() };
+    let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) if buf.len() < OUTPUT_LIMIT => {
+                let take = n.min(OUTPUT_LIMIT - buf.len());
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            Ok(_) => {} // keep draining so the writer does not block
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn captures_output_and_stdin() {
+        let opts = RunOptions {
+            stdin: Some(b"hello\n".to_vec()),
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let out = run(&argv(&["sh", "-c", "cat; echo oops >&2; exit 2"]), opts)
+            .await
+            .unwrap();
+        assert_eq!(out.status, ExitStatus::Code(2));
+        assert_eq!(out.stdout, "hello\n");
+        assert_eq!(out.stderr, "oops\n");
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_group() {
+        let opts = RunOptions {
+            timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let err = run(&argv(&["sh", "-c", "sleep 60 & sleep 60"]), opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Starting one process of a spec: its environment (inherited, config, env file), its log pumps,
+//! and the task that reports its exit to the actor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::logs::{LogBuffer, Stream, pump};
+use crate::config::ProcessSpec;
+use crate::events::ExitStatus;
+use crate::proc::{self, SpawnRequest, Stdio3};
+
+/// An exit reported to the actor: which process, which incarnation (pid), how.
+#[derive(Debug)]
+pub struct Exit {
+    pub name: Arc<str>,
+    pub pid: u32,
+    pub status: ExitStatus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("env file {path}: line {line}: {problem}")]
+    EnvFile {
+        path: String,
+        line: usize,
+        problem: &'static str,
+    },
+    #[error("cannot read env file {path}: {source}")]
+    EnvFileRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spawn(#[from] proc::SpawnError),
+}
+
+/// Spawn `spec`; wire its output into `logs` and its exit into `exits`.
+pub async fn start(
+    spec: &ProcessSpec,
+    stdio: Stdio3,
+    logs: &Arc<LogBuffer>,
+    forward: bool,
+    exits: &mpsc::UnboundedSender<Exit>,
+) -> Result<(u32, Option<u64>), StartError> {
+    let mut env: BTreeMap<String, String> = spec.env.clone();
+    if let Some(file) = &spec.env_file {
+        env.extend(read_env_file(file)?);
+    }
+    env.insert("STATE_MANAGER_PROCESS".into(), spec.name.clone());
+    if let Some(i) = spec.instance {
+        env.insert("STATE_MANAGER_INSTANCE".into(), i.to_string());
+    }
+    let req = SpawnRequest {
+        argv: spec.argv.clone(),
+        env: proc::child_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        cwd: spec.cwd.clone(),
+        stdio,
+    };
+    let child = proc::spawn(req).await?;
+    let name: Arc<str> = spec.name.as_str().into();
+    if let Some(fd) = child.stdout {
+        tokio::spawn(pump(
+            fd,
+            name.clone(),
+            Stream::Stdout,
+            logs.clone(),
+            forward,
+        ));
+    }
+    if let Some(fd) = child.stderr {
+        tokio::spawn(pump(
+            fd,
+            name.clone(),
+            Stream::Stderr,
+            logs.clone(),
+            forward,
+        ));
+    }
+    let (pid, exits, exit) = (child.pid, exits.clone(), child.exit);
+    tokio::spawn(async move {
+        if let Ok(status) = exit.await {
+            let _ = exits.send(Exit { name, pid, status });
+        }
+    });
+    Ok((child.pid, child.start_ticks))
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments skipped; matching quotes around a value
+/// removed. A missing file is an empty environment.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, StartError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StartError::EnvFileRead {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let bad = |problem| StartError::EnvFile {
+            path: path.display().to_string(),
+            line: i + 1,
+            problem,
+        };
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE"))?;
+        let k = k.trim();
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(bad("the name before '=' must be non-empty without spaces"));
+        }
+        let v = v.trim();
+        let v = match (v.chars().next(), v.chars().last()) {
+            (Some(q @ ('"' | '\'')), Some(e)) if q == e && v.len() >= 2 => &v[1..v.len() - 1],
+            _ => v,
+        };
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_parse_and_fail_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("env");
+        std::fs::write(&p, "# c\n\nA=1\nexport B = \"two words\"\nC='x'\n").unwrap();
+        let env = read_env_file(&p).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
+        );
+        std::fs::write(&p, "A=1\nnonsense\n").unwrap();
+        let err = read_env_file(&p).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("KEY=VALUE"), "{err}");
+        assert!(
+            read_env_file(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The supervisor: one owner of all process state.
+//!
+//! Callers hold a cheap [`SupervisorHandle`] and send commands to one actor task (`actor.rs`),
+//! which owns every process's [`state::Machine`], spawns children through [`crate::proc`], and
+//! emits every transition as an [`Event`]. Handlers never touch processes directly.
+
+mod actor;
+pub mod backoff;
+mod child;
+pub mod logs;
+pub mod state;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
+
+use crate::config::ProcessSpec;
+use crate::events::{Event, ExitStatus, StateName};
+use crate::proc::Stdio3;
+pub use child::read_env_file;
+pub use logs::{LogBuffer, LogLine, Stream};
+
+/// How the supervisor is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Children's stdio: captured (serve) or inherited (single-app `run`).
+    pub stdio: Stdio3,
+    /// Forward captured output to our stdout/stderr prefixed with the process name.
+    pub forward_output: bool,
+    /// Every event is also sent here (the store persists them). Unbounded: never drops.
+    pub durable_events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            stdio: Stdio3::Capture,
+            forward_output: true,
+            durable_events: None,
+        }
+    }
+}
+
+/// One process as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessInfo {
+    pub name: String,
+    pub stack: String,
+    pub state: StateName,
+    pub pid: Option<u32>,
+    /// Restarts over the process's life.
+    pub restarts: u32,
+    /// Seconds since it was started, while it is up.
+    pub uptime_s: Option<f64>,
+    /// When it entered its current state.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    pub last_exit: Option<ExitStatus>,
+    /// Why it is in its current state, in words.
+    pub reason: Option<String>,
+}
+
+/// Counts by state, for `GET /`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub total: usize,
+    pub running: usize,
+    pub starting: usize,
+    pub stopping: usize,
+    pub stopped: usize,
+    pub backoff: usize,
+    pub exited: usize,
+    /// In `fatal` state.
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("no process matches {pattern:?}; list them with GET /processes")]
+    NoMatch { pattern: String },
+    #[error("no process named {name:?}; list them with GET /processes")]
+    NotFound { name: String },
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("processes are already loaded; the configuration is applied once")]
+    AlreadyLoaded,
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SupervisorError>>;
+
+pub(crate) enum Command {
+    Load {
+        specs: Vec<ProcessSpec>,
+        reply: Reply<()>,
+    },
+    List {
+        pattern: Option<String>,
+        reply: Reply<Vec<ProcessInfo>>,
+    },
+    Summary {
+        reply: Reply<Summary>,
+    },
+    Start {
+        pattern: String,
+        reply: Reply<Vec<String>>,
+    },
+    Stop {
+        pattern: String,
+        timeout: Option<Duration>,
+        reply: Reply<Vec<String>>,
+    },
+    Restart {
+        pattern: String,
+        reply: Reply<Vec<String>>,
+    },
+    StopAll {
+        reply: Reply<()>,
+    },
+    StartAll {
+        reply: Reply<()>,
+    },
+    Freeze {
+        frozen: bool,
+        reply: Reply<usize>,
+    },
+    Logs {
+        name: String,
+        reply: Reply<Arc<LogBuffer>>,
+    },
+    Signal {
+        signal: nix::sys::signal::Signal,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// A cheap, cloneable handle to the supervisor actor.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    exit: watch_ch::Receiver<Option<i32>>,
+}
+
+/// Start the supervisor actor on the current tokio runtime, with no processes yet.
+pub fn start(options: Options) -> SupervisorHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let (events, _) = broadcast::channel(4096);
+    let (exit_tx, exit) = watch_ch::channel(None);
+    tokio::spawn(actor::Actor::new(options, rx, events.clone(), exit_tx).run());
+    SupervisorHandle { tx, events, exit }
+}
+
+impl SupervisorHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, SupervisorError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| SupervisorError::ShuttingDown)?;
+        rx.await.map_err(|_| SupervisorError::ShuttingDown)?
+    }
+
+    /// Take over the processes of a configuration and start those with `autostart`, each after
+    /// its dependencies are up. Only once per supervisor.
+    pub async fn load(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::Load { specs, reply }).await
+    }
+
+    /// Processes whose names match the glob `pattern` (all when `None`), in configuration order.
+    pub async fn list(&self, pattern: Option<&str>) -> Result<Vec<ProcessInfo>, SupervisorError> {
+        self.ask(|reply| Command::List {
+            pattern: pattern.map(str::to_string),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn get(&self, name: &str) -> Result<ProcessInfo, SupervisorError> {
+        let all = self.list(None).await?;
+        all.into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| SupervisorError::NotFound { name: name.into() })
+    }
+
+    pub async fn summary(&self) -> Result<Summary, SupervisorError> {
+        self.ask(|reply| Command::Summary { reply }).await
+    }
+
+    /// Start the matching processes; returns their names once they are spawned.
+    pub async fn start(&self, pattern: &str) -> Result<Vec<String>, SupervisorError> {
+        self.ask(|reply| Command::Start {
+            pattern: pattern.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Stop the matching processes (in parallel); returns once all of them are down.
+    pub async fn stop(
+        &self,
+        pattern: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<String>, SupervisorError> {
+        self.ask(|reply| Command::Stop {
+            pattern: pattern.into(),
+            timeout,
+            reply,
+        })
+        .await
+    }
+
+    /// Stop then start the matching processes; returns once they are started again.
+    pub async fn restart(&self, pattern: &str) -> Result<Vec<String>, SupervisorError> {
+        self.ask(|reply| Command::Restart {
+            pattern: pattern.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Stop every process, dependants before their dependencies; returns when all are down.
+    pub async fn stop_all(&self) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::StopAll { reply }).await
+    }
+
+    /// Start every `autostart` process again (after a restore), respecting dependencies.
+    pub async fn start_all(&self) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::StartAll { reply }).await
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns how many.
+    pub async fn freeze(&self, frozen: bool) -> Result<usize, SupervisorError> {
+        self.ask(|reply| Command::Freeze { frozen, reply }).await
+    }
+
+    /// The log buffer of one process.
+    pub async fn logs(&self, name: &str) -> Result<Arc<LogBuffer>, SupervisorError> {
+        self.ask(|reply| Command::Logs {
+            name: name.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Forward a signal to every live process group.
+    pub async fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = self.tx.send(Command::Signal { signal }).await;
+    }
+
+    /// Stop everything and end the actor. Idempotent.
+    pub async fn shutdown(&self) -> Result<(), SupervisorError> {
+        match self.ask(|reply| Command::Shutdown { reply }).await {
+            Err(SupervisorError::ShuttingDown) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every transition as it happens.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Becomes `Some(code)` when a process with `on_exit: shutdown` ended: the supervisor should
+    /// exit with that code.
+    pub fn exit_requested(&self) -> watch_ch::Receiver<Option<i32>> {
+        self.exit.clone()
+    }
+}
