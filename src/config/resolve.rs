@@ -178,9 +178,23 @@ fn inline(config: &Config, pc: &ProcessConfig, name: String, instance: Option<u3
         depends_on: pc.depends_on.clone(),
         ports: pc.ports.clone(),
         reclaim_ports: pc.reclaim_ports.unwrap_or(config.reclaim_ports),
-        readiness: pc.readiness.clone(),
-        liveness: pc.liveness.clone(),
+        readiness: pc.readiness.as_ref().map(|p| expand_probe(p, &x)),
+        liveness: pc.liveness.as_ref().map(|p| expand_probe(p, &x)),
     }
+}
+
+/// `{instance}` in a probe's URL, command and address.
+fn expand_probe(p: &ProbeConfig, x: &impl Fn(&str) -> String) -> ProbeConfig {
+    let mut p = p.clone();
+    p.http = p.http.as_deref().map(x);
+    p.exec = p.exec.map(|c| match c {
+        CommandSpec::Shell(s) => CommandSpec::Shell(x(&s)),
+        CommandSpec::Argv(v) => CommandSpec::Argv(v.iter().map(|a| x(a)).collect()),
+    });
+    if let Some(super::TcpTarget::Addr(a)) = &p.tcp {
+        p.tcp = Some(super::TcpTarget::Addr(x(a)));
+    }
+    p
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -183,7 +183,7 @@ fn probe(pr: &ProbeConfig, base: &str, p: &mut Vec<Problem>) {
         ));
     }
     if let Some(url) = &pr.http {
-        match reqwest::Url::parse(url) {
+        match reqwest::Url::parse(&url.replace("{instance}", "1")) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
             _ => p.push(Problem::new(
                 format!("{base}.http"),

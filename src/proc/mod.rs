@@ -234,9 +234,29 @@ pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result
     }
 }
 
-/// Whether any process is left in the group `pgid`.
+/// Whether any live process is left in the group `pgid`. Zombies do not count: an orphan that
+/// died may wait a while for a slow init to reap it, yet it holds nothing and runs nothing.
 pub fn group_alive(pgid: u32) -> bool {
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_ok()
+    if nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_err() {
+        return false;
+    }
+    // Rare path: something answers for the group; look for a member that is not a zombie.
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+            pgrp == Some(pgid) && state != Some("Z")
+        })
 }
 
 /// The environment a child gets: this process's own, minus state-manager's secrets and settings

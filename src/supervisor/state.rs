@@ -23,10 +23,12 @@ pub enum ProcState {
         pid: u32,
         since: Instant,
     },
-    /// Stop signal sent; SIGKILL to the group at `deadline`.
+    /// Stop signal sent; SIGKILL to the group at `kill_at`. `deadline` is the next wake-up: the
+    /// kill, or a check whether the group is empty once the leader is gone.
     Stopping {
         pid: u32,
         since: Instant,
+        kill_at: Instant,
         deadline: Instant,
         leader_exit: Option<ExitStatus>,
     },
@@ -235,7 +237,7 @@ impl Machine {
                 ProcState::Stopping {
                     pid,
                     since,
-                    deadline,
+                    kill_at,
                     ..
                 },
                 Input::Exited {
@@ -245,11 +247,14 @@ impl Machine {
             ) => {
                 self.last_exit = Some(status);
                 if group_alive {
+                    let deadline = kill_at.min(now + GROUP_POLL);
+                    let leader_exit = Some(status);
                     self.state = ProcState::Stopping {
                         pid,
                         since,
+                        kill_at,
                         deadline,
-                        leader_exit: Some(status),
+                        leader_exit,
                     };
                 } else {
                     self.stopped(status, since, now, jitter, &mut fx);
@@ -259,25 +264,33 @@ impl Machine {
                 ProcState::Stopping {
                     pid,
                     since,
+                    kill_at,
                     leader_exit,
                     ..
                 },
                 Input::Timer { group_alive },
             ) => {
-                match (leader_exit, group_alive) {
-                    (Some(status), false) => self.stopped(status, since, now, jitter, &mut fx),
-                    (_, true) => {
+                if let (Some(status), false) = (leader_exit, group_alive) {
+                    self.stopped(status, since, now, jitter, &mut fx);
+                } else {
+                    if group_alive && now >= kill_at {
                         fx.push(Effect::Signal(Signal::SIGKILL));
-                        let deadline = now + GROUP_POLL;
-                        self.state = ProcState::Stopping {
-                            pid,
-                            since,
-                            deadline,
-                            leader_exit,
-                        };
                     }
-                    // Leader gone but not reaped yet: its exit will come.
-                    (None, false) => {}
+                    // Until the group is empty (or the leader's exit arrives), look again soon.
+                    let deadline = if now >= kill_at {
+                        now + GROUP_POLL
+                    } else if leader_exit.is_none() && group_alive {
+                        kill_at
+                    } else {
+                        kill_at.min(now + GROUP_POLL)
+                    };
+                    self.state = ProcState::Stopping {
+                        pid,
+                        since,
+                        kill_at,
+                        deadline,
+                        leader_exit,
+                    };
                 }
             }
             (ProcState::Backoff { until }, Input::Timer { .. }) if now >= until => {
@@ -293,10 +306,12 @@ impl Machine {
             ) => {
                 self.after_stop = then;
                 fx.push(Effect::Signal(self.stop_signal));
+                let kill_at = now + timeout;
                 let st = ProcState::Stopping {
                     pid,
                     since: now,
-                    deadline: now + timeout,
+                    kill_at,
+                    deadline: kill_at,
                     leader_exit: None,
                 };
                 self.go(st, reason, None, &mut fx);
@@ -632,6 +647,13 @@ mod tests {
             0.0,
         );
         assert!(fx.is_empty() && m.state.name() == StateName::Stopping);
+        assert_eq!(
+            m.state.deadline(),
+            Some(t0 + GROUP_POLL),
+            "checks the group again soon"
+        );
+        let fx = m.handle(Input::Timer { group_alive: true }, t0 + GROUP_POLL, 0.0);
+        assert!(fx.is_empty(), "no SIGKILL before the stop timeout: {fx:?}");
         let fx = m.handle(
             Input::Timer { group_alive: true },
             t0 + Duration::from_secs(2),
@@ -643,6 +665,32 @@ mod tests {
             t0 + Duration::from_secs(3),
             0.0,
         );
+        assert_eq!(
+            transitions(&fx),
+            [(StateName::Stopping, StateName::Stopped)]
+        );
+    }
+
+    #[test]
+    fn a_group_that_empties_soon_after_the_leader_stops_promptly() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(policy(OnExit::Restart, None), Signal::SIGTERM);
+        running(&mut m, t0);
+        let stop = Input::Stop {
+            timeout: Duration::from_secs(90),
+            reason: "api".into(),
+            then: AfterStop::Stay,
+        };
+        m.handle(stop, t0, 0.0);
+        m.handle(
+            Input::Exited {
+                status: ExitStatus::Signal(15),
+                group_alive: true,
+            },
+            t0,
+            0.0,
+        );
+        let fx = m.handle(Input::Timer { group_alive: false }, t0 + GROUP_POLL, 0.0);
         assert_eq!(
             transitions(&fx),
             [(StateName::Stopping, StateName::Stopped)]
