@@ -344,6 +344,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"MODE\":\"x\""), "{text}");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("Bearer t"),
+            "{debug}"
+        );
     }
 
     #[test]

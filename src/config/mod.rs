@@ -63,8 +63,8 @@ pub struct Config {
 }
 
 /// The seed's storage section. With `endpoint` `file:///abs/path` (or no section at all) the
-/// local-directory backend is used.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// local-directory backend is used. Its `Debug` hides the secrets.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,23 @@ pub struct StorageConfig {
     /// Path-style addressing (`endpoint/bucket/key`). Default: on when `endpoint` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub force_path_style: Option<bool>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("StorageConfig")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &hide(&self.secret_key))
+            .field("session_token", &hide(&self.session_token))
+            .field("region", &self.region)
+            .field("key_prefix", &self.key_prefix)
+            .field("env_dir", &self.env_dir)
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
 }
 
 /// A stack: a directory name (s6 style) or a process defined inline.
@@ -391,7 +408,7 @@ fn default_hook_timeout() -> Dur {
     Dur::secs(30)
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     pub url: String,
@@ -405,6 +422,19 @@ pub struct WebhookConfig {
     /// Events held while the receiver is down; older ones are dropped (and counted) beyond it.
     pub queue_capacity: u32,
     pub timeout: Dur,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("authorization", &self.authorization.as_ref().map(|_| "***"))
+            .field("batch_size", &self.batch_size)
+            .field("batch_interval", &self.batch_interval)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for WebhookConfig {

@@ -3,14 +3,16 @@
 //! Every child of this process is spawned by one long-lived thread ("sm-spawner") and reaped by one
 //! other ("sm-reaper"), process-wide, whatever tokio runtime asked:
 //!
-//! - The spawner sets `PR_SET_PDEATHSIG(SIGKILL)` in each child. That signal fires when the *thread*
-//!   that forked the child exits, so forking only from a thread that lives as long as the process
-//!   means children die with the supervisor, not with a tokio worker.
+//! - The spawners (a few threads, so that forks overlap) set `PR_SET_PDEATHSIG(SIGKILL)` in each
+//!   child. That signal fires when the *thread* that forked the child exits, so forking only from
+//!   threads that live as long as the process means children die with the supervisor, not with a
+//!   tokio worker.
 //! - Each child leads its own process group (pgid = pid), so a stop reaches its grandchildren.
 //! - The reaper is the only caller of `waitpid` in the process. It waits for SIGCHLD and reaps with
 //!   `waitpid(-1, WNOHANG)`, which also collects orphans re-parented to us when we are PID 1 or a
-//!   subreaper. Reaping and spawning hold the same lock, so a child can never be reaped before its
-//!   exit channel is registered, and std's own `waitpid` after a failed `exec` cannot race us.
+//!   subreaper. Spawns hold a shared gate that reaping takes exclusively, so a child can never be
+//!   reaped before its exit channel is registered, and std's own `waitpid` after a failed `exec`
+//!   cannot race us.
 //!
 //! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
 //! `tokio::process` for children; they call [`spawn`] or [`run`].
@@ -23,7 +25,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -82,8 +84,14 @@ pub enum SpawnError {
 
 type Reply = oneshot::Sender<Result<Child, SpawnError>>;
 
+/// Spawner threads: forks overlap, so one child's way to `exec` does not hold up the next.
+const SPAWNERS: usize = 4;
+
 struct Shared {
-    /// Exit channels of live children, by pid. Held while forking and while reaping.
+    /// Held shared by every spawn from before its fork until its pid is registered, and
+    /// exclusively by the reaper around `waitpid`.
+    gate: RwLock<()>,
+    /// Exit channels of live children, by pid.
     waiting: Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>,
     spawn_tx: Mutex<mpsc::Sender<(SpawnRequest, Reply)>>,
 }
@@ -92,19 +100,26 @@ fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<(SpawnRequest, Reply)>();
-        std::thread::Builder::new()
-            .name("sm-spawner".into())
-            .spawn(move || {
-                for (req, reply) in rx {
-                    let _ = reply.send(spawn_now(req));
-                }
-            })
-            .expect("cannot start the spawner thread");
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..SPAWNERS {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("sm-spawner-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((req, reply)) = next else { break };
+                        let _ = reply.send(spawn_now(req));
+                    }
+                })
+                .expect("cannot start a spawner thread");
+        }
         std::thread::Builder::new()
             .name("sm-reaper".into())
             .spawn(reap_forever)
             .expect("cannot start the reaper thread");
         Shared {
+            gate: RwLock::new(()),
             waiting: Mutex::new(HashMap::new()),
             spawn_tx: Mutex::new(tx),
         }
@@ -168,13 +183,17 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
         });
     }
     let (exit_tx, exit_rx) = oneshot::channel();
-    let mut waiting = shared().waiting.lock().unwrap_or_else(|p| p.into_inner());
+    let gate = shared().gate.read().unwrap_or_else(|p| p.into_inner());
     let mut child = cmd
         .spawn()
         .map_err(|source| SpawnError::Exec { program, source })?;
     let pid = child.id();
-    waiting.insert(pid as i32, exit_tx);
-    drop(waiting);
+    shared()
+        .waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(pid as i32, exit_tx);
+    drop(gate);
     Ok(Child {
         pid,
         stdin: child.stdin.take().map(OwnedFd::from),
@@ -203,8 +222,9 @@ fn reap_forever() {
 
 /// Collect every child that has exited; deliver statuses to their owners, drop orphans'.
 fn reap_all() {
-    // Blocks until the thread that started us has finished building `Shared`.
-    let mut waiting = shared().waiting.lock().unwrap_or_else(|p| p.into_inner());
+    // Blocks until the thread that started us has finished building `Shared`, then until no
+    // spawn is between its fork and its registration.
+    let _gate = shared().gate.write().unwrap_or_else(|p| p.into_inner());
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: plain syscall writing into a local.
@@ -212,7 +232,12 @@ fn reap_all() {
         if pid <= 0 {
             break; // 0: children remain, none exited; -1: ECHILD, no children at all.
         }
-        if let Some(tx) = waiting.remove(&pid) {
+        let owner = shared()
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+        if let Some(tx) = owner {
             let _ = tx.send(ExitStatus::from_wait_status(status));
         }
     }
@@ -227,7 +252,14 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 /// Send `sig` to the process group led by `pgid`. A group that is already gone is not an error.
+/// Pgid 0 or 1 (our own group, init) is refused: only a child's group can be signalled.
 pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    if pgid <= 1 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}"),
+        ));
+    }
     match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), sig) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(e.into()),
@@ -237,7 +269,8 @@ pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result
 /// Whether any live process is left in the group `pgid`. Zombies do not count: an orphan that
 /// died may wait a while for a slow init to reap it, yet it holds nothing and runs nothing.
 pub fn group_alive(pgid: u32) -> bool {
-    if nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_err() {
+    if pgid <= 1 || nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_err()
+    {
         return false;
     }
     // Rare path: something answers for the group; look for a member that is not a zombie.

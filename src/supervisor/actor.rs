@@ -1,7 +1,7 @@
 //! The actor: owns every process, `select!`s over commands, child exits, timers and watched
 //! files, and carries out the effects its pure state machines ask for.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::child::{self, Exit};
+use super::child::{self, Launch};
 use super::logs::LogBuffer;
 use super::state::{AfterStop, Effect, Input, Machine, ProcState};
 use super::watch::WatchGuard;
@@ -51,8 +51,8 @@ pub(super) struct Actor {
     exit_tx: watch::Sender<Option<i32>>,
     procs: Vec<Proc>,
     index: HashMap<Arc<str>, usize>,
-    exits_tx: mpsc::UnboundedSender<Exit>,
-    exits_rx: mpsc::UnboundedReceiver<Exit>,
+    launch_tx: mpsc::UnboundedSender<Launch>,
+    launch_rx: mpsc::UnboundedReceiver<Launch>,
     watch_tx: mpsc::UnboundedSender<Arc<str>>,
     watch_rx: mpsc::UnboundedReceiver<Arc<str>>,
     waiters: Vec<Waiter>,
@@ -72,7 +72,7 @@ impl Actor {
         events: broadcast::Sender<Event>,
         exit_tx: watch::Sender<Option<i32>>,
     ) -> Self {
-        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (launch_tx, launch_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         Actor {
             opts,
@@ -81,8 +81,8 @@ impl Actor {
             exit_tx,
             procs: Vec::new(),
             index: HashMap::new(),
-            exits_tx,
-            exits_rx,
+            launch_tx,
+            launch_rx,
             watch_tx,
             watch_rx,
             waiters: Vec::new(),
@@ -100,18 +100,18 @@ impl Actor {
             let deadline = self.procs.iter().filter_map(|p| p.m.state.deadline()).min();
             tokio::select! {
                 biased;
-                Some(exit) = self.exits_rx.recv() => self.on_exit(exit).await,
+                Some(launch) = self.launch_rx.recv() => self.on_launch(launch),
                 cmd = self.rx.recv(), if !handles_gone => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => self.on_command(cmd),
                     None => {
                         handles_gone = true;
                         self.begin_shutdown(None);
                     }
                 },
-                Some(name) = self.watch_rx.recv() => self.on_watch(name).await,
-                _ = sleep_until(deadline) => self.on_timers().await,
+                Some(name) = self.watch_rx.recv() => self.on_watch(name),
+                _ = sleep_until(deadline) => self.on_timers(),
             }
-            self.progress().await;
+            self.progress();
             if self.shutdown.is_some() && self.procs.iter().all(|p| p.m.state.is_down()) {
                 for reply in self.shutdown.take().unwrap_or_default() {
                     let _ = reply.send(Ok(()));
@@ -126,7 +126,7 @@ impl Actor {
         }
     }
 
-    async fn on_command(&mut self, cmd: Command) {
+    fn on_command(&mut self, cmd: Command) {
         if self.shutdown.is_some() {
             return self.during_shutdown(cmd);
         }
@@ -149,7 +149,7 @@ impl Actor {
                     ix.iter().for_each(|i| {
                         self.pending_stop.remove(i);
                     });
-                    self.progress().await;
+                    self.progress();
                     let _ = reply.send(Ok(self.names(&ix)));
                 }
                 Err(e) => {
@@ -171,7 +171,7 @@ impl Actor {
                             reason: "stopped by request".into(),
                             then: AfterStop::Stay,
                         };
-                        self.feed(i, stop).await;
+                        self.feed(i, stop);
                     }
                     let names = self.names(&ix);
                     self.wait(ix, Wait::Down, move || drop(reply.send(Ok(names))));
@@ -184,7 +184,7 @@ impl Actor {
                 Ok(ix) => {
                     self.thaw_if_frozen();
                     for &i in &ix {
-                        self.restart(i, "restarted by request").await;
+                        self.restart(i, "restarted by request");
                     }
                     let names = self.names(&ix);
                     self.wait(ix, Wait::Settled, move || drop(reply.send(Ok(names))));
@@ -305,44 +305,66 @@ impl Actor {
         Ok(())
     }
 
-    async fn on_exit(&mut self, exit: Exit) {
-        let Some(&i) = self.index.get(&exit.name) else {
-            return;
-        };
-        if self.procs[i].m.state.pid() != Some(exit.pid) {
-            return; // an earlier incarnation
+    fn on_launch(&mut self, launch: Launch) {
+        match launch {
+            Launch::Spawned { name, result } => {
+                let Some(&i) = self.index.get(&name) else {
+                    return;
+                };
+                let input = match result {
+                    Ok(pid) => {
+                        self.procs[i].last_pid = Some(pid);
+                        Input::Spawned { pid }
+                    }
+                    Err(error) => Input::SpawnFailed { error },
+                };
+                self.feed(i, input);
+                if let ProcState::Starting { pid, .. } = self.procs[i].m.state
+                    && pid != 0
+                    && self.procs[i].spec.readiness.is_none()
+                {
+                    self.feed(i, Input::Ready);
+                }
+            }
+            Launch::Exited { name, pid, status } => {
+                let Some(&i) = self.index.get(&name) else {
+                    return;
+                };
+                if self.procs[i].m.state.pid() != Some(pid) {
+                    return; // an earlier incarnation
+                }
+                let group_alive = proc::group_alive(pid);
+                self.feed(
+                    i,
+                    Input::Exited {
+                        status,
+                        group_alive,
+                    },
+                );
+            }
         }
-        let group_alive = proc::group_alive(exit.pid);
-        self.feed(
-            i,
-            Input::Exited {
-                status: exit.status,
-                group_alive,
-            },
-        )
-        .await;
     }
 
-    async fn on_timers(&mut self) {
+    fn on_timers(&mut self) {
         let now = Instant::now();
         let due: Vec<usize> = (0..self.procs.len())
             .filter(|&i| self.procs[i].m.state.deadline().is_some_and(|d| d <= now))
             .collect();
         for i in due {
             let group_alive = self.procs[i].m.state.pid().is_some_and(proc::group_alive);
-            self.feed(i, Input::Timer { group_alive }).await;
+            self.feed(i, Input::Timer { group_alive });
         }
     }
 
-    async fn on_watch(&mut self, name: Arc<str>) {
+    fn on_watch(&mut self, name: Arc<str>) {
         if let Some(&i) = self.index.get(&name)
             && !self.procs[i].m.state.is_down()
         {
-            self.restart(i, "watched file changed").await;
+            self.restart(i, "watched file changed");
         }
     }
 
-    async fn restart(&mut self, i: usize, reason: &str) {
+    fn restart(&mut self, i: usize, reason: &str) {
         self.pending_stop.remove(&i);
         let timeout = self.procs[i].spec.stop_timeout;
         self.feed(
@@ -352,61 +374,39 @@ impl Actor {
                 reason: reason.into(),
                 then: AfterStop::Start,
             },
-        )
-        .await;
+        );
     }
 
-    /// Feed an input to process `i` and carry out the effects, including follow-up inputs.
-    async fn feed(&mut self, i: usize, input: Input) {
-        let mut queue = VecDeque::from([input]);
-        while let Some(input) = queue.pop_front() {
-            let effects =
-                self.procs[i]
-                    .m
-                    .handle(input, Instant::now(), rand::random::<f64>() * 2.0 - 1.0);
-            for fx in effects {
-                match fx {
-                    Effect::Transition {
-                        from,
-                        to,
-                        reason,
-                        exit,
-                    } => self.emit(i, from, to, reason, exit),
-                    Effect::Signal(sig) => self.signal(i, sig),
-                    Effect::Spawn => queue.push_back(self.spawn(i).await),
-                    Effect::Shutdown { code } => {
-                        let _ = self.exit_tx.send(Some(code));
-                    }
+    /// Feed an input to process `i` and carry out the effects.
+    fn feed(&mut self, i: usize, input: Input) {
+        let effects =
+            self.procs[i]
+                .m
+                .handle(input, Instant::now(), rand::random::<f64>() * 2.0 - 1.0);
+        for fx in effects {
+            match fx {
+                Effect::Transition {
+                    from,
+                    to,
+                    reason,
+                    exit,
+                } => self.emit(i, from, to, reason, exit),
+                Effect::Signal(sig) => self.signal(i, sig),
+                Effect::Spawn => {
+                    let p = &self.procs[i];
+                    let (stdio, forward) = (self.opts.stdio, self.opts.forward_output);
+                    child::launch(
+                        p.spec.clone(),
+                        stdio,
+                        p.logs.clone(),
+                        forward,
+                        self.launch_tx.clone(),
+                    );
+                }
+                Effect::Shutdown { code } => {
+                    let _ = self.exit_tx.send(Some(code));
                 }
             }
-            if let ProcState::Starting { pid, .. } = self.procs[i].m.state
-                && pid != 0
-                && self.procs[i].spec.readiness.is_none()
-                && queue.is_empty()
-            {
-                queue.push_back(Input::Ready);
-            }
-        }
-    }
-
-    async fn spawn(&mut self, i: usize) -> Input {
-        let p = &self.procs[i];
-        match child::start(
-            &p.spec,
-            self.opts.stdio,
-            &p.logs,
-            self.opts.forward_output,
-            &self.exits_tx,
-        )
-        .await
-        {
-            Ok((pid, _ticks)) => {
-                self.procs[i].last_pid = Some(pid);
-                Input::Spawned { pid }
-            }
-            Err(e) => Input::SpawnFailed {
-                error: e.to_string(),
-            },
         }
     }
 
@@ -450,7 +450,7 @@ impl Actor {
 
     /// Start what waits for its dependencies and stop what waits for its dependants, until
     /// nothing changes; then answer the waiters that are satisfied.
-    async fn progress(&mut self) {
+    fn progress(&mut self) {
         loop {
             let startable: Vec<usize> = self
                 .pending_start
@@ -474,8 +474,7 @@ impl Actor {
                     Input::Start {
                         reason: "starting".into(),
                     },
-                )
-                .await;
+                );
             }
             for i in stoppable {
                 self.pending_stop.remove(&i);
@@ -492,8 +491,7 @@ impl Actor {
                         reason: reason.into(),
                         then: AfterStop::Stay,
                     },
-                )
-                .await;
+                );
             }
         }
         let procs = &self.procs;

@@ -12,12 +12,19 @@ use crate::config::ProcessSpec;
 use crate::events::ExitStatus;
 use crate::proc::{self, SpawnRequest, Stdio3};
 
-/// An exit reported to the actor: which process, which incarnation (pid), how.
+/// What a launch reports to the actor, in this order on one channel: the spawn's outcome, then
+/// (if it started) the exit. One channel keeps the order, so an exit never overtakes its spawn.
 #[derive(Debug)]
-pub struct Exit {
-    pub name: Arc<str>,
-    pub pid: u32,
-    pub status: ExitStatus,
+pub enum Launch {
+    Spawned {
+        name: Arc<str>,
+        result: Result<u32, String>,
+    },
+    Exited {
+        name: Arc<str>,
+        pid: u32,
+        status: ExitStatus,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +44,44 @@ pub enum StartError {
     Spawn(#[from] proc::SpawnError),
 }
 
-/// Spawn `spec`; wire its output into `logs` and its exit into `exits`.
-pub async fn start(
+/// Start `spec` in the background: report `Spawned`, then `Exited`, on `tx`.
+pub fn launch(
+    spec: Arc<ProcessSpec>,
+    stdio: Stdio3,
+    logs: Arc<LogBuffer>,
+    forward: bool,
+    tx: mpsc::UnboundedSender<Launch>,
+) {
+    tokio::spawn(async move {
+        let name: Arc<str> = spec.name.as_str().into();
+        match start(&spec, stdio, &logs, forward).await {
+            Ok(child) => {
+                let pid = child.pid;
+                let _ = tx.send(Launch::Spawned {
+                    name: name.clone(),
+                    result: Ok(pid),
+                });
+                if let Ok(status) = child.exit.await {
+                    let _ = tx.send(Launch::Exited { name, pid, status });
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Launch::Spawned {
+                    name,
+                    result: Err(e.to_string()),
+                });
+            }
+        }
+    });
+}
+
+/// Spawn `spec` and wire its output into `logs`.
+async fn start(
     spec: &ProcessSpec,
     stdio: Stdio3,
     logs: &Arc<LogBuffer>,
     forward: bool,
-    exits: &mpsc::UnboundedSender<Exit>,
-) -> Result<(u32, Option<u64>), StartError> {
+) -> Result<proc::Child, StartError> {
     let mut env: BTreeMap<String, String> = spec.env.clone();
     if let Some(file) = &spec.env_file {
         env.extend(read_env_file(file)?);
@@ -59,9 +96,9 @@ pub async fn start(
         cwd: spec.cwd.clone(),
         stdio,
     };
-    let child = proc::spawn(req).await?;
+    let mut child = proc::spawn(req).await?;
     let name: Arc<str> = spec.name.as_str().into();
-    if let Some(fd) = child.stdout {
+    if let Some(fd) = child.stdout.take() {
         tokio::spawn(pump(
             fd,
             name.clone(),
@@ -70,22 +107,10 @@ pub async fn start(
             forward,
         ));
     }
-    if let Some(fd) = child.stderr {
-        tokio::spawn(pump(
-            fd,
-            name.clone(),
-            Stream::Stderr,
-            logs.clone(),
-            forward,
-        ));
+    if let Some(fd) = child.stderr.take() {
+        tokio::spawn(pump(fd, name, Stream::Stderr, logs.clone(), forward));
     }
-    let (pid, exits, exit) = (child.pid, exits.clone(), child.exit);
-    tokio::spawn(async move {
-        if let Ok(status) = exit.await {
-            let _ = exits.send(Exit { name, pid, status });
-        }
-    });
-    Ok((child.pid, child.start_ticks))
+    Ok(child)
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments skipped; matching quotes around a value

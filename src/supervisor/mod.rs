@@ -194,7 +194,7 @@ impl SupervisorHandle {
         self.ask(|reply| Command::Summary { reply }).await
     }
 
-    /// Start the matching processes; returns their names once they are spawned.
+    /// Start the matching processes (each once its dependencies run); returns their names.
     pub async fn start(&self, pattern: &str) -> Result<Vec<String>, SupervisorError> {
         self.ask(|reply| Command::Start {
             pattern: pattern.into(),

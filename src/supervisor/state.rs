@@ -199,6 +199,35 @@ impl Machine {
             (ProcState::Starting { since, .. }, Input::Spawned { pid }) => {
                 self.state = ProcState::Starting { pid, since };
             }
+            // Asked to stop while its spawn was under way: now there is a group to signal.
+            (
+                ProcState::Stopping {
+                    pid: 0,
+                    since,
+                    kill_at,
+                    deadline,
+                    leader_exit,
+                },
+                Input::Spawned { pid },
+            ) => {
+                self.state = ProcState::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    deadline,
+                    leader_exit,
+                };
+                fx.push(Effect::Signal(self.stop_signal));
+            }
+            (ProcState::Stopping { pid: 0, .. }, Input::SpawnFailed { error }) => {
+                self.after_stop = AfterStop::Stay;
+                self.go(
+                    ProcState::Stopped,
+                    format!("stopped; it had failed to start: {error}"),
+                    None,
+                    &mut fx,
+                );
+            }
             (ProcState::Starting { pid, since }, Input::Ready) => self.go(
                 ProcState::Running { pid, since },
                 "ready".into(),
@@ -783,6 +812,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn stop_during_the_spawn_signals_once_the_pid_is_known() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(policy(OnExit::Restart, None), Signal::SIGTERM);
+        m.handle(Input::Start { reason: "t".into() }, t0, 0.0);
+        let stop = Input::Stop {
+            timeout: Duration::from_secs(2),
+            reason: "api".into(),
+            then: AfterStop::Stay,
+        };
+        let fx = m.handle(stop, t0, 0.0);
+        assert!(
+            fx.contains(&Effect::Signal(Signal::SIGTERM)),
+            "signal for pid 0 is skipped by the actor"
+        );
+        let fx = m.handle(Input::Spawned { pid: 77 }, t0, 0.0);
+        assert_eq!(fx, [Effect::Signal(Signal::SIGTERM)]);
+        assert_eq!(m.state.pid(), Some(77));
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Supervisor figures for this build (issue targets in brackets):
+//!
+//! - crash → new pid running, restart_delay 0, over 200 crashes: p50, p99 [p50 < 5 ms]
+//! - start 1,000 `sleep` processes: time until all run [< 2 s], supervisor RSS then [< 50 MB]
+//! - stop 100 processes that ignore SIGTERM, stop_timeout 2 s [≈ 2 s: in parallel]
+//! - idle RSS with 10 processes [< 15 MB]
+//!
+//! The restart figure is measured in-process from `kill(SIGKILL)` to the `running` event of the
+//! new pid, so it is the supervisor's own overhead (reap + decide + spawn), not a shell's start-up.
+//! The others run the real binary (`target/release/state-manager`) so that RSS is the
+//! supervisor's alone. Run: `cargo bench --bench supervisor` (builds the release binary first).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use state_manager::config;
+use state_manager::events::StateName;
+use state_manager::supervisor::{self, Options};
+
+fn main() {
+    let bin = release_binary();
+    println!("| figure | value | target |");
+    println!("|---|---|---|");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (p50, p99) = rt.block_on(restart_overhead(200));
+    println!("| crash → new pid running, p50 | {p50:.2} ms | < 5 ms |");
+    println!("| crash → new pid running, p99 | {p99:.2} ms | |");
+    let (t, rss) = start_many(&bin, 1000);
+    println!("| start 1,000 sleep: all running | {t:.2} s | < 2 s |");
+    println!("| RSS holding 1,000 | {rss:.1} MB | < 50 MB |");
+    let t = stop_stubborn(&bin, 100);
+    println!("| stop 100 ignoring SIGTERM (stop_timeout 2s) | {t:.2} s | ≈ 2 s |");
+    let rss = idle_rss(&bin, 10);
+    println!("| idle RSS, 10 processes | {rss:.1} MB | < 15 MB |");
+}
+
+fn release_binary() -> String {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "state-manager"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    format!(
+        "{}/target/release/state-manager",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+async fn restart_overhead(crashes: usize) -> (f64, f64) {
+    let c = config::parse(r#"{"stacks": [{"name": "r", "command": "sleep", "args": ["100000"], "restart_delay": "0s"}]}"#)
+        .unwrap();
+    let h = supervisor::start(Options {
+        forward_output: false,
+        ..Options::default()
+    });
+    let mut rx = h.subscribe();
+    h.load(config::resolve(&c, Path::new("/"))).await.unwrap();
+    let mut samples = Vec::with_capacity(crashes);
+    let mut pid = wait_running(&mut rx).await;
+    for _ in 0..crashes {
+        let t = Instant::now();
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        let new = wait_running(&mut rx).await;
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_ne!(new, pid);
+        pid = new;
+    }
+    h.shutdown().await.unwrap();
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.50), percentile(&samples, 0.99))
+}
+
+async fn wait_running(
+    rx: &mut tokio::sync::broadcast::Receiver<state_manager::events::Event>,
+) -> u32 {
+    loop {
+        let e = rx.recv().await.unwrap();
+        if e.to == StateName::Running {
+            return e.pid.unwrap();
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(bin: &str, stack: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("config.json");
+        std::fs::write(&conf, format!(r#"{{"stacks": [{stack}]}}"#)).unwrap();
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--config",
+                conf.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("STATE_MANAGER_JWT_SECRET", "bench")
+            .env("STATE_MANAGER_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Server { child, _dir: dir }
+    }
+
+    fn children(&self) -> usize {
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+            .map(|s| s.split_whitespace().count())
+            .unwrap_or(0)
+            + threads_children(self.child.id())
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        kb / 1024.0
+    }
+}
+
+/// Children forked by threads other than the main one (the spawner thread forks them all).
+fn threads_children(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| t.file_name().to_str() != Some(&pid.to_string()))
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .map(|s| s.split_whitespace().count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn start_many(bin: &str, n: usize) -> (f64, f64) {
+    let t = Instant::now();
+    let s = Server::start(
+        bin,
+        &format!(r#"{{"name": "s", "command": "sleep", "args": ["100000"], "instances": {n}}}"#),
+    );
+    assert!(
+        poll_until(Duration::from_secs(60), || s.children() >= n),
+        "not all {n} started"
+    );
+    let elapsed = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    (elapsed, s.rss_mb())
+}
+
+fn stop_stubborn(bin: &str, n: usize) -> f64 {
+    let mut s = Server::start(
+        bin,
+        &format!(
+            r#"{{"name": "t", "command": "sh", "args": ["-c", "trap '' TERM; while :; do sleep 1; done"],
+                "instances": {n}, "stop_timeout": "2s"}}"#
+        ),
+    );
+    assert!(poll_until(Duration::from_secs(60), || s.children() >= n));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    kill(Pid::from_raw(s.child.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = s.child.wait();
+    t.elapsed().as_secs_f64()
+}
+
+fn idle_rss(bin: &str, n: usize) -> f64 {
+    let s = Server::start(
+        bin,
+        &format!(r#"{{"name": "i", "command": "sleep", "args": ["100000"], "instances": {n}}}"#),
+    );
+    assert!(poll_until(Duration::from_secs(60), || s.children() >= n));
+    std::thread::sleep(Duration::from_secs(5));
+    s.rss_mb()
+}
