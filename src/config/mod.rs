@@ -237,7 +237,7 @@ pub struct ProbeConfig {
     pub exec: Option<CommandSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
-    /// Port on 127.0.0.1, or `host:port`.
+    /// Port on 127.0.0.1, `host:port`, or `true` for the first of the process's `ports`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpTarget>,
     /// Regex matched against each line of the process's output.
@@ -292,12 +292,14 @@ impl Default for ProbeConfig {
     }
 }
 
-/// `5050` or `"host:5050"`.
+/// `5050`, `"host:5050"`, or `true` for the first of the process's `ports`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TcpTarget {
     Port(u16),
     Addr(String),
+    /// `true`: 127.0.0.1 on the first of the process's `ports` (`false` is rejected).
+    FirstPort(bool),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

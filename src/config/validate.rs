@@ -157,6 +157,19 @@ fn process(pc: &ProcessConfig, base: &str, p: &mut Vec<Problem>) {
             ));
         }
     }
+    for (field, pr) in [("readiness", &pc.readiness), ("liveness", &pc.liveness)] {
+        match pr.as_ref().and_then(|pr| pr.tcp.as_ref()) {
+            Some(super::TcpTarget::FirstPort(false)) => p.push(Problem::new(
+                at(&format!("{field}.tcp")),
+                "use a port (5050), \"host:5050\", or true for the first of `ports`",
+            )),
+            Some(super::TcpTarget::FirstPort(true)) if pc.ports.is_empty() => p.push(Problem::new(
+                at(&format!("{field}.tcp")),
+                "true means the first of `ports`, but the process has no ports; name a port",
+            )),
+            _ => {}
+        }
+    }
     if pc.instances.unwrap_or(1) > 1 && !pc.ports.is_empty() {
         p.push(Problem::new(
             at("ports"),
@@ -566,6 +579,21 @@ mod tests {
         assert!(
             p.iter()
                 .any(|p| p.path == "stacks[0].readiness" && p.message.contains("exactly one")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn tcp_true_needs_ports() {
+        let p = problems(
+            r#"{"stacks": [{"name": "a", "command": "x", "readiness": {"tcp": true}},
+                           {"name": "b", "command": "x", "liveness": {"tcp": false}, "ports": [9]},
+                           {"name": "c", "command": "x", "readiness": {"tcp": true}, "ports": [10]}]}"#,
+        );
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["stacks[0].readiness.tcp", "stacks[1].liveness.tcp"],
             "{p:#?}"
         );
     }

@@ -38,7 +38,23 @@ pub enum RunError {
     Timeout { program: String, timeout: Duration },
 }
 
-/// Run `argv` and wait for it, killing its process group if it outlives `opts.timeout`.
+/// Kills the process group of a command whose caller stopped waiting (a cancelled probe), so that
+/// dropping [`run`]'s future never leaves the command running.
+struct KillOnDrop {
+    pgid: u32,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = signal_group(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Run `argv` and wait for it, killing its process group if it outlives `opts.timeout` (or if
+/// the returned future is dropped before it ends).
 pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
     let env = child_env(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let stdio = if opts.stdin.is_some() {
@@ -54,6 +70,10 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> 
     })
     .await?;
     let pid = child.pid;
+    let mut guard = KillOnDrop {
+        pgid: pid,
+        armed: true,
+    };
     if let (Some(fd), Some(bytes)) = (child.stdin.take(), opts.stdin) {
         tokio::spawn(async move {
             if let Ok(mut w) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
@@ -64,10 +84,14 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> 
     let out = tokio::spawn(read_limited(child.stdout.take()));
     let err = tokio::spawn(read_limited(child.stderr.take()));
     let status = match tokio::time::timeout(opts.timeout, &mut child.exit).await {
-        Ok(status) => status.map_err(|_| SpawnError::SpawnerGone)?,
+        Ok(status) => {
+            guard.armed = false;
+            status.map_err(|_| SpawnError::SpawnerGone)?
+        }
         Err(_) => {
             let _ = signal_group(pid, Signal::SIGKILL);
             let _ = child.exit.await;
+            guard.armed = false;
             return Err(RunError::Timeout {
                 program: argv[0].clone(),
                 timeout: opts.timeout,
@@ -138,5 +162,39 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_kills_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+        let opts = RunOptions {
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let cmd = argv(&["sh", "-c", &script]);
+        let fut = run(&cmd, opts);
+        let read_pid = async {
+            loop {
+                if let Some(pid) = std::fs::read_to_string(&pidfile)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    return pid;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let pid = tokio::select! {
+            _ = fut => panic!("the command ended by itself"),
+            pid = read_pid => pid,
+        };
+        // The future is dropped here; its group must be gone soon.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while super::super::group_alive(pid as u32) {
+            assert!(std::time::Instant::now() < deadline, "group {pid} survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

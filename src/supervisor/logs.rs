@@ -45,6 +45,8 @@ pub struct LogBuffer {
 #[derive(Debug, Default)]
 struct Inner {
     lines: VecDeque<LogLine>,
+    /// Lines pushed over the buffer's life; the oldest kept line has number `pushed - lines.len()`.
+    pushed: u64,
     /// Created on first subscription, so idle processes cost no channel.
     live: Option<broadcast::Sender<LogLine>>,
 }
@@ -63,6 +65,41 @@ impl LogBuffer {
             }
         }
         inner.lines.push_back(line);
+        inner.pushed += 1;
+    }
+
+    /// A mark of "now": lines pushed later are returned by [`LogBuffer::follow_from`].
+    /// Taken before a process is spawned, it separates its output from earlier incarnations'.
+    pub fn mark(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).pushed
+    }
+
+    /// The lines pushed since `mark` that are still kept, oldest first.
+    pub fn since(&self, mark: u64) -> Vec<LogLine> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let n = inner
+            .pushed
+            .saturating_sub(mark)
+            .min(inner.lines.len() as u64) as usize;
+        inner
+            .lines
+            .iter()
+            .skip(inner.lines.len() - n)
+            .cloned()
+            .collect()
+    }
+
+    /// The lines pushed since `mark` that are still kept, and a receiver of every later line,
+    /// with no gap or overlap between them.
+    pub fn follow_from(&self, mark: u64) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = subscribe(&mut inner);
+        let n = inner
+            .pushed
+            .saturating_sub(mark)
+            .min(inner.lines.len() as u64) as usize;
+        let skip = inner.lines.len() - n;
+        (inner.lines.iter().skip(skip).cloned().collect(), rx)
     }
 
     /// The last `n` lines, oldest first.
@@ -79,14 +116,7 @@ impl LogBuffer {
     /// The last `n` lines and a receiver of every later line, with no gap or overlap between them.
     pub fn follow(&self, n: usize) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let rx = match &inner.live {
-            Some(tx) => tx.subscribe(),
-            None => {
-                let (tx, rx) = broadcast::channel(1024);
-                inner.live = Some(tx);
-                rx
-            }
-        };
+        let rx = subscribe(&mut inner);
         let tail = inner
             .lines
             .iter()
@@ -94,6 +124,17 @@ impl LogBuffer {
             .cloned()
             .collect();
         (tail, rx)
+    }
+}
+
+fn subscribe(inner: &mut Inner) -> broadcast::Receiver<LogLine> {
+    match &inner.live {
+        Some(tx) => tx.subscribe(),
+        None => {
+            let (tx, rx) = broadcast::channel(1024);
+            inner.live = Some(tx);
+            rx
+        }
     }
 }
 
@@ -241,5 +282,18 @@ mod tests {
         assert_eq!(tail.len(), 1);
         b.push(line(9999));
         assert_eq!(rx.try_recv().unwrap().line, "9999");
+        let mark = b.mark();
+        b.push(line(1));
+        b.push(line(2));
+        let (since, mut rx) = b.follow_from(mark);
+        let got: Vec<_> = since.into_iter().map(|l| l.line).collect();
+        assert_eq!(got, ["1", "2"], "only the lines after the mark");
+        assert_eq!(b.since(mark).len(), 2);
+        b.push(line(3));
+        assert_eq!(rx.try_recv().unwrap().line, "3");
+        assert!(
+            b.follow_from(0).0.len() == RING_LINES,
+            "a mark older than the ring"
+        );
     }
 }
