@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod lease;
 pub mod objstore;
+pub mod ports;
 pub mod probes;
 pub mod proc;
 pub mod replication;

@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = i32>) -> Result<i
     let options = Options {
         stdio: Stdio3::Inherit,
         forward_output: false,
-        durable_events: None,
+        ..Options::default()
     };
     let handle = supervisor::start(options);
     let forward = crate::app::forward_signals(handle.clone());

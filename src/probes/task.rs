@@ -27,6 +27,9 @@ pub struct Target {
     pub logs: Arc<LogBuffer>,
     /// [`LogBuffer::mark`] taken before the spawn.
     pub mark: u64,
+    /// Readiness was reached before (the probe was paused during a freeze): go on checking
+    /// whether it stays ready, with no start timeout.
+    pub already_ready: bool,
 }
 
 /// A change the actor must act on.
@@ -97,6 +100,9 @@ struct Runner {
 
 impl Runner {
     async fn readiness(mut self, spec: &ProbeSpec) {
+        if self.target.already_ready {
+            return self.keep_checking_readiness(spec).await;
+        }
         let mut last = None;
         let reached = async {
             tokio::time::sleep(spec.initial_delay).await;
@@ -266,6 +272,7 @@ mod tests {
             pid: 7,
             logs: logs.clone(),
             mark: logs.mark(),
+            already_ready: false,
         }
     }
 

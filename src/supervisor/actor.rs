@@ -1,5 +1,9 @@
-//! The actor: owns every process, `select!`s over commands, child exits, timers and watched
-//! files, and carries out the effects its pure state machines ask for.
+//! The actor: owns every process, `select!`s over commands, child exits, probe reports, timers
+//! and watched files, and carries out the effects its pure state machines ask for. Probes and
+//! start-up cleanup are in `health.rs`, read-only views in `view.rs`.
+
+mod health;
+mod view;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,12 +14,14 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::child::{self, Launch};
+use super::leftovers::Earlier;
 use super::logs::LogBuffer;
 use super::state::{AfterStop, Effect, Input, Machine, ProcState};
 use super::watch::WatchGuard;
-use super::{Command, Options, ProcessInfo, Summary, SupervisorError};
+use super::{Command, Options, SupervisorError};
 use crate::config::ProcessSpec;
 use crate::events::{Event, StateName};
+use crate::probes::{ProbeResult, ProbeSpec, ProbeTask, Report};
 use crate::proc;
 
 struct Proc {
@@ -29,6 +35,17 @@ struct Proc {
     /// Pid of the latest incarnation, kept after it exits for events.
     last_pid: Option<u32>,
     _watch: Option<WatchGuard>,
+    readiness: Option<Arc<ProbeSpec>>,
+    liveness: Option<Arc<ProbeSpec>>,
+    /// Probe tasks of the current incarnation; dropping them stops them.
+    probes: Vec<ProbeTask>,
+    /// Readiness reached and not lost since (meaningful while starting or running).
+    ready: bool,
+    /// Result of the last liveness attempt of this incarnation.
+    live_ok: Option<bool>,
+    last_probe: Option<ProbeResult>,
+    /// Log mark taken before the current incarnation was spawned.
+    log_mark: u64,
 }
 
 enum Wait {
@@ -55,6 +72,13 @@ pub(super) struct Actor {
     launch_rx: mpsc::UnboundedReceiver<Launch>,
     watch_tx: mpsc::UnboundedSender<Arc<str>>,
     watch_rx: mpsc::UnboundedReceiver<Arc<str>>,
+    probe_tx: mpsc::UnboundedSender<Report>,
+    probe_rx: mpsc::UnboundedReceiver<Report>,
+    cleanup_tx: mpsc::UnboundedSender<Earlier>,
+    cleanup_rx: mpsc::UnboundedReceiver<Earlier>,
+    /// Leftovers of an earlier run are being stopped: nothing starts until they are.
+    cleaning: bool,
+    earlier: Arc<Earlier>,
     waiters: Vec<Waiter>,
     /// Asked to start, waiting for their dependencies to be running.
     pending_start: BTreeSet<usize>,
@@ -74,6 +98,8 @@ impl Actor {
     ) -> Self {
         let (launch_tx, launch_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let (cleanup_tx, cleanup_rx) = mpsc::unbounded_channel();
         Actor {
             opts,
             rx,
@@ -85,6 +111,12 @@ impl Actor {
             launch_rx,
             watch_tx,
             watch_rx,
+            probe_tx,
+            probe_rx,
+            cleanup_tx,
+            cleanup_rx,
+            cleaning: false,
+            earlier: Arc::new(Earlier::default()),
             waiters: Vec::new(),
             pending_start: BTreeSet::new(),
             pending_stop: BTreeSet::new(),
@@ -108,6 +140,8 @@ impl Actor {
                         self.begin_shutdown(None);
                     }
                 },
+                Some(report) = self.probe_rx.recv() => self.on_probe(report),
+                Some(earlier) = self.cleanup_rx.recv() => self.on_cleanup(earlier),
                 Some(name) = self.watch_rx.recv() => self.on_watch(name),
                 _ = sleep_until(deadline) => self.on_timers(),
             }
@@ -127,21 +161,15 @@ impl Actor {
     }
 
     fn on_command(&mut self, cmd: Command) {
+        let Err(cmd) = self.answer_read(cmd) else {
+            return;
+        };
         if self.shutdown.is_some() {
             return self.during_shutdown(cmd);
         }
         match cmd {
             Command::Load { specs, reply } => {
                 let _ = reply.send(self.load(specs));
-            }
-            Command::List { pattern, reply } => {
-                let _ = reply.send(
-                    self.select(pattern.as_deref())
-                        .map(|ix| ix.iter().map(|&i| self.info(i)).collect()),
-                );
-            }
-            Command::Summary { reply } => {
-                let _ = reply.send(Ok(self.summary()));
             }
             Command::Start { pattern, reply } => match self.select_some(&pattern) {
                 Ok(ix) => {
@@ -210,37 +238,15 @@ impl Actor {
                 let n = self.freeze(frozen);
                 let _ = reply.send(Ok(n));
             }
-            Command::Logs { name, reply } => {
-                let r = self
-                    .index
-                    .get(name.as_str())
-                    .map(|&i| self.procs[i].logs.clone());
-                let _ = reply.send(r.ok_or(SupervisorError::NotFound { name }));
-            }
             Command::Signal { signal } => self.signal_all(signal),
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+            read => drop(self.answer_read(read)),
         }
     }
 
-    /// While shutting down, reads are still answered; changes are refused.
+    /// While shutting down, reads are still answered (before this); changes are refused.
     fn during_shutdown(&mut self, cmd: Command) {
         match cmd {
-            Command::List { pattern, reply } => {
-                let _ = reply.send(
-                    self.select(pattern.as_deref())
-                        .map(|ix| ix.iter().map(|&i| self.info(i)).collect()),
-                );
-            }
-            Command::Summary { reply } => {
-                let _ = reply.send(Ok(self.summary()));
-            }
-            Command::Logs { name, reply } => {
-                let r = self
-                    .index
-                    .get(name.as_str())
-                    .map(|&i| self.procs[i].logs.clone());
-                let _ = reply.send(r.ok_or(SupervisorError::NotFound { name }));
-            }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
             Command::Signal { signal } => self.signal_all(signal),
             other => self.refuse(other),
@@ -263,6 +269,7 @@ impl Actor {
             | Command::Restart { reply, .. } => drop(reply.send(e())),
             Command::Freeze { reply, .. } => drop(reply.send(e())),
             Command::Logs { reply, .. } => drop(reply.send(e())),
+            Command::Ports { reply } => drop(reply.send(e())),
             Command::Signal { .. } => {}
         }
     }
@@ -271,8 +278,13 @@ impl Actor {
         if self.loaded {
             return Err(SupervisorError::AlreadyLoaded);
         }
+        let probes = specs
+            .iter()
+            .map(health::probes_of)
+            .collect::<Result<Vec<_>, _>>()?;
         self.loaded = true;
-        for spec in specs {
+        self.begin_cleanup(&specs);
+        for (spec, (readiness, liveness)) in specs.into_iter().zip(probes) {
             let name: Arc<str> = spec.name.as_str().into();
             let watch = (!spec.watch.is_empty()).then(|| {
                 let base = spec
@@ -300,6 +312,13 @@ impl Actor {
                 reason: None,
                 last_pid: None,
                 _watch: watch.flatten(),
+                readiness,
+                liveness,
+                probes: Vec::new(),
+                ready: false,
+                live_ok: None,
+                last_probe: None,
+                log_mark: 0,
             });
         }
         Ok(())
@@ -312,16 +331,17 @@ impl Actor {
                     return;
                 };
                 let input = match result {
-                    Ok(pid) => {
-                        self.procs[i].last_pid = Some(pid);
-                        Input::Spawned { pid }
+                    Ok(started) => {
+                        self.procs[i].last_pid = Some(started.pid);
+                        self.opened(i, started);
+                        Input::Spawned { pid: started.pid }
                     }
                     Err(error) => Input::SpawnFailed { error },
                 };
                 self.feed(i, input);
                 if let ProcState::Starting { pid, .. } = self.procs[i].m.state
                     && pid != 0
-                    && self.procs[i].spec.readiness.is_none()
+                    && self.procs[i].readiness.is_none()
                 {
                     self.feed(i, Input::Ready);
                 }
@@ -330,6 +350,9 @@ impl Actor {
                 let Some(&i) = self.index.get(&name) else {
                     return;
                 };
+                if let Some(ledger) = &self.opts.ledger {
+                    ledger.closed(&name, pid);
+                }
                 if self.procs[i].m.state.pid() != Some(pid) {
                     return; // an earlier incarnation
                 }
@@ -393,21 +416,21 @@ impl Actor {
                 } => self.emit(i, from, to, reason, exit),
                 Effect::Signal(sig) => self.signal(i, sig),
                 Effect::Spawn => {
-                    let p = &self.procs[i];
-                    let (stdio, forward) = (self.opts.stdio, self.opts.forward_output);
-                    child::launch(
-                        p.spec.clone(),
-                        stdio,
-                        p.logs.clone(),
-                        forward,
-                        self.launch_tx.clone(),
-                    );
+                    let opts = child::LaunchOptions {
+                        stdio: self.opts.stdio,
+                        forward: self.opts.forward_output,
+                        is_ours: self.is_ours(),
+                    };
+                    let p = &mut self.procs[i];
+                    p.log_mark = p.logs.mark();
+                    child::launch(p.spec.clone(), opts, p.logs.clone(), self.launch_tx.clone());
                 }
                 Effect::Shutdown { code } => {
                     let _ = self.exit_tx.send(Some(code));
                 }
             }
         }
+        self.sync_probes(i);
     }
 
     fn signal(&self, i: usize, sig: Signal) {
@@ -456,7 +479,7 @@ impl Actor {
                 .pending_start
                 .iter()
                 .copied()
-                .filter(|&i| self.deps_running(i))
+                .filter(|&i| !self.cleaning && self.deps_running(i))
                 .collect();
             let stoppable: Vec<usize> = self
                 .pending_stop
@@ -561,6 +584,8 @@ impl Actor {
             })
             .collect();
         live.iter().for_each(|&i| self.signal(i, sig));
+        // A frozen process cannot answer its probes: they pause while it is frozen.
+        (0..self.procs.len()).for_each(|i| self.sync_probes(i));
         live.len()
     }
 
@@ -579,73 +604,6 @@ impl Actor {
                 self.signal(i, sig);
             }
         }
-    }
-
-    fn select(&self, pattern: Option<&str>) -> Result<Vec<usize>, SupervisorError> {
-        let Some(pattern) = pattern else {
-            return Ok((0..self.procs.len()).collect());
-        };
-        let glob = glob::Pattern::new(pattern).map_err(|e| SupervisorError::BadPattern {
-            pattern: pattern.into(),
-            reason: e.msg.to_string(),
-        })?;
-        Ok((0..self.procs.len())
-            .filter(|&i| glob.matches(&self.procs[i].name))
-            .collect())
-    }
-
-    fn select_some(&self, pattern: &str) -> Result<Vec<usize>, SupervisorError> {
-        let ix = self.select(Some(pattern))?;
-        if ix.is_empty() {
-            Err(SupervisorError::NoMatch {
-                pattern: pattern.into(),
-            })
-        } else {
-            Ok(ix)
-        }
-    }
-
-    fn names(&self, ix: &[usize]) -> Vec<String> {
-        ix.iter().map(|&i| self.procs[i].name.to_string()).collect()
-    }
-
-    fn info(&self, i: usize) -> ProcessInfo {
-        let p = &self.procs[i];
-        let uptime = match p.m.state {
-            ProcState::Starting { since, pid } if pid != 0 => Some(since.elapsed().as_secs_f64()),
-            ProcState::Running { since, .. } => Some(since.elapsed().as_secs_f64()),
-            _ => None,
-        };
-        ProcessInfo {
-            name: p.name.to_string(),
-            stack: p.spec.stack.clone(),
-            state: p.m.state.name(),
-            pid: p.m.state.pid().filter(|&x| x != 0),
-            restarts: p.m.restarts,
-            uptime_s: uptime.map(|u| (u * 1000.0).round() / 1000.0),
-            since: p.since,
-            last_exit: p.m.last_exit,
-            reason: p.reason.clone(),
-        }
-    }
-
-    fn summary(&self) -> Summary {
-        let mut s = Summary {
-            total: self.procs.len(),
-            ..Summary::default()
-        };
-        for p in &self.procs {
-            match p.m.state.name() {
-                StateName::Running => s.running += 1,
-                StateName::Starting => s.starting += 1,
-                StateName::Stopping => s.stopping += 1,
-                StateName::Stopped => s.stopped += 1,
-                StateName::Backoff => s.backoff += 1,
-                StateName::Exited => s.exited += 1,
-                StateName::Fatal => s.failed += 1,
-            }
-        }
-        s
     }
 }
 

@@ -1,16 +1,31 @@
-//! Starting one process of a spec: its environment (inherited, config, env file), its log pumps,
-//! and the task that reports its exit to the actor.
+//! Starting one process of a spec: its managed ports freed, its environment (inherited, config,
+//! env file), its log pumps, and the task that reports its exit to the actor.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::logs::{LogBuffer, Stream, pump};
 use crate::config::ProcessSpec;
 use crate::events::ExitStatus;
+use crate::ports::{self, Holder, Policy};
 use crate::proc::{self, SpawnRequest, Stdio3};
+
+/// Decides whether the holder of a managed port is a leftover of this supervisor.
+pub type IsOurs = Arc<dyn Fn(&Holder) -> bool + Send + Sync>;
+
+/// Longest wait between SIGTERM and SIGKILL for a port's holder.
+const PORT_GRACE_MAX: Duration = Duration::from_secs(10);
+
+/// A spawned process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Started {
+    pub pid: u32,
+    pub start_ticks: Option<u64>,
+}
 
 /// What a launch reports to the actor, in this order on one channel: the spawn's outcome, then
 /// (if it started) the exit. One channel keeps the order, so an exit never overtakes its spawn.
@@ -18,7 +33,7 @@ use crate::proc::{self, SpawnRequest, Stdio3};
 pub enum Launch {
     Spawned {
         name: Arc<str>,
-        result: Result<u32, String>,
+        result: Result<Started, String>,
     },
     Exited {
         name: Arc<str>,
@@ -42,24 +57,42 @@ pub enum StartError {
     },
     #[error(transparent)]
     Spawn(#[from] proc::SpawnError),
+    #[error(transparent)]
+    Port(#[from] ports::PortError),
 }
 
-/// Start `spec` in the background: report `Spawned`, then `Exited`, on `tx`.
+/// How a launch goes about it.
+#[derive(Clone)]
+pub struct LaunchOptions {
+    pub stdio: Stdio3,
+    pub forward: bool,
+    pub is_ours: IsOurs,
+}
+
+/// Start `spec` in the background (after freeing its ports): report `Spawned`, then `Exited`,
+/// on `tx`.
 pub fn launch(
     spec: Arc<ProcessSpec>,
-    stdio: Stdio3,
+    opts: LaunchOptions,
     logs: Arc<LogBuffer>,
-    forward: bool,
     tx: mpsc::UnboundedSender<Launch>,
 ) {
     tokio::spawn(async move {
         let name: Arc<str> = spec.name.as_str().into();
-        match start(&spec, stdio, &logs, forward).await {
+        let started = async {
+            free_ports(&spec, &opts.is_ours).await?;
+            start(&spec, opts.stdio, &logs, opts.forward).await
+        };
+        match started.await {
             Ok(child) => {
                 let pid = child.pid;
+                let started = Started {
+                    pid,
+                    start_ticks: child.start_ticks,
+                };
                 let _ = tx.send(Launch::Spawned {
                     name: name.clone(),
-                    result: Ok(pid),
+                    result: Ok(started),
                 });
                 if let Ok(status) = child.exit.await {
                     let _ = tx.send(Launch::Exited { name, pid, status });
@@ -73,6 +106,23 @@ pub fn launch(
             }
         }
     });
+}
+
+/// Make sure nothing holds the ports of `spec` (killing leftovers of ours).
+async fn free_ports(spec: &ProcessSpec, is_ours: &IsOurs) -> Result<(), StartError> {
+    if spec.ports.is_empty() {
+        return Ok(());
+    }
+    let policy = Policy {
+        reclaim_foreign: spec.reclaim_ports,
+        is_ours: &**is_ours,
+        grace: spec.stop_timeout.min(PORT_GRACE_MAX),
+    };
+    for f in ports::free(&spec.ports, &policy).await? {
+        tracing::warn!(process = %spec.name, port = f.port, pid = f.holder.pid, command = %f.holder.command,
+            took_ms = f.took.as_millis() as u64, "freed a managed port held by a stray process");
+    }
+    Ok(())
 }
 
 /// Spawn `spec` and wire its output into `logs`.

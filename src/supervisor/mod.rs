@@ -3,10 +3,17 @@
 //! Callers hold a cheap [`SupervisorHandle`] and send commands to one actor task (`actor.rs`),
 //! which owns every process's [`state::Machine`], spawns children through [`crate::proc`], and
 //! emits every transition as an [`Event`]. Handlers never touch processes directly.
+//!
+//! Health: a process with a readiness probe stays `starting` until the probe succeeds; a liveness
+//! probe failing `failures` times in a row restarts it through the restart policy. Probe tasks
+//! belong to one incarnation (pid) and end with it. A process starts once every process of the
+//! stacks it depends on is `running` (so ready), and only after the leftovers of an earlier run
+//! on the same data directory are stopped (see [`leftovers`]).
 
 mod actor;
 pub mod backoff;
 mod child;
+pub mod leftovers;
 pub mod logs;
 pub mod state;
 pub mod watch;
@@ -20,8 +27,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
 
 use crate::config::ProcessSpec;
 use crate::events::{Event, ExitStatus, StateName};
+use crate::ports::PortInfo;
+use crate::probes::ProbeResult;
 use crate::proc::Stdio3;
 pub use child::read_env_file;
+pub use leftovers::{OpenRun, RunLedger};
 pub use logs::{LogBuffer, LogLine, Stream};
 
 /// How the supervisor is set up.
@@ -33,6 +43,10 @@ pub struct Options {
     pub forward_output: bool,
     /// Every event is also sent here (the store persists them). Unbounded: never drops.
     pub durable_events: Option<mpsc::UnboundedSender<Event>>,
+    /// The record of running processes in the state database: leftovers of an earlier run are
+    /// stopped before anything starts, and a port held by one is freed. `None`: no earlier run
+    /// is known (only this run's own leftovers are recognised).
+    pub ledger: Option<Arc<dyn RunLedger>>,
 }
 
 impl Default for Options {
@@ -41,6 +55,7 @@ impl Default for Options {
             stdio: Stdio3::Capture,
             forward_output: true,
             durable_events: None,
+            ledger: None,
         }
     }
 }
@@ -62,6 +77,13 @@ pub struct ProcessInfo {
     pub last_exit: Option<ExitStatus>,
     /// Why it is in its current state, in words.
     pub reason: Option<String>,
+    /// Running and its readiness probe (if any) passing.
+    pub ready: bool,
+    /// Running, ready, and its last liveness probe (if any) passed.
+    pub healthy: bool,
+    /// The latest probe attempt, readiness or liveness (kept after the process went down, to
+    /// show why).
+    pub last_probe: Option<ProbeResult>,
 }
 
 /// Counts by state, for `GET /`.
@@ -76,6 +98,14 @@ pub struct Summary {
     pub exited: usize,
     /// In `fatal` state.
     pub failed: usize,
+    /// Running and ready (readiness probe passing).
+    pub ready: usize,
+    /// Running, ready and live (the `healthy` of each process).
+    pub healthy: usize,
+    /// Asked to start, waiting for their dependencies (or for start-up cleanup).
+    pub waiting: usize,
+    /// Due to start again by themselves: in backoff plus waiting.
+    pub restart_queue: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +120,8 @@ pub enum SupervisorError {
     AlreadyLoaded,
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    #[error("invalid probe: {0}")]
+    Probe(#[from] crate::probes::ProbeError),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, SupervisorError>>;
@@ -132,6 +164,9 @@ pub(crate) enum Command {
     Logs {
         name: String,
         reply: Reply<Arc<LogBuffer>>,
+    },
+    Ports {
+        reply: Reply<Vec<(String, u16, Option<u32>)>>,
     },
     Signal {
         signal: nix::sys::signal::Signal,
@@ -248,6 +283,14 @@ impl SupervisorHandle {
             reply,
         })
         .await
+    }
+
+    /// Every managed port (`ports` of each process) with whether it is in use and by whom.
+    pub async fn ports(&self) -> Result<Vec<PortInfo>, SupervisorError> {
+        let managed = self.ask(|reply| Command::Ports { reply }).await?;
+        tokio::task::spawn_blocking(move || crate::ports::list(&managed))
+            .await
+            .map_err(|_| SupervisorError::ShuttingDown)
     }
 
     /// Forward a signal to every live process group.

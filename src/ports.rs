@@ -1,0 +1,353 @@
+//! Managed ports: who holds a TCP port, found through /proc alone (no lsof), and freeing a port
+//! before the process that owns it starts.
+//!
+//! A port is *in use* when a socket in LISTEN state is bound to it (`/proc/net/tcp` and `tcp6`,
+//! in this process's network namespace). Its holders are the processes with a file descriptor on
+//! that socket's inode (`/proc/<pid>/fd/*` → `socket:[inode]`). Processes of other users are
+//! invisible without the rights to read their fds; a port held only by them is reported as such.
+//!
+//! Invariant: only a holder the caller calls its own (a leftover) or a foreign holder with
+//! `reclaim` is ever signalled; state-manager's own process and process group never are.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+/// How often a port being freed is looked at again.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a holder has after SIGKILL to let go of the port.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// A process holding a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// Its command line, arguments separated by spaces (`[name]` for a kernel thread).
+    pub command: String,
+    #[serde(skip)]
+    pub ppid: Option<u32>,
+    #[serde(skip)]
+    pub pgid: Option<u32>,
+    /// Start time in clock ticks since boot: tells a recycled pid from the original.
+    #[serde(skip)]
+    pub start_ticks: Option<u64>,
+}
+
+/// One managed port, for `GET /ports`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortInfo {
+    pub port: u16,
+    /// The process that owns it in the configuration.
+    pub process: String,
+    pub in_use: bool,
+    /// The first visible holder, when in use.
+    pub holder: Option<Holder>,
+    /// The holder belongs to the owning process's current incarnation (its process group).
+    pub held_by_owner: bool,
+}
+
+/// A holder that was made to let go of a port.
+#[derive(Clone, Debug)]
+pub struct Freed {
+    pub port: u16,
+    pub holder: Holder,
+    /// From the holder's discovery to the port being free.
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(
+        "port {port} is held by pid {pid} ({command}), which state-manager did not start; stop it, or set \"reclaim_ports\": true to have it killed"
+    )]
+    Foreign {
+        port: u16,
+        pid: u32,
+        command: String,
+    },
+    #[error(
+        "port {port} is in use by a process not visible in /proc (another user's); free it, or run state-manager with the rights to see it"
+    )]
+    Hidden { port: u16 },
+    #[error("port {port} is still held by pid {pid} ({command}) {waited:?} after SIGKILL")]
+    StillHeld {
+        port: u16,
+        pid: u32,
+        command: String,
+        waited: Duration,
+    },
+    #[error("cannot read {path}: {source}")]
+    Proc {
+        path: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Inodes of the listening sockets bound to `port`, IPv4 and IPv6.
+pub fn listening_inodes(port: u16) -> Result<HashSet<u64>, PortError> {
+    let mut out = HashSet::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            // No IPv6 in this kernel or namespace.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(PortError::Proc { path, source }),
+        };
+        out.extend(parse_listening(&text, port));
+    }
+    Ok(out)
+}
+
+/// Inodes of LISTEN sockets on `port` in the text of `/proc/net/tcp{,6}`.
+fn parse_listening(text: &str, port: u16) -> impl Iterator<Item = u64> + '_ {
+    text.lines().skip(1).filter_map(move |l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = f.get(1)?.rsplit_once(':')?.1;
+        let listening = *f.get(3)? == "0A";
+        let inode: u64 = f.get(9)?.parse().ok()?;
+        (listening && inode != 0 && u16::from_str_radix(local_port, 16).ok()? == port)
+            .then_some(inode)
+    })
+}
+
+/// Whether anything listens on `port`.
+pub fn in_use(port: u16) -> Result<bool, PortError> {
+    Ok(!listening_inodes(port)?.is_empty())
+}
+
+/// The processes holding `port` (empty when it is free or its holders are not visible).
+pub fn holders(port: u16) -> Result<Vec<Holder>, PortError> {
+    let inodes = listening_inodes(port)?;
+    if inodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(pids()
+        .filter(|&pid| holds_any(pid, &inodes))
+        .filter_map(describe)
+        .collect())
+}
+
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+}
+
+fn holds_any(pid: u32, inodes: &HashSet<u64>) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false; // gone, or not ours to look at
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let s = l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+            s.parse::<u64>().ok()
+        })
+        .any(|ino| inodes.contains(&ino))
+}
+
+/// A process's command line, parent, group and start time.
+pub fn describe(pid: u32) -> Option<Holder> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = &stat[open + 1..close];
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let command = if args.is_empty() {
+        format!("[{comm}]")
+    } else {
+        args.join(" ")
+    };
+    Some(Holder {
+        pid,
+        command,
+        ppid: rest.get(1).and_then(|s| s.parse().ok()),
+        pgid: rest.get(2).and_then(|s| s.parse().ok()),
+        start_ticks: rest.get(19).and_then(|s| s.parse().ok()),
+    })
+}
+
+/// Whether `pid` descends from this process (a leftover of our own children, re-parented to us
+/// as PID 1 or subreaper).
+pub fn descends_from_self(holder: &Holder) -> bool {
+    let me = std::process::id();
+    let mut next = holder.ppid;
+    for _ in 0..64 {
+        match next {
+            Some(p) if p == me => return true,
+            Some(p) if p > 1 => next = describe(p).and_then(|h| h.ppid),
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The managed ports `(process, port, its current pid)` with their holders. Blocking (reads
+/// /proc): call it off the async runtime.
+pub fn list(managed: &[(String, u16, Option<u32>)]) -> Vec<PortInfo> {
+    managed
+        .iter()
+        .map(|(process, port, owner_pid)| {
+            let holder = holders(*port).ok().and_then(|h| h.into_iter().next());
+            let in_use = holder.is_some() || in_use(*port).unwrap_or(false);
+            let held_by_owner = match (&holder, owner_pid) {
+                (Some(h), Some(pid)) => h.pgid == Some(*pid),
+                _ => false,
+            };
+            PortInfo {
+                port: *port,
+                process: process.clone(),
+                in_use,
+                holder,
+                held_by_owner,
+            }
+        })
+        .collect()
+}
+
+/// How to free the ports of one process before it starts.
+pub struct Policy<'a> {
+    /// Kill holders that are not ours too.
+    pub reclaim_foreign: bool,
+    /// Whether a holder is a leftover of this supervisor (this run's or an earlier one's).
+    pub is_ours: &'a (dyn Fn(&Holder) -> bool + Send + Sync),
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// Make sure each of `ports` is free: no holder → nothing to do; a leftover (or any holder with
+/// `reclaim_foreign`) is stopped, its group if it leads one; a foreign holder is an error naming
+/// it. Returns what was freed.
+pub async fn free(ports: &[u16], policy: &Policy<'_>) -> Result<Vec<Freed>, PortError> {
+    let mut freed = Vec::new();
+    for &port in ports {
+        let found = blocking(move || holders(port)).await?;
+        if found.is_empty() {
+            if blocking(move || in_use(port)).await? {
+                return Err(PortError::Hidden { port });
+            }
+            continue;
+        }
+        let t = Instant::now();
+        if let Some(h) = found
+            .iter()
+            .find(|h| !policy.reclaim_foreign && !(policy.is_ours)(h))
+        {
+            return Err(PortError::Foreign {
+                port,
+                pid: h.pid,
+                command: h.command.clone(),
+            });
+        }
+        stop_holders(port, &found, policy.grace).await?;
+        freed.push(Freed {
+            port,
+            holder: found[0].clone(),
+            took: t.elapsed(),
+        });
+    }
+    Ok(freed)
+}
+
+/// SIGTERM the holders, wait up to `grace` for the port, then SIGKILL and wait again.
+async fn stop_holders(port: u16, found: &[Holder], grace: Duration) -> Result<(), PortError> {
+    found.iter().for_each(|h| signal_holder(h, Signal::SIGTERM));
+    if wait_free(port, grace).await? {
+        return Ok(());
+    }
+    found.iter().for_each(|h| signal_holder(h, Signal::SIGKILL));
+    if wait_free(port, KILL_WAIT).await? {
+        return Ok(());
+    }
+    Err(PortError::StillHeld {
+        port,
+        pid: found[0].pid,
+        command: found[0].command.clone(),
+        waited: KILL_WAIT,
+    })
+}
+
+/// Signal the holder's process group if it leads one (and it is not ours), else the holder alone.
+fn signal_holder(h: &Holder, sig: Signal) {
+    let own_group = nix::unistd::getpgrp().as_raw() as u32;
+    let me = std::process::id();
+    if h.pid == me || h.pid <= 1 {
+        return;
+    }
+    let result = if h.pgid == Some(h.pid) && h.pid != own_group {
+        crate::proc::signal_group(h.pid, sig)
+    } else {
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.pid as i32), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::warn!(pid = h.pid, command = %h.command, "sent {sig} to the holder of a managed port")
+        }
+        Err(e) => tracing::warn!(
+            pid = h.pid,
+            "cannot send {sig} to the holder of a managed port: {e}"
+        ),
+    }
+}
+
+/// Poll until nothing listens on `port`; false if it is still in use after `within`.
+async fn wait_free(port: u16, within: Duration) -> Result<bool, PortError> {
+    let deadline = Instant::now() + within;
+    loop {
+        if !blocking(move || in_use(port)).await? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PortError> + Send + 'static,
+) -> Result<T, PortError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listening_sockets_of_the_port_only() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:13BA 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0
+   1: 0100007F:13BA 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 222 1 0
+   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 333 1 0
+";
+        let got: Vec<u64> = parse_listening(text, 5050).collect();
+        assert_eq!(got, [111], "established connections do not count");
+        assert_eq!(parse_listening(text, 8080).collect::<Vec<_>>(), [333]);
+    }
+
+    #[test]
+    fn finds_this_process_holding_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let found = holders(port).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].pid, std::process::id());
+        assert!(!descends_from_self(&found[0]));
+        drop(l);
+        assert!(!in_use(port).unwrap());
+    }
+}
