@@ -1,8 +1,9 @@
 //! Wiring of the service: ordered start-up and shutdown.
 //!
-//! Start-up: lock the data directory → load the config (if any) → start the supervisor → load
-//! the stacks. Shutdown (on the `shutdown` future, or when a process with `on_exit: shutdown`
-//! ends): stop every process, dependants first, in parallel, with their timeouts.
+//! Start-up: lock the data directory → load the config (if any) → start the supervisor and the
+//! webhook sinks → `pre_start` hook → load the stacks. Shutdown (on the `shutdown` future, or
+//! when a process with `on_exit: shutdown` ends): stop every process, dependants first, in
+//! parallel, with their timeouts → `post_stop` hook → flush the sinks → `on_shutdown` hook.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,11 @@ pub async fn serve(
     let config = load_config(&settings.config_path)?;
     let handle = supervisor::start(Options::default());
     let forward = forward_signals(handle.clone());
+    // Hooks around the processes' life; history sinks subscribed before the first event.
+    let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
+    let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
+    let sinks = crate::webhooks::Sinks::start(webhooks, || handle.subscribe());
+    hooks.run(crate::hooks::HookPoint::PreStart).await;
     match &config {
         Some(c) => {
             let specs = config::resolve(c, &stacks_dir(c, &settings.data_dir));
@@ -61,6 +67,9 @@ pub async fn serve(
     };
     tracing::info!(code, "shutting down");
     let _ = handle.shutdown().await;
+    hooks.run(crate::hooks::HookPoint::PostStop).await;
+    sinks.shutdown(crate::webhooks::SHUTDOWN_GRACE).await;
+    hooks.run(crate::hooks::HookPoint::OnShutdown).await;
     forward.abort();
     Ok(code)
 }

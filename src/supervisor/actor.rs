@@ -1,8 +1,11 @@
 //! The actor: owns every process, `select!`s over commands, child exits, probe reports, timers
-//! and watched files, and carries out the effects its pure state machines ask for. Probes and
-//! start-up cleanup are in `health.rs`, read-only views in `view.rs`.
+//! and watched files, and carries out the effects its pure state machines ask for. Commands are
+//! in `commands.rs`, dependency order in `order.rs`, probes and start-up cleanup in `health.rs`,
+//! read-only views in `view.rs`.
 
+mod commands;
 mod health;
+mod order;
 mod view;
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,7 +21,7 @@ use super::leftovers::Earlier;
 use super::logs::LogBuffer;
 use super::state::{AfterStop, Effect, Input, Machine, ProcState};
 use super::watch::WatchGuard;
-use super::{Command, Options, SupervisorError};
+use super::{Command, Options};
 use crate::config::ProcessSpec;
 use crate::events::{Event, StateName};
 use crate::probes::{ProbeResult, ProbeSpec, ProbeTask, Report};
@@ -160,171 +163,7 @@ impl Actor {
         }
     }
 
-    fn on_command(&mut self, cmd: Command) {
-        let Err(cmd) = self.answer_read(cmd) else {
-            return;
-        };
-        if self.shutdown.is_some() {
-            return self.during_shutdown(cmd);
-        }
-        match cmd {
-            Command::Load { specs, reply } => {
-                let _ = reply.send(self.load(specs));
-            }
-            Command::Start { pattern, reply } => match self.select_some(&pattern) {
-                Ok(ix) => {
-                    self.pending_start.extend(ix.iter().copied());
-                    ix.iter().for_each(|i| {
-                        self.pending_stop.remove(i);
-                    });
-                    self.progress();
-                    let _ = reply.send(Ok(self.names(&ix)));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::Stop {
-                pattern,
-                timeout,
-                reply,
-            } => match self.select_some(&pattern) {
-                Ok(ix) => {
-                    self.thaw_if_frozen();
-                    for &i in &ix {
-                        self.pending_start.remove(&i);
-                        let timeout = timeout.unwrap_or(self.procs[i].spec.stop_timeout);
-                        let stop = Input::Stop {
-                            timeout,
-                            reason: "stopped by request".into(),
-                            then: AfterStop::Stay,
-                        };
-                        self.feed(i, stop);
-                    }
-                    let names = self.names(&ix);
-                    self.wait(ix, Wait::Down, move || drop(reply.send(Ok(names))));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::Restart { pattern, reply } => match self.select_some(&pattern) {
-                Ok(ix) => {
-                    self.thaw_if_frozen();
-                    for &i in &ix {
-                        self.restart(i, "restarted by request");
-                    }
-                    let names = self.names(&ix);
-                    self.wait(ix, Wait::Settled, move || drop(reply.send(Ok(names))));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::StopAll { reply } => {
-                self.thaw_if_frozen();
-                self.pending_start.clear();
-                self.pending_stop = (0..self.procs.len()).collect();
-                let all = (0..self.procs.len()).collect();
-                self.wait(all, Wait::Down, move || drop(reply.send(Ok(()))));
-            }
-            Command::StartAll { reply } => {
-                let auto = (0..self.procs.len()).filter(|&i| self.procs[i].spec.autostart);
-                self.pending_start.extend(auto);
-                self.pending_stop.clear();
-                let _ = reply.send(Ok(()));
-            }
-            Command::Freeze { frozen, reply } => {
-                let n = self.freeze(frozen);
-                let _ = reply.send(Ok(n));
-            }
-            Command::Signal { signal } => self.signal_all(signal),
-            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
-            read => drop(self.answer_read(read)),
-        }
-    }
-
-    /// While shutting down, reads are still answered (before this); changes are refused.
-    fn during_shutdown(&mut self, cmd: Command) {
-        match cmd {
-            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
-            Command::Signal { signal } => self.signal_all(signal),
-            other => self.refuse(other),
-        }
-    }
-
-    fn refuse(&self, cmd: Command) {
-        fn e<T>() -> Result<T, SupervisorError> {
-            Err(SupervisorError::ShuttingDown)
-        }
-        match cmd {
-            Command::Load { reply, .. }
-            | Command::StopAll { reply }
-            | Command::StartAll { reply } => drop(reply.send(e())),
-            Command::Shutdown { reply } => drop(reply.send(Ok(()))),
-            Command::List { reply, .. } => drop(reply.send(e())),
-            Command::Summary { reply } => drop(reply.send(e())),
-            Command::Start { reply, .. }
-            | Command::Stop { reply, .. }
-            | Command::Restart { reply, .. } => drop(reply.send(e())),
-            Command::Freeze { reply, .. } => drop(reply.send(e())),
-            Command::Logs { reply, .. } => drop(reply.send(e())),
-            Command::Ports { reply } => drop(reply.send(e())),
-            Command::Signal { .. } => {}
-        }
-    }
-
-    fn load(&mut self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
-        if self.loaded {
-            return Err(SupervisorError::AlreadyLoaded);
-        }
-        let probes = specs
-            .iter()
-            .map(health::probes_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.loaded = true;
-        self.begin_cleanup(&specs);
-        for (spec, (readiness, liveness)) in specs.into_iter().zip(probes) {
-            let name: Arc<str> = spec.name.as_str().into();
-            let watch = (!spec.watch.is_empty()).then(|| {
-                let base = spec
-                    .cwd
-                    .clone()
-                    .or_else(|| std::env::current_dir().ok())
-                    .unwrap_or_default();
-                super::watch::watch(name.clone(), &spec.watch, &base, self.watch_tx.clone())
-                    .map_err(
-                        |e| tracing::warn!(process = %name, "cannot watch {:?}: {e}", spec.watch),
-                    )
-                    .ok()
-            });
-            let i = self.procs.len();
-            if spec.autostart {
-                self.pending_start.insert(i);
-            }
-            self.index.insert(name.clone(), i);
-            self.procs.push(Proc {
-                m: Machine::new(spec.restart.clone(), spec.stop_signal),
-                spec: Arc::new(spec),
-                name,
-                logs: Arc::new(LogBuffer::default()),
-                since: OffsetDateTime::now_utc(),
-                reason: None,
-                last_pid: None,
-                _watch: watch.flatten(),
-                readiness,
-                liveness,
-                probes: Vec::new(),
-                ready: false,
-                live_ok: None,
-                last_probe: None,
-                log_mark: 0,
-            });
-        }
-        Ok(())
-    }
-
-    fn on_launch(&mut self, launch: Launch) {
+    pub(super) fn on_launch(&mut self, launch: Launch) {
         match launch {
             Launch::Spawned { name, result } => {
                 let Some(&i) = self.index.get(&name) else {
@@ -368,7 +207,7 @@ impl Actor {
         }
     }
 
-    fn on_timers(&mut self) {
+    pub(super) fn on_timers(&mut self) {
         let now = Instant::now();
         let due: Vec<usize> = (0..self.procs.len())
             .filter(|&i| self.procs[i].m.state.deadline().is_some_and(|d| d <= now))
@@ -379,7 +218,7 @@ impl Actor {
         }
     }
 
-    fn on_watch(&mut self, name: Arc<str>) {
+    pub(super) fn on_watch(&mut self, name: Arc<str>) {
         if let Some(&i) = self.index.get(&name)
             && !self.procs[i].m.state.is_down()
         {
@@ -387,7 +226,7 @@ impl Actor {
         }
     }
 
-    fn restart(&mut self, i: usize, reason: &str) {
+    pub(super) fn restart(&mut self, i: usize, reason: &str) {
         self.pending_stop.remove(&i);
         let timeout = self.procs[i].spec.stop_timeout;
         self.feed(
@@ -401,7 +240,7 @@ impl Actor {
     }
 
     /// Feed an input to process `i` and carry out the effects.
-    fn feed(&mut self, i: usize, input: Input) {
+    pub(super) fn feed(&mut self, i: usize, input: Input) {
         let effects =
             self.procs[i]
                 .m
@@ -433,7 +272,7 @@ impl Actor {
         self.sync_probes(i);
     }
 
-    fn signal(&self, i: usize, sig: Signal) {
+    pub(super) fn signal(&self, i: usize, sig: Signal) {
         let pid = self.procs[i].m.state.pid().or(self.procs[i].last_pid);
         if let Some(pid) = pid.filter(|&p| p != 0)
             && let Err(e) = proc::signal_group(pid, sig)
@@ -442,7 +281,7 @@ impl Actor {
         }
     }
 
-    fn emit(
+    pub(super) fn emit(
         &mut self,
         i: usize,
         from: StateName,
@@ -473,102 +312,7 @@ impl Actor {
 
     /// Start what waits for its dependencies and stop what waits for its dependants, until
     /// nothing changes; then answer the waiters that are satisfied.
-    fn progress(&mut self) {
-        loop {
-            let startable: Vec<usize> = self
-                .pending_start
-                .iter()
-                .copied()
-                .filter(|&i| !self.cleaning && self.deps_running(i))
-                .collect();
-            let stoppable: Vec<usize> = self
-                .pending_stop
-                .iter()
-                .copied()
-                .filter(|&i| self.dependants_down(i))
-                .collect();
-            if startable.is_empty() && stoppable.is_empty() {
-                break;
-            }
-            for i in startable {
-                self.pending_start.remove(&i);
-                self.feed(
-                    i,
-                    Input::Start {
-                        reason: "starting".into(),
-                    },
-                );
-            }
-            for i in stoppable {
-                self.pending_stop.remove(&i);
-                let timeout = self.procs[i].spec.stop_timeout;
-                let reason = if self.shutdown.is_some() {
-                    "shutting down"
-                } else {
-                    "stopping all"
-                };
-                self.feed(
-                    i,
-                    Input::Stop {
-                        timeout,
-                        reason: reason.into(),
-                        then: AfterStop::Stay,
-                    },
-                );
-            }
-        }
-        let procs = &self.procs;
-        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|w| {
-                w.targets.iter().all(|&i| match w.until {
-                    Wait::Down => procs[i].m.state.is_down(),
-                    Wait::Settled => !matches!(procs[i].m.state, ProcState::Stopping { .. }),
-                })
-            });
-        self.waiters = keep;
-        for w in done {
-            (w.reply)();
-        }
-    }
-
-    fn deps_running(&self, i: usize) -> bool {
-        let deps = &self.procs[i].spec.depends_on;
-        deps.is_empty()
-            || self
-                .procs
-                .iter()
-                .filter(|p| deps.contains(&p.spec.stack))
-                .all(|p| p.m.state.name() == StateName::Running)
-    }
-
-    fn dependants_down(&self, i: usize) -> bool {
-        let stack = &self.procs[i].spec.stack;
-        self.procs
-            .iter()
-            .filter(|p| p.spec.depends_on.contains(stack))
-            .all(|p| p.m.state.is_down())
-    }
-
-    fn wait(&mut self, targets: Vec<usize>, until: Wait, reply: impl FnOnce() + Send + 'static) {
-        self.waiters.push(Waiter {
-            targets,
-            until,
-            reply: Box::new(reply),
-        });
-    }
-
-    fn begin_shutdown(&mut self, reply: Option<super::Reply<()>>) {
-        self.thaw_if_frozen();
-        self.pending_start.clear();
-        let replies = self.shutdown.get_or_insert_with(Vec::new);
-        replies.extend(reply);
-        self.pending_stop = (0..self.procs.len())
-            .filter(|&i| !self.procs[i].m.state.is_down())
-            .collect();
-    }
-
-    fn freeze(&mut self, frozen: bool) -> usize {
+    pub(super) fn freeze(&mut self, frozen: bool) -> usize {
         self.frozen = frozen;
         let sig = if frozen {
             Signal::SIGSTOP
@@ -589,13 +333,13 @@ impl Actor {
         live.len()
     }
 
-    fn thaw_if_frozen(&mut self) {
+    pub(super) fn thaw_if_frozen(&mut self) {
         if self.frozen {
             self.freeze(false);
         }
     }
 
-    fn signal_all(&self, sig: Signal) {
+    pub(super) fn signal_all(&self, sig: Signal) {
         for i in 0..self.procs.len() {
             if matches!(
                 self.procs[i].m.state,
