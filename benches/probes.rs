@@ -53,7 +53,10 @@ fn release_binary() -> String {
         .status()
         .expect("cargo build");
     assert!(status.success());
-    format!("{}/target/release/state-manager", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/target/release/state-manager",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// `n` listeners on 127.0.0.1 that accept and close, for the tcp probes.
@@ -143,13 +146,21 @@ async fn reclaim(n: usize) -> (f64, f64, f64) {
 fn stray(dir: &std::path::Path, port: u16, i: usize) {
     let script = "import os,socket,sys,time\nos.setpgrp()\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\ntime.sleep(1000)\n";
     let _ = Command::new("sh")
-        .args(["-c", r#"python3 -c "$1" "$2" </dev/null >/dev/null 2>&1 &"#, "sh", script])
+        .args([
+            "-c",
+            r#"python3 -c "$1" "$2" </dev/null >/dev/null 2>&1 &"#,
+            "sh",
+            script,
+        ])
         .arg(port.to_string())
         .current_dir(dir)
         .status();
     let t = Instant::now();
     while !ports::in_use(port).unwrap() {
-        assert!(t.elapsed() < Duration::from_secs(30), "stray {i} never listened");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "stray {i} never listened"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -189,7 +200,12 @@ impl Server {
 
     fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let rest: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
         // utime and stime: fields 14 and 15, i.e. 11 and 12 after the command name.
         rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
     }

@@ -15,6 +15,7 @@ async fn main() {
         env,
         cwd: None,
         stdio: Stdio3::Capture,
+        die_with_parent: true,
     };
     let t = Instant::now();
     let children = futures::future::join_all((0..n).map(|_| proc::spawn(req.clone()))).await;

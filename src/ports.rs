@@ -60,7 +60,7 @@ pub struct Freed {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     #[error(
-        "port {port} is held by pid {pid} ({command}), which state-manager did not start; stop it, or set \"reclaim_ports\": true to have it killed"
+        "port {port} is held by pid {pid} ({command}), which is not a leftover of state-manager; stop it, or set \"reclaim_ports\": true to have it killed"
     )]
     Foreign {
         port: u16,

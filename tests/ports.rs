@@ -360,3 +360,27 @@ async fn start_up_cleanup_stops_leftovers_before_anything_starts_and_spares_recy
     // Already reaped by the supervisor's reaper, most likely (ECHILD, ignored).
     let _ = (leftover_child.try_wait(), recycled_child.try_wait());
 }
+
+#[tokio::test]
+async fn a_port_held_by_another_supervised_process_is_not_taken_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pidfile = dir.path().join("b.pid");
+    let json = serde_json::json!({"stacks": [
+        {"name": "b", "command": "python3",
+         "args": ["-c", LISTENER, port.to_string(), pidfile.display().to_string(), "0"],
+         "readiness": {"tcp": port, "period": "50ms", "start_timeout": "60s"}},
+        {"name": "a", "command": "sleep", "args": ["1000"], "ports": [port], "depends_on": ["b"]}]});
+    let (h, mut rx) = start(&json.to_string(), None).await;
+    let fatal = next(&mut rx, StateName::Fatal).await;
+    assert_eq!(fatal.process, "a");
+    let b = h.get("b").await.unwrap();
+    assert_eq!(b.state, StateName::Running, "b keeps its socket");
+    let holder_pid = ports::holders(port).unwrap()[0].pid;
+    let reason = fatal.reason.unwrap();
+    assert!(
+        reason.contains(&format!("held by pid {holder_pid}")),
+        "{reason}"
+    );
+    h.shutdown().await.unwrap();
+}

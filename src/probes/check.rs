@@ -90,7 +90,8 @@ async fn exec(
     let opts = RunOptions {
         env,
         cwd: cwd.clone(),
-        stdin: Some(stdin),
+        // No output yet: /dev/null (EOF at once) costs no pipe.
+        stdin: (!stdin.is_empty()).then_some(stdin),
         timeout,
     };
     match proc::run(argv, opts).await {

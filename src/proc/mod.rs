@@ -53,6 +53,11 @@ pub struct SpawnRequest {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<PathBuf>,
     pub stdio: Stdio3,
+    /// Kill the child if state-manager dies (`PR_SET_PDEATHSIG`): for supervised processes.
+    /// Without it the child is started with `posix_spawn` (vfork: no copy of our address
+    /// space, far cheaper under frequent use); for short commands bounded by a timeout (probes,
+    /// hooks).
+    pub die_with_parent: bool,
 }
 
 /// A started child. Its exit status arrives on `exit` once the reaper has collected it.
@@ -65,7 +70,7 @@ pub struct Child {
     pub exit: oneshot::Receiver<ExitStatus>,
     pub started: Instant,
     /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22), to tell a recycled pid
-    /// from the original process.
+    /// from the original process. Only for children started with `die_with_parent`.
     pub start_ticks: Option<u64>,
 }
 
@@ -157,8 +162,15 @@ pub async fn spawn(req: SpawnRequest) -> Result<Child, SpawnError> {
 
 fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
     let program = req.argv.first().ok_or(SpawnError::EmptyCommand)?.clone();
-    let mut cmd = std::process::Command::new(&program);
-    cmd.args(&req.argv[1..])
+    // std uses posix_spawn only for a program given as a path when the environment sets PATH.
+    let resolved = if req.die_with_parent {
+        None
+    } else {
+        resolve_program(&program, &req.env)
+    };
+    let mut cmd = std::process::Command::new(resolved.as_deref().unwrap_or(program.as_ref()));
+    cmd.arg0(&program)
+        .args(&req.argv[1..])
         .env_clear()
         .envs(req.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &req.cwd {
@@ -170,18 +182,21 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
         Stdio3::Inherit => (Stdio::inherit(), Stdio::inherit(), Stdio::inherit()),
     };
     cmd.stdin(i).stdout(o).stderr(e).process_group(0);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != parent {
-                // The supervisor died between fork and prctl.
-                libc::raise(libc::SIGKILL);
-            }
-            Ok(())
-        });
+    if req.die_with_parent {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::getppid() != parent {
+                    // The supervisor died between fork and prctl.
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
     }
+    let die_with_parent = req.die_with_parent;
     let (exit_tx, exit_rx) = oneshot::channel();
     let gate = shared().gate.read().unwrap_or_else(|p| p.into_inner());
     let mut child = cmd
@@ -201,9 +216,24 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
         stderr: child.stderr.take().map(OwnedFd::from),
         exit: exit_rx,
         started: Instant::now(),
-        start_ticks: start_ticks(pid),
+        // Short commands are never looked up later by start time.
+        start_ticks: die_with_parent.then(|| start_ticks(pid)).flatten(),
     })
     // `child` is dropped without waiting: the reaper collects it.
+}
+
+/// `program` found in the `PATH` of `env` (as `execvp` would), if it is not a path already.
+fn resolve_program(program: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return None;
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)?;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 fn reap_forever() {
@@ -316,6 +346,7 @@ mod tests {
             env: child_env([]),
             cwd: None,
             stdio: Stdio3::Capture,
+            die_with_parent: true,
         }
     }
 

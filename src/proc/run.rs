@@ -67,6 +67,7 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> 
         env,
         cwd: opts.cwd.clone(),
         stdio,
+        die_with_parent: false,
     })
     .await?;
     let pid = child.pid;

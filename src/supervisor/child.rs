@@ -145,6 +145,7 @@ async fn start(
         env: proc::child_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         cwd: spec.cwd.clone(),
         stdio,
+        die_with_parent: true,
     };
     let mut child = proc::spawn(req).await?;
     let name: Arc<str> = spec.name.as_str().into();

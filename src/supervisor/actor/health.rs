@@ -6,7 +6,7 @@
 //! and not frozen, and only for its current pid; a report for another pid is ignored. Liveness
 //! runs only once the process is running (ready), so a slow start is not mistaken for a hang.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,10 +70,19 @@ impl Actor {
         self.cleaning = false;
     }
 
-    /// The decision handed to launches: is a port's holder ours to kill?
+    /// The decision handed to launches: is a port's holder ours to kill? Never a process of
+    /// another supervised process's current incarnation (that is a configuration mistake to
+    /// report, not a leftover).
     pub(super) fn is_ours(&self) -> IsOurs {
         let earlier = self.earlier.clone();
-        Arc::new(move |h| leftovers::is_ours(&earlier, h))
+        let live: HashSet<u32> = self
+            .procs
+            .iter()
+            .filter_map(|p| p.m.state.pid().filter(|&pid| pid != 0))
+            .collect();
+        Arc::new(move |h| {
+            !h.pgid.is_some_and(|g| live.contains(&g)) && leftovers::is_ours(&earlier, h)
+        })
     }
 
     pub(super) fn opened(&self, i: usize, started: Started) {
