@@ -5,9 +5,17 @@ use state_manager::proc::{self, SpawnRequest, Stdio3};
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let env = proc::child_env([]);
-    let req = SpawnRequest { argv: vec!["sleep".into(), "1000".into()], env, cwd: None, stdio: Stdio3::Capture };
+    let req = SpawnRequest {
+        argv: vec!["sleep".into(), "1000".into()],
+        env,
+        cwd: None,
+        stdio: Stdio3::Capture,
+    };
     let t = Instant::now();
     let children = futures::future::join_all((0..n).map(|_| proc::spawn(req.clone()))).await;
     println!("{n} concurrent spawns: {:?}", t.elapsed());
