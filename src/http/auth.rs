@@ -337,3 +337,63 @@ impl FromRequestParts<AppState> for Admin {
         Ok(Admin(claims))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(scope: &str) -> Claims {
+        Claims {
+            sub: None,
+            exp: 0,
+            iat: None,
+            scope: scope.into(),
+        }
+    }
+
+    #[test]
+    fn admin_implies_read_and_scopes_are_a_space_separated_list() {
+        assert!(claims("admin").has(Scope::Read));
+        assert!(claims("read admin").has(Scope::Admin));
+        assert!(!claims("read").has(Scope::Admin));
+        assert!(!claims("readadmin").has(Scope::Read));
+        assert!(!claims("").has(Scope::Read));
+    }
+
+    #[test]
+    fn only_bearer_with_a_token_is_accepted() {
+        assert_eq!(bearer(b"Bearer abc").unwrap(), "abc");
+        assert_eq!(bearer(b"bearer  abc ").unwrap(), "abc");
+        for bad in [
+            &b"Basic abc"[..],
+            b"Bearer",
+            b"Bearer   ",
+            b"abc",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(bearer(bad), Err(ApiError::Unauthorized(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_minted_token_verifies_and_a_tampered_one_does_not() {
+        let keys = Keys::hs256(b"unit-secret-0123456789abcdef012345", "test").unwrap();
+        let t = keys
+            .mint("me", Scope::Admin, Duration::from_secs(60))
+            .unwrap();
+        let c = keys.decode(&t).unwrap();
+        assert_eq!((c.sub.as_deref(), c.scope.as_str()), (Some("me"), "admin"));
+        let mut tampered = t.into_bytes();
+        let n = tampered.len();
+        tampered[n - 2] = if tampered[n - 2] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(matches!(
+            keys.decode(&tampered),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(Keys::hs256(b"", "X").is_err());
+    }
+}

@@ -23,11 +23,14 @@ pub enum ProcState {
         pid: u32,
         since: Instant,
     },
-    /// Stop signal sent; SIGKILL to the group at `deadline`.
+    /// Stop signal sent; SIGKILL to the group at `kill_at`. `deadline` is the next wake-up:
+    /// `kill_at`, or sooner to poll the group once the leader is gone (what is left may be only
+    /// zombies about to be reaped, which the exit of the leader gives no event for).
     Stopping {
         pid: u32,
         since: Instant,
         deadline: Instant,
+        kill_at: Instant,
         leader_exit: Option<ExitStatus>,
     },
     /// Waiting to restart.
@@ -235,7 +238,7 @@ impl Machine {
                 ProcState::Stopping {
                     pid,
                     since,
-                    deadline,
+                    kill_at,
                     ..
                 },
                 Input::Exited {
@@ -248,7 +251,8 @@ impl Machine {
                     self.state = ProcState::Stopping {
                         pid,
                         since,
-                        deadline,
+                        deadline: kill_at.min(now + GROUP_POLL),
+                        kill_at,
                         leader_exit: Some(status),
                     };
                 } else {
@@ -259,6 +263,7 @@ impl Machine {
                 ProcState::Stopping {
                     pid,
                     since,
+                    kill_at,
                     leader_exit,
                     ..
                 },
@@ -266,13 +271,23 @@ impl Machine {
             ) => {
                 match (leader_exit, group_alive) {
                     (Some(status), false) => self.stopped(status, since, now, jitter, &mut fx),
-                    (_, true) => {
-                        fx.push(Effect::Signal(Signal::SIGKILL));
-                        let deadline = now + GROUP_POLL;
+                    // The leader is gone, the rest of the group still has time: poll again.
+                    (Some(_), true) if now < kill_at => {
                         self.state = ProcState::Stopping {
                             pid,
                             since,
-                            deadline,
+                            deadline: kill_at.min(now + GROUP_POLL),
+                            kill_at,
+                            leader_exit,
+                        };
+                    }
+                    (_, true) => {
+                        fx.push(Effect::Signal(Signal::SIGKILL));
+                        self.state = ProcState::Stopping {
+                            pid,
+                            since,
+                            deadline: now + GROUP_POLL,
+                            kill_at: now,
                             leader_exit,
                         };
                     }
@@ -297,6 +312,7 @@ impl Machine {
                     pid,
                     since: now,
                     deadline: now + timeout,
+                    kill_at: now + timeout,
                     leader_exit: None,
                 };
                 self.go(st, reason, None, &mut fx);
@@ -641,6 +657,38 @@ mod tests {
         let fx = m.handle(
             Input::Timer { group_alive: false },
             t0 + Duration::from_secs(3),
+            0.0,
+        );
+        assert_eq!(
+            transitions(&fx),
+            [(StateName::Stopping, StateName::Stopped)]
+        );
+    }
+
+    #[test]
+    fn a_group_left_with_zombies_is_polled_not_waited_out() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(policy(OnExit::Restart, None), Signal::SIGTERM);
+        running(&mut m, t0);
+        let stop = Input::Stop {
+            timeout: Duration::from_secs(90),
+            reason: "api".into(),
+            then: AfterStop::Stay,
+        };
+        m.handle(stop, t0, 0.0);
+        let exited = Input::Exited {
+            status: ExitStatus::Signal(15),
+            group_alive: true,
+        };
+        assert!(m.handle(exited, t0, 0.0).is_empty());
+        assert_eq!(m.state.deadline(), Some(t0 + GROUP_POLL));
+        // Still there at the poll: no SIGKILL before the stop timeout, poll again.
+        let fx = m.handle(Input::Timer { group_alive: true }, t0 + GROUP_POLL, 0.0);
+        assert!(fx.is_empty(), "{fx:?}");
+        assert_eq!(m.state.deadline(), Some(t0 + GROUP_POLL * 2));
+        let fx = m.handle(
+            Input::Timer { group_alive: false },
+            t0 + GROUP_POLL * 2,
             0.0,
         );
         assert_eq!(
