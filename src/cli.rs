@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Dur, OnExit};
@@ -68,12 +69,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STATE_MANAGER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Adopt and reap orphaned descendants (automatic when running as PID 1).
-    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER", value_parser = BoolishValueParser::new())]
     pub subreaper: bool,
     /// Serve the API without authentication (anyone who can reach it is admin). Without it, a
     /// JWT key must be set: STATE_MANAGER_JWT_SECRET, STATE_MANAGER_JWT_SECRET_FILE or
     /// STATE_MANAGER_JWT_PUBLIC_KEY_FILE.
-    #[arg(long, env = "STATE_MANAGER_INSECURE_NO_AUTH")]
+    #[arg(long, env = "STATE_MANAGER_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
     pub insecure_no_auth: bool,
 }
 
@@ -117,7 +118,7 @@ pub struct RunArgs {
     )]
     pub on_exit: OnExitArg,
     /// Adopt and reap orphaned descendants (automatic when running as PID 1).
-    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER", value_parser = BoolishValueParser::new())]
     pub subreaper: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]

@@ -185,11 +185,7 @@ impl Drop for Running {
 #[test]
 fn insecure_mode_serves_without_tokens_and_warns() {
     let dir = tempfile::tempdir().unwrap();
-    let s = serve(
-        &[("STATE_MANAGER_INSECURE_NO_AUTH", "true")],
-        &[],
-        dir.path(),
-    );
+    let s = serve(&[("STATE_MANAGER_INSECURE_NO_AUTH", "1")], &[], dir.path());
     let (code, body) = s.get("/", None);
     assert_eq!(code, 200);
     assert!(
