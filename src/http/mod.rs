@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod logs;
 pub mod metrics;
 pub mod processes;
