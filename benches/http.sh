@@ -49,6 +49,7 @@ echo
 echo "| procs | endpoint   |    req/s | p50 ms | p99 ms | body (B) |"
 echo "|------:|------------|---------:|-------:|-------:|---------:|"
 for n in $COUNTS; do
+  echo "load average before $n: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   dir="$WORK/$n"
   mkdir -p "$dir"
   printf '{ "stacks": [ { "name": "s", "command": "sleep", "args": ["100000"], "instances": %d, "stop_timeout": "5s" } ] }\n' "$n" > "$dir/config.json"
