@@ -38,6 +38,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A body that parses as JSON but has the wrong shape for the request.
+    #[error("{0}")]
+    Unprocessable(String),
     /// A config that parses as JSON but is not valid; every problem is listed.
     #[error("config has {} problem(s)", .0.len())]
     InvalidConfig(Vec<Problem>),
@@ -74,7 +77,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::InvalidConfig(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,6 +97,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unprocessable(_) => "unprocessable",
             ApiError::InvalidConfig(_) => "invalid-config",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
@@ -173,9 +179,7 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(format!(
                 "{text}; send the header `Content-Type: application/json` (curl: --json)"
             )),
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                ApiError::InvalidConfig(vec![Problem::new("", text)])
-            }
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(text),
             _ => ApiError::BadRequest(text),
         }
     }

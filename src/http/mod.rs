@@ -210,6 +210,64 @@ mod tests {
 
     use super::*;
 
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Payload {
+        n: u32,
+    }
+
+    /// POST `body` to a route taking `error::Json<Payload>` with a 64-byte body limit.
+    async fn send(content_type: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let app: Router = Router::new()
+            .route(
+                "/",
+                post(|error::Json(p): error::Json<Payload>| async move { error::Json(p) }),
+            )
+            .layer(DefaultBodyLimit::max(64));
+        let req = Request::post("/")
+            .header("content-type", content_type)
+            .body(body.into())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        if status != StatusCode::OK {
+            assert_eq!(resp.headers()["content-type"], error::PROBLEM_JSON);
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn json_rejections_are_problem_json_with_their_status() {
+        let json = "application/json";
+        assert_eq!(
+            send(json, r#"{"n": 1}"#).await.1,
+            serde_json::json!({"n": 1})
+        );
+        for (ct, body, status) in [
+            (json, r#"{"n": "#.to_string(), StatusCode::BAD_REQUEST),
+            (
+                "text/plain",
+                r#"{"n": 1}"#.to_string(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                json,
+                format!(r#"{{"n": 1, "pad": "{}"}}"#, "x".repeat(100)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                json,
+                r#"{"n": "one"}"#.to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let (got, problem) = send(ct, body).await;
+            assert_eq!(got, status, "{problem}");
+            assert_eq!(problem["status"], status.as_u16());
+            assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        }
+    }
+
     #[tokio::test]
     async fn a_slow_route_gets_a_problem_json_503_at_its_deadline() {
         let app: Router = Router::new()
