@@ -126,8 +126,12 @@ async fn stop_timeout_can_be_overridden_per_request() {
     // Ignores SIGTERM; its configured stop timeout is long.
     let config = r#"{ "stacks": [ { "name": "stubborn", "command": "sh", "args": ["-c", "trap '' TERM; echo ignoring TERM; while :; do sleep 1; done"], "stop_timeout": "10m" } ] }"#;
     let s = Server::start(Some(config)).await;
-    s.wait_process("stubborn", "running", |p| state(p) == "running")
-        .await;
+    // Wait for the trap to be set, not just for the process to be up.
+    crate::common::wait_for_async("the trap to be set", crate::support::DEADLINE, || async {
+        let logs = s.get_json("/processes/stubborn/logs").await;
+        (logs[0]["line"] == "ignoring TERM").then_some(())
+    })
+    .await;
     let bad = s
         .call(Method::POST, "/processes/stubborn/stop?timeout=soon")
         .await;

@@ -81,9 +81,11 @@ async fn log_tail_and_follow() {
     })
     .await;
     let all = lines.as_array().unwrap();
-    assert_eq!(all[0]["line"], "one");
-    assert_eq!(all[0]["stream"], "stdout");
-    assert!(all[0]["at"].is_string());
+    // Each stream keeps its order; stdout and stderr are separate pipes, so not with each other.
+    let stdout: Vec<&Value> = all.iter().filter(|l| l["stream"] == "stdout").collect();
+    assert_eq!(stdout[0]["line"], "one");
+    assert_eq!(stdout[1]["line"], "two");
+    assert!(stdout[0]["at"].is_string());
     assert!(
         all.iter()
             .any(|l| l["line"] == "oops" && l["stream"] == "stderr"),
