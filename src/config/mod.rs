@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use duration::Dur;
-pub use load::{ConfigError, Problem, parse, parse_file, persist, redacted};
+pub use load::{ConfigError, Problem, parse, parse_file, parse_with_env, persist, redacted};
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, instance_names, resolve};
 pub use validate::{is_name, parse_signal, validate};
 
@@ -533,7 +533,11 @@ mod env_tests {
             "STATE_MANAGER_NODE_ID" => Some("node-b".to_string()),
             _ => None,
         };
-        apply_env(&mut c, env);
+        let c = parse_with_env(
+            r#"{"storage": {"bucket": "b", "endpoint": "http://minio:9000"}}"#,
+            env,
+        )
+        .unwrap();
         let s = c.storage.as_ref().unwrap();
         assert_eq!(
             (s.access_key.as_deref(), s.secret_key.as_deref()),

@@ -49,6 +49,7 @@ pub(super) struct Actor {
     rx: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     exit_tx: watch::Sender<Option<i32>>,
+    summary_tx: watch::Sender<Summary>,
     procs: Vec<Proc>,
     index: HashMap<Arc<str>, usize>,
     launch_tx: mpsc::UnboundedSender<Launch>,
@@ -71,6 +72,7 @@ impl Actor {
         rx: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
         exit_tx: watch::Sender<Option<i32>>,
+        summary_tx: watch::Sender<Summary>,
     ) -> Self {
         let (launch_tx, launch_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
@@ -79,6 +81,7 @@ impl Actor {
             rx,
             events,
             exit_tx,
+            summary_tx,
             procs: Vec::new(),
             index: HashMap::new(),
             launch_tx,
@@ -139,9 +142,6 @@ impl Actor {
                     self.select(pattern.as_deref())
                         .map(|ix| ix.iter().map(|&i| self.info(i)).collect()),
                 );
-            }
-            Command::Summary { reply } => {
-                let _ = reply.send(Ok(self.summary()));
             }
             Command::Start { pattern, reply } => match self.select_some(&pattern) {
                 Ok(ix) => {
@@ -231,9 +231,6 @@ impl Actor {
                         .map(|ix| ix.iter().map(|&i| self.info(i)).collect()),
                 );
             }
-            Command::Summary { reply } => {
-                let _ = reply.send(Ok(self.summary()));
-            }
             Command::Logs { name, reply } => {
                 let r = self
                     .index
@@ -257,7 +254,6 @@ impl Actor {
             | Command::StartAll { reply } => drop(reply.send(e())),
             Command::Shutdown { reply } => drop(reply.send(Ok(()))),
             Command::List { reply, .. } => drop(reply.send(e())),
-            Command::Summary { reply } => drop(reply.send(e())),
             Command::Start { reply, .. }
             | Command::Stop { reply, .. }
             | Command::Restart { reply, .. } => drop(reply.send(e())),
@@ -302,6 +298,7 @@ impl Actor {
                 _watch: watch.flatten(),
             });
         }
+        self.summary_tx.send_replace(self.summary());
         Ok(())
     }
 
@@ -446,6 +443,7 @@ impl Actor {
             let _ = tx.send(event.clone());
         }
         let _ = self.events.send(event);
+        self.summary_tx.send_replace(self.summary());
     }
 
     /// Start what waits for its dependencies and stop what waits for its dependants, until
