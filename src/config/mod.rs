@@ -525,8 +525,6 @@ mod env_tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let mut c =
-            parse(r#"{"storage": {"bucket": "b", "endpoint": "http://minio:9000"}}"#).unwrap();
         let env = |k: &str| match k {
             "STATE_MANAGER_S3_ACCESS_KEY" => Some("ak".to_string()),
             "STATE_MANAGER_S3_SECRET_KEY" => Some("sk".to_string()),
@@ -546,5 +544,9 @@ mod env_tests {
         assert_eq!(s.bucket.as_deref(), Some("b"));
         assert_eq!(c.node_id.as_deref(), Some("node-b"));
         assert!(validate(&c).is_empty());
+        // The environment can complete a file that alone would be invalid.
+        let env = |k: &str| (k == "STATE_MANAGER_S3_BUCKET").then(|| "from-env".to_string());
+        let c = parse_with_env(r#"{"storage": {"endpoint": "http://minio:9000"}}"#, env).unwrap();
+        assert_eq!(c.storage.unwrap().bucket.as_deref(), Some("from-env"));
     }
 }
