@@ -37,6 +37,9 @@ pub struct Tenure {
     pub acquired_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// The record this acquisition replaced (`None`: it created the lease object, or the
+    /// tenure was already held).
+    pub previous: Option<super::LeaseView>,
 }
 
 /// What [`LeaseHandle::release`] gave up.

@@ -16,6 +16,8 @@ use super::timing::{Claim, Timing};
 use super::{LeaseError, LeaseView};
 use crate::objstore::{DynStore, ETag};
 
+const PENDING_MAX: usize = 4;
+
 /// Proof of ownership: the record this node wrote, its ETag, and the monotonic instant the
 /// write was sent (trust is measured from it: [`Timing::valid_until`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub struct Held {
     pub record: LeaseRecord,
     pub etag: ETag,
     pub sent: Duration,
+    /// The record an acquisition replaced (`None` when it created the object, and after a
+    /// renewal): who held the lease before and until when.
+    pub previous: Option<LeaseView>,
 }
 
 /// The lease operations of one node.
@@ -33,8 +38,9 @@ pub struct Lease {
     timing: Timing,
     /// The highest epoch seen, so that a lost lease object does not restart epochs.
     highest_epoch: u64,
-    /// A write that got no answer, and when it was sent.
-    pending: Option<(LeaseRecord, Duration)>,
+    /// Writes that got no answer (newest last, at most [`PENDING_MAX`]), and when each was
+    /// sent. At most one of them can have landed: they all started from a version we had read.
+    pending: Vec<(LeaseRecord, Duration)>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -63,7 +69,7 @@ impl Lease {
             clock,
             timing,
             highest_epoch: 0,
-            pending: None,
+            pending: Vec::new(),
         }
     }
 
@@ -118,8 +124,12 @@ impl Lease {
         let sent = self.clock.mono();
         let epoch = self.highest_epoch + 1;
         let record = LeaseRecord::acquired(&self.node, epoch, self.clock.now(), self.timing.ttl);
+        let previous = current.as_ref().map(|(r, _)| LeaseView::from(r));
         match self.write(&record, cond.as_ref(), sent).await? {
-            Outcome::Landed(etag) => Ok(self.held(record, etag, sent)),
+            Outcome::Landed(etag) => Ok(Held {
+                previous,
+                ..self.held(record, etag, sent)
+            }),
             Outcome::Conflict(Some((rec, etag))) => match self.adopt(&rec, &etag) {
                 Some(held) => Ok(held),
                 None => Err(LeaseError::Held {
@@ -186,16 +196,35 @@ impl Lease {
         }
     }
 
+    /// Forget unanswered writes: the tenure they belong to is over for this node, and a
+    /// record they left is to be taken over, not adopted.
+    pub fn forget_pending(&mut self) {
+        self.pending.clear();
+    }
+
     fn held(&mut self, record: LeaseRecord, etag: ETag, sent: Duration) -> Held {
-        self.pending = None;
+        self.pending.clear();
         self.highest_epoch = self.highest_epoch.max(record.epoch);
-        Held { record, etag, sent }
+        Held {
+            record,
+            etag,
+            sent,
+            previous: None,
+        }
     }
 
     /// The remembered unanswered write, if `current` shows that it landed.
     fn adopt(&mut self, current: &LeaseRecord, etag: &ETag) -> Option<Held> {
-        let (rec, sent) = self.pending.take()?;
-        (rec == *current).then(|| self.held(rec, etag.clone(), sent))
+        let i = self.pending.iter().position(|(rec, _)| rec == current)?;
+        let (rec, sent) = self.pending.swap_remove(i);
+        Some(self.held(rec, etag.clone(), sent))
+    }
+
+    fn remember(&mut self, record: &LeaseRecord, sent: Duration) {
+        if self.pending.len() == PENDING_MAX {
+            self.pending.remove(0);
+        }
+        self.pending.push((record.clone(), sent));
     }
 
     /// A conditional write (`cond` = `None`: put-if-absent), checked by reading back on a
@@ -220,20 +249,18 @@ impl Lease {
         match res {
             Ok(etag) => Ok(Outcome::Landed(etag)),
             Err(LeaseError::Storage { source, .. }) if source.is_precondition_failed() => {
-                self.pending = Some((record.clone(), sent));
-                match self.read().await? {
-                    Some((cur, etag)) if cur == *record => {
-                        self.pending = None;
-                        Ok(Outcome::Landed(etag))
-                    }
-                    other => {
-                        self.pending = None;
-                        Ok(Outcome::Conflict(other))
+                // A retried request reports this although its first attempt landed: look.
+                match self.read().await {
+                    Ok(Some((cur, etag))) if cur == *record => Ok(Outcome::Landed(etag)),
+                    Ok(other) => Ok(Outcome::Conflict(other)),
+                    Err(e) => {
+                        self.remember(record, sent);
+                        Err(e)
                     }
                 }
             }
             Err(e) => {
-                self.pending = Some((record.clone(), sent));
+                self.remember(record, sent);
                 Err(e)
             }
         }

@@ -86,9 +86,14 @@ pub enum LostReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LeaseEventKind {
-    Acquired,
+    /// `previous`: the record replaced (`None`: the lease object was created).
+    Acquired {
+        previous: Option<LeaseView>,
+    },
     Released,
-    Lost { reason: LostReason },
+    Lost {
+        reason: LostReason,
+    },
 }
 
 /// The start or end of this node's ownership. `Acquired` is stamped just before the fence

@@ -155,19 +155,19 @@ impl Task {
             epoch: h.record.epoch,
             acquired_at: h.record.acquired_at,
             expires_at: h.record.expires_at,
+            previous: h.previous.clone(),
         };
         Counters::bump(&self.counters.acquisitions);
         self.lost_epoch = None;
         self.last_error = None;
         self.desire = self.configured_desire();
         self.trust(h);
-        self.event(
-            LeaseEventKind::Acquired,
-            tenure.epoch,
-            start,
-            tenure.expires_at,
-        );
-        tracing::info!(epoch = tenure.epoch, expires_at = %crate::lease::rfc3339(tenure.expires_at), "lease acquired");
+        let kind = LeaseEventKind::Acquired {
+            previous: tenure.previous.clone(),
+        };
+        self.event(kind, tenure.epoch, start, tenure.expires_at);
+        let expires_at = crate::lease::rfc3339(tenure.expires_at);
+        tracing::info!(epoch = tenure.epoch, %expires_at, "lease acquired");
         tenure
     }
 
@@ -192,6 +192,7 @@ impl Task {
         let end = self.fence.revoke().unwrap_or(deadline).min(deadline);
         let epoch = held.record.epoch;
         Counters::bump(&self.counters.losses);
+        self.lease.forget_pending();
         self.lost_epoch = Some(epoch);
         self.desire = self.configured_desire();
         tracing::error!(
@@ -238,6 +239,7 @@ impl Task {
                         epoch: h.record.epoch,
                         acquired_at: h.record.acquired_at,
                         expires_at: h.record.expires_at,
+                        previous: None,
                     }),
                     None => self.try_acquire().await,
                 };
