@@ -9,6 +9,10 @@ mod cases;
 #[path = "lease/child.rs"]
 mod child;
 mod common;
+#[path = "lease/fake_time.rs"]
+mod fake_time;
+#[path = "lease/race.rs"]
+mod race;
 #[path = "lease/s3_faults.rs"]
 mod s3_faults;
 
@@ -135,12 +139,12 @@ pub async fn stored(store: &DynStore) -> Option<(LeaseRecord, ETag)> {
 
 /// One test per case and backend.
 macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
+    ($($module:ident::$case:ident),* $(,)?) => {
         mod local {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    super::cases::$case(&super::Backend::local()).await;
+                    super::$module::$case(&super::Backend::local()).await;
                 }
             )*
         }
@@ -148,7 +152,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    super::cases::$case(&super::Backend::s3()).await;
+                    super::$module::$case(&super::Backend::s3()).await;
                 }
             )*
         }
@@ -156,13 +160,13 @@ macro_rules! both_backends {
 }
 
 both_backends!(
-    second_node_is_standby_while_the_first_owns,
-    release_hands_over_within_one_poll_interval,
-    killed_owner_is_taken_over_after_the_ttl_and_never_before,
-    frozen_owner_wakes_up_fenced_and_its_late_write_is_refused,
-    three_nodes_racing_never_own_at_once,
-    expiry_and_skew_with_a_fake_clock,
-    a_retried_write_that_landed_counts_as_done,
+    cases::second_node_is_standby_while_the_first_owns,
+    cases::release_hands_over_within_one_poll_interval,
+    cases::killed_owner_is_taken_over_after_the_ttl_and_never_before,
+    cases::frozen_owner_wakes_up_fenced_and_its_late_write_is_refused,
+    race::three_nodes_racing_never_own_at_once,
+    fake_time::expiry_and_skew_with_a_fake_clock,
+    fake_time::a_retried_write_that_landed_counts_as_done,
 );
 
 /// Not a test on its own: the lease holder that the kill and freeze cases run as a child

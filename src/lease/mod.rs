@@ -35,6 +35,9 @@
 //! When trust runs out, the fence refuses by itself and the leaser publishes [`Role::Lost`]:
 //! always before the record's `expires_at`.
 //!
+//! Epochs continue from the highest one a node has seen, but a node that never saw the object
+//! starts again at 1: `lease.json` must never be deleted while stamped data exists.
+//!
 //! A conditional write whose answer was lost may have landed: S3 clients retry, and the retry
 //! then reports a failed precondition. After a failed precondition the record is read back and
 //! compared with the one written; a write that timed out is remembered and adopted if a later
