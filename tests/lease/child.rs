@@ -65,6 +65,20 @@ impl ChildHolder {
         }
     }
 
+    /// Every report from now on until `done` says the ones so far are enough.
+    pub fn collect(&self, within: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => got.push(l),
+                Err(_) => panic!("the child holder's reports stopped short: {got:#?}"),
+            }
+        }
+        got
+    }
+
     pub fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the child holder");
     }
