@@ -58,29 +58,32 @@ impl Task {
             _ = tokio::time::sleep(deadline.saturating_sub(clock.mono())) => None,
         };
         // Trust that ran out stays out, even if the renewal landed just after.
-        if clock.mono() >= deadline {
-            let last_error = match &result {
-                Some(Err(e)) => Some(e.to_string()),
-                Some(Ok(_)) | None => Some("renewal did not complete in time".into()),
-            };
-            return self.lose(LostReason::NotRenewed { last_error });
-        }
+        let result = match result {
+            Some(r) if clock.mono() < deadline => r,
+            late => {
+                let last_error = match late {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "renewal did not complete in time".into(),
+                };
+                let last_error = Some(last_error);
+                return self.lose(LostReason::NotRenewed { last_error });
+            }
+        };
         match result {
-            Some(Ok(h)) => {
+            Ok(h) => {
                 Counters::bump(&self.counters.renewals);
                 self.last_error = None;
                 self.trust(h);
             }
-            Some(Err(LeaseError::Superseded { current })) => {
+            Err(LeaseError::Superseded { current }) => {
                 self.lose(LostReason::Superseded { current });
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 Counters::bump(&self.counters.renew_failures);
                 tracing::warn!(epoch = held.record.epoch, error = %e, "lease renewal failed; retrying");
                 self.last_error = Some(e.to_string());
                 self.next_renew = clock.mono() + self.timing().retry_every;
             }
-            None => unreachable!("a renewal cut short by the deadline is handled above"),
         }
     }
 
