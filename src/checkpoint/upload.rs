@@ -1,0 +1,197 @@
+//! Reading changed files into chunks and uploading the new ones.
+//!
+//! A blocking producer cuts and hashes (one thread, sequential reads); chunks not in the
+//! known-chunks set and not yet sent in this run go through a bounded channel to the async
+//! side, which compresses each on the blocking pool and stores it with `put_if_absent` —
+//! `checkpoint.concurrency` at a time. No HEAD or LIST per chunk: the known set says what is
+//! there, and a chunk that exists anyway costs one refused PUT.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::chunker::{ChunkSink, MIN_CHUNK, Packer, chunk_file};
+use super::error::{CheckpointError, Result};
+use super::manifest::{ChunkHash, ChunkRef};
+use crate::objstore::DynStore;
+
+/// zstd level: 3 is zstd's default, fast enough to keep up with the network on one core.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// A file to read, by its position in the plan.
+pub struct ToRead {
+    pub entry: usize,
+    pub source: PathBuf,
+    pub size: u64,
+}
+
+/// What reading a file produced.
+#[derive(Debug, Default)]
+pub struct FileChunks {
+    pub chunks: Vec<ChunkRef>,
+    pub size: u64,
+    pub content: Option<ChunkHash>,
+}
+
+#[derive(Debug, Default)]
+pub struct UploadStats {
+    pub chunks_new: u64,
+    pub uploaded_bytes: u64,
+}
+
+struct Upload {
+    hash: ChunkHash,
+    data: Vec<u8>,
+}
+
+struct Sink {
+    tx: mpsc::Sender<Upload>,
+    known: Arc<HashSet<ChunkHash>>,
+    sent: HashSet<ChunkHash>,
+}
+
+impl ChunkSink for Sink {
+    fn offer(&mut self, hash: ChunkHash, data: &[u8]) -> Result<()> {
+        if self.known.contains(&hash) || !self.sent.insert(hash) {
+            return Ok(());
+        }
+        let upload = Upload {
+            hash,
+            data: data.to_vec(),
+        };
+        self.tx
+            .blocking_send(upload)
+            .map_err(|_| CheckpointError::Task {
+                reason: "the upload stopped".into(),
+            })
+    }
+}
+
+/// Read `files`, upload their new chunks; returns per-file chunk lists keyed by entry.
+pub async fn read_and_upload(
+    store: DynStore,
+    files: Vec<ToRead>,
+    known: Arc<HashSet<ChunkHash>>,
+    small_by_content: HashMap<ChunkHash, ChunkRef>,
+    concurrency: usize,
+) -> Result<(HashMap<usize, FileChunks>, UploadStats)> {
+    let (tx, rx) = mpsc::channel(concurrency * 2);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut sink = Sink {
+            tx,
+            known,
+            sent: HashSet::new(),
+        };
+        read_all(&files, &mut sink, &small_by_content)
+    });
+    let uploaded = upload_all(store, rx, concurrency).await;
+    let produced = producer.await?;
+    match (produced, uploaded) {
+        (Ok(chunks), Ok(stats)) => Ok((chunks, stats)),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+fn read_all(
+    files: &[ToRead],
+    sink: &mut Sink,
+    small_by_content: &HashMap<ChunkHash, ChunkRef>,
+) -> Result<HashMap<usize, FileChunks>> {
+    let mut out = HashMap::with_capacity(files.len());
+    let mut packer = Packer::default();
+    for f in files {
+        let data = match read_small(f)? {
+            Some(data) => data,
+            None => {
+                let (chunks, size) = chunk_file(&f.source, sink)?;
+                out.insert(
+                    f.entry,
+                    FileChunks {
+                        chunks,
+                        size,
+                        content: None,
+                    },
+                );
+                continue;
+            }
+        };
+        let content = ChunkHash::of(&data);
+        let fc = out.entry(f.entry).or_insert(FileChunks {
+            chunks: Vec::new(),
+            size: data.len() as u64,
+            content: Some(content),
+        });
+        match small_by_content.get(&content) {
+            _ if data.is_empty() => {}
+            Some(r) if sink.known.contains(&r.hash) || sink.sent.contains(&r.hash) => {
+                fc.chunks.push(r.clone())
+            }
+            _ => place(&mut out, packer.add(f.entry, &data, sink)?),
+        }
+    }
+    place(&mut out, packer.seal(sink)?);
+    Ok(out)
+}
+
+/// The content of a file below the chunking threshold, or `None` if it is (or has grown) too
+/// large to be packed.
+fn read_small(f: &ToRead) -> Result<Option<Vec<u8>>> {
+    if f.size >= MIN_CHUNK as u64 {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(f.size as usize);
+    std::fs::File::open(&f.source)
+        .and_then(|file| file.take(MIN_CHUNK as u64).read_to_end(&mut data))
+        .map_err(CheckpointError::io_at("read", &f.source))?;
+    Ok((data.len() < MIN_CHUNK).then_some(data))
+}
+
+/// Record pack slices for the files a sealed pack holds.
+fn place(out: &mut HashMap<usize, FileChunks>, slices: Vec<(usize, ChunkRef)>) {
+    for (entry, r) in slices {
+        out.entry(entry).or_default().chunks.push(r);
+    }
+}
+
+async fn upload_all(
+    store: DynStore,
+    rx: mpsc::Receiver<Upload>,
+    concurrency: usize,
+) -> Result<UploadStats> {
+    ReceiverStream::new(rx)
+        .map(|u| upload_one(store.clone(), u))
+        .buffer_unordered(concurrency)
+        .try_fold(UploadStats::default(), |mut acc, sent| async move {
+            if let Some(bytes) = sent {
+                acc.chunks_new += 1;
+                acc.uploaded_bytes += bytes;
+            }
+            Ok(acc)
+        })
+        .await
+}
+
+/// Compress and store one chunk; `Some(bytes)` if it was new.
+async fn upload_one(store: DynStore, u: Upload) -> Result<Option<u64>> {
+    let compressed = tokio::task::spawn_blocking(move || zstd::bulk::compress(&u.data, ZSTD_LEVEL))
+        .await?
+        .map_err(|e| CheckpointError::Task {
+            reason: format!("zstd compression failed: {e}"),
+        })?;
+    let len = compressed.len() as u64;
+    match store
+        .put_if_absent(&u.hash.key(), Bytes::from(compressed))
+        .await
+    {
+        Ok(_) => Ok(Some(len)),
+        Err(e) if e.is_precondition_failed() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
