@@ -14,10 +14,11 @@ use super::id::CheckpointId;
 use super::local::{IndexEntry, LocalState};
 use super::manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Stats};
 use super::protocol::{PendingMarker, list_chunks, wait_gc_idle};
-use super::stage::{FilePlan, Plan, indexable, plan};
-use super::upload::{FileChunks, ToRead, UploadStats, read_and_upload};
+use super::stage::{FilePlan, Plan, plan, trustworthy};
+use super::upload::{FileChunks, Source, ToRead, UploadStats, read_and_upload};
 use super::walk::ScanKind;
 use super::{CheckpointEngine, CheckpointSummary};
+use crate::objstore::DynStore;
 
 /// What the caller asks for.
 #[derive(Clone, Default)]
@@ -67,8 +68,15 @@ impl CheckpointEngine {
         self.store
             .put(&PendingMarker::key(&run.id), marker.to_bytes())
             .await?;
+        let mut abandoned = AbandonGuard {
+            store: self.store.clone(),
+            marker: PendingMarker::key(&run.id),
+            staging: run.staging.clone(),
+            armed: true,
+        };
         let result = self.create_steps(&mut run, &req).await;
         self.finish(&run, result.is_ok()).await;
+        abandoned.armed = false;
         let manifest = result?;
         tracing::info!(id = %manifest.id, files = manifest.stats.files, uploaded = manifest.stats.uploaded_bytes, "checkpoint taken");
         Ok(manifest.summary(started.elapsed().as_millis() as u64))
@@ -137,8 +145,17 @@ impl CheckpointEngine {
             .filter_map(|(n, f)| match f {
                 Some(FilePlan::Read { source }) => Some(ToRead {
                     entry: n,
-                    source: source.clone(),
-                    size: plan.entries[n].stat.size,
+                    source: Source::File {
+                        path: source.clone(),
+                        size: plan.entries[n].stat.size,
+                    },
+                }),
+                Some(FilePlan::Spooled { offset, len }) => Some(ToRead {
+                    entry: n,
+                    source: Source::Spool {
+                        offset: *offset,
+                        len: *len,
+                    },
                 }),
                 _ => None,
             })
@@ -154,6 +171,7 @@ impl CheckpointEngine {
         read_and_upload(
             store,
             to_read,
+            plan.spool.clone(),
             known,
             small_by_content,
             self.opts.concurrency,
@@ -204,6 +222,34 @@ impl CheckpointEngine {
         if let Err(e) = saved.map_err(CheckpointError::from).and_then(|r| r) {
             tracing::warn!(error = %e, ok, "cannot save the checkpoint index; the next checkpoint reads everything");
         }
+    }
+}
+
+/// Removes the marker and the staging copies of a checkpoint whose future was dropped midway
+/// (a client that went away), so that GC is not held back by a checkpoint nobody runs.
+struct AbandonGuard {
+    store: DynStore,
+    marker: String,
+    staging: PathBuf,
+    armed: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.armed {
+            return;
+        }
+        let (store, marker) = (self.store.clone(), std::mem::take(&mut self.marker));
+        let staging = std::mem::take(&mut self.staging);
+        rt.spawn(async move {
+            if let Err(e) = store.delete(&marker).await {
+                tracing::warn!(error = %e, "cannot remove the marker of an abandoned checkpoint");
+            }
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+        });
     }
 }
 
@@ -297,13 +343,14 @@ fn new_index(plan: &Plan, files: &HashMap<usize, FileChunks>) -> HashMap<String,
     for (n, e) in plan.entries.iter().enumerate() {
         let entry = match &plan.files[n] {
             Some(FilePlan::Reuse(ix)) => ix.clone(),
-            Some(FilePlan::Read { .. }) => match files.get(&n) {
-                Some(fc) if indexable(&e.stat, fc.size, plan.scanned_at_ns) => IndexEntry {
+            Some(FilePlan::Read { .. } | FilePlan::Spooled { .. }) => match files.get(&n) {
+                Some(fc) => IndexEntry {
                     stat: e.stat,
+                    racy: !trustworthy(&e.stat, fc.size, plan.scanned_at_ns),
                     chunks: fc.chunks.clone(),
                     content: fc.content,
                 },
-                _ => continue,
+                None => continue,
             },
             _ => continue,
         };

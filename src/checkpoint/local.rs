@@ -26,6 +26,10 @@ const FILE_NAME: &str = "local.json";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
     pub stat: FileStat,
+    /// The file was modified too close to the walk for its stat to be trusted next time; the
+    /// entry still serves to find an identical small file's existing slice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub racy: bool,
     pub chunks: Vec<ChunkRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<ChunkHash>,

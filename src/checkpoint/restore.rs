@@ -17,7 +17,8 @@ use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
 use super::local::{IndexEntry, LocalState};
 use super::manifest::{ChunkHash, EntryKind, Manifest};
-use super::swap::{SwapPaths, swap_in};
+use super::stage::trustworthy;
+use super::swap::{SwapPaths, remove_trash, swap_in};
 use super::tree::SafeRoot;
 use super::walk::stat_of;
 
@@ -78,12 +79,15 @@ impl CheckpointEngine {
             }
         };
         let (state_dir, m) = (self.state_dir.clone(), manifest.clone());
-        tokio::task::spawn_blocking(move || {
-            swap_in(&paths)?;
+        let old_tree = tokio::task::spawn_blocking(move || {
+            let old_tree = swap_in(&paths)?;
             remember_restored(&paths.env_dir, &state_dir, &m);
-            Ok::<_, CheckpointError>(())
+            Ok::<_, CheckpointError>(old_tree)
         })
         .await??;
+        if let Some(old) = old_tree {
+            tokio::task::spawn_blocking(move || remove_trash(&old));
+        }
         tracing::info!(id = %manifest.id, "checkpoint restored");
         Ok(RestoreSummary {
             restored: manifest.id.clone(),
@@ -239,7 +243,7 @@ fn finalize(root: &SafeRoot, m: &Manifest) -> Result<()> {
 /// Index the restored files so the next checkpoint does not read them again.
 fn remember_restored(env_dir: &std::path::Path, state_dir: &std::path::Path, m: &Manifest) {
     let mut local = LocalState::load(state_dir);
-    let horizon = super::stage::now_ns() - 2_000_000_000;
+    let now = super::stage::now_ns();
     local.files.clear();
     for e in &m.entries {
         let EntryKind::File {
@@ -254,16 +258,13 @@ fn remember_restored(env_dir: &std::path::Path, state_dir: &std::path::Path, m: 
             continue;
         };
         let stat = stat_of(&md);
-        if stat.size == *size && stat.mtime_ns < horizon {
-            local.files.insert(
-                e.path.clone(),
-                IndexEntry {
-                    stat,
-                    chunks: chunks.clone(),
-                    content: *content,
-                },
-            );
-        }
+        let entry = IndexEntry {
+            stat,
+            racy: !trustworthy(&stat, *size, now),
+            chunks: chunks.clone(),
+            content: *content,
+        };
+        local.files.insert(e.path.clone(), entry);
         local.known.extend(chunks.iter().map(|c| c.hash));
     }
     if let Err(e) = std::fs::create_dir_all(state_dir)

@@ -7,8 +7,10 @@
 //! there, and a chunk that exists anyway costs one refused PUT.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,8 +29,15 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// A file to read, by its position in the plan.
 pub struct ToRead {
     pub entry: usize,
-    pub source: PathBuf,
-    pub size: u64,
+    pub source: Source,
+}
+
+/// Where a changed file's bytes are.
+pub enum Source {
+    /// A file of (at the walk) `size` bytes: a staged copy or the live file.
+    File { path: PathBuf, size: u64 },
+    /// A slice of the staging spool.
+    Spool { offset: u64, len: u64 },
 }
 
 /// What reading a file produced.
@@ -77,6 +86,7 @@ impl ChunkSink for Sink {
 pub async fn read_and_upload(
     store: DynStore,
     files: Vec<ToRead>,
+    spool: Option<PathBuf>,
     known: Arc<HashSet<ChunkHash>>,
     small_by_content: HashMap<ChunkHash, ChunkRef>,
     concurrency: usize,
@@ -88,7 +98,11 @@ pub async fn read_and_upload(
             known,
             sent: HashSet::new(),
         };
-        read_all(&files, &mut sink, &small_by_content)
+        let spool = match &spool {
+            Some(p) => Some(File::open(p).map_err(CheckpointError::io_at("open", p))?),
+            None => None,
+        };
+        read_all(&files, spool.as_ref(), &mut sink, &small_by_content)
     });
     let uploaded = upload_all(store, rx, concurrency).await;
     let produced = producer.await?;
@@ -101,16 +115,20 @@ pub async fn read_and_upload(
 
 fn read_all(
     files: &[ToRead],
+    spool: Option<&File>,
     sink: &mut Sink,
     small_by_content: &HashMap<ChunkHash, ChunkRef>,
 ) -> Result<HashMap<usize, FileChunks>> {
     let mut out = HashMap::with_capacity(files.len());
     let mut packer = Packer::default();
     for f in files {
-        let data = match read_small(f)? {
+        let data = match read_small(&f.source, spool)? {
             Some(data) => data,
             None => {
-                let (chunks, size) = chunk_file(&f.source, sink)?;
+                let Source::File { path, .. } = &f.source else {
+                    unreachable!("spooled files are small")
+                };
+                let (chunks, size) = chunk_file(path, sink)?;
                 out.insert(
                     f.entry,
                     FileChunks {
@@ -142,14 +160,25 @@ fn read_all(
 
 /// The content of a file below the chunking threshold, or `None` if it is (or has grown) too
 /// large to be packed.
-fn read_small(f: &ToRead) -> Result<Option<Vec<u8>>> {
-    if f.size >= MIN_CHUNK as u64 {
+fn read_small(source: &Source, spool: Option<&File>) -> Result<Option<Vec<u8>>> {
+    let (path, size) = match source {
+        Source::File { path, size } => (path, *size),
+        Source::Spool { offset, len } => {
+            let spool = spool.expect("a spool slice comes with its spool");
+            let mut data = vec![0u8; *len as usize];
+            spool
+                .read_exact_at(&mut data, *offset)
+                .map_err(CheckpointError::io_at("read", Path::new("staging spool")))?;
+            return Ok(Some(data));
+        }
+    };
+    if size >= MIN_CHUNK as u64 {
         return Ok(None);
     }
-    let mut data = Vec::with_capacity(f.size as usize);
-    std::fs::File::open(&f.source)
+    let mut data = Vec::with_capacity(size as usize);
+    File::open(path)
         .and_then(|file| file.take(MIN_CHUNK as u64).read_to_end(&mut data))
-        .map_err(CheckpointError::io_at("read", &f.source))?;
+        .map_err(CheckpointError::io_at("read", path))?;
     Ok((data.len() < MIN_CHUNK).then_some(data))
 }
 
