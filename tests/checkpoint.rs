@@ -28,6 +28,14 @@ macro_rules! on_every_backend {
                 }
             )*
         }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$module::$case(crate::Fx::new(crate::fixture::Backend::S3).await).await
+                }
+            )*
+        }
     };
 }
 

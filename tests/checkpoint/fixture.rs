@@ -10,8 +10,17 @@ use state_manager::checkpoint::{CheckpointEngine, EngineOptions, FreezeError, Fr
 use state_manager::config::StorageConfig;
 use state_manager::objstore::{self, DynStore};
 
+use crate::common::moto::MotoServer;
+
 pub enum Backend {
     Local,
+    S3,
+}
+
+/// Keeps the storage server (if any) alive for the test.
+enum Server {
+    None,
+    Moto(MotoServer),
 }
 
 /// One test's world: storage, and directories for as many nodes as it likes.
@@ -19,25 +28,36 @@ pub struct Fx {
     pub dir: tempfile::TempDir,
     pub storage: StorageConfig,
     pub store: DynStore,
-    _backend: Backend,
+    _server: Server,
 }
 
 impl Fx {
     pub async fn new(backend: Backend) -> Fx {
         let dir = tempfile::tempdir().unwrap();
-        let storage = match &backend {
-            Backend::Local => StorageConfig {
-                endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
-                key_prefix: Some("env-1".into()),
-                ..StorageConfig::default()
-            },
+        let (storage, server) = match backend {
+            Backend::Local => {
+                let storage = StorageConfig {
+                    endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
+                    key_prefix: Some("env-1".into()),
+                    ..StorageConfig::default()
+                };
+                (storage, Server::None)
+            }
+            Backend::S3 => {
+                let moto = MotoServer::start();
+                moto.create_bucket("checkpoints");
+                (
+                    moto.storage_config("checkpoints", "env-1"),
+                    Server::Moto(moto),
+                )
+            }
         };
         let store = objstore::open(Some(&storage), dir.path()).await.unwrap();
         Fx {
             dir,
             storage,
             store,
-            _backend: backend,
+            _server: server,
         }
     }
 
