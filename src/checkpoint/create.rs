@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
+use super::assemble::{Header, build_manifest, new_index, referenced};
 use super::error::{CheckpointError, Result};
 use super::freeze::{Freezer, frozen};
 use super::id::CheckpointId;
-use super::local::{IndexEntry, LocalState};
-use super::manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Stats};
+use super::local::LocalState;
+use super::manifest::Manifest;
 use super::protocol::{PendingMarker, list_chunks, wait_gc_idle};
-use super::stage::{FilePlan, Plan, plan, trustworthy};
+use super::stage::{FilePlan, Plan, plan};
 use super::upload::{FileChunks, Source, ToRead, UploadStats, read_and_upload};
-use super::walk::ScanKind;
 use super::{CheckpointEngine, CheckpointSummary};
 use crate::objstore::DynStore;
 
@@ -94,7 +94,13 @@ impl CheckpointEngine {
         run.gc_generation = self.sync_known(&mut run.local).await?;
         let (plan, freeze_ms) = frozen(req.freezer.as_ref(), self.stage(run, req)).await?;
         let (files, upload) = self.read_changed(run, &plan).await?;
-        let manifest = build_manifest(run, req, &plan, &files, upload, freeze_ms)?;
+        let header = Header {
+            id: run.id.clone(),
+            created_at: run.created_at,
+            label: req.label.clone(),
+            epoch: req.epoch,
+        };
+        let manifest = build_manifest(header, &plan, &files, upload, freeze_ms)?;
         self.final_gc_check(run, &manifest).await?;
         let body = serde_json::to_vec(&manifest).map_err(|e| CheckpointError::Task {
             reason: format!("serialising the manifest: {e}"),
@@ -262,99 +268,4 @@ fn check_label(label: Option<&str>) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn referenced(m: &Manifest) -> impl Iterator<Item = ChunkHash> + '_ {
-    m.entries.iter().flat_map(|e| match &e.kind {
-        EntryKind::File { chunks, .. } => chunks.iter().map(|c| c.hash).collect::<Vec<_>>(),
-        _ => Vec::new(),
-    })
-}
-
-fn build_manifest(
-    run: &Run,
-    req: &CreateRequest,
-    plan: &Plan,
-    files: &HashMap<usize, FileChunks>,
-    upload: UploadStats,
-    freeze_ms: u64,
-) -> Result<Manifest> {
-    let mut stats = Stats {
-        uploaded_bytes: upload.uploaded_bytes,
-        chunks_new: upload.chunks_new,
-        freeze_ms,
-        ..Stats::default()
-    };
-    let mut entries = Vec::with_capacity(plan.entries.len());
-    for (n, e) in plan.entries.iter().enumerate() {
-        let kind = match (&e.kind, &plan.files[n]) {
-            (ScanKind::Dir, _) => EntryKind::Dir,
-            (ScanKind::Symlink(t), _) => EntryKind::Symlink { target: t.clone() },
-            (ScanKind::File, Some(FilePlan::Vanished)) => continue,
-            (ScanKind::File, Some(FilePlan::Reuse(ix))) => {
-                file_kind(ix.stat.size, &ix.chunks, ix.content)
-            }
-            (ScanKind::File, _) => {
-                let fc = files.get(&n).ok_or_else(|| CheckpointError::Task {
-                    reason: format!("no chunks were produced for {:?}", e.path),
-                })?;
-                file_kind(fc.size, &fc.chunks, fc.content)
-            }
-        };
-        if let EntryKind::File { size, .. } = &kind {
-            stats.files += 1;
-            stats.bytes += size;
-        }
-        entries.push(Entry {
-            path: e.path.clone(),
-            meta: e.meta,
-            kind,
-        });
-    }
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        id: run.id.clone(),
-        label: req.label.clone(),
-        created_at: run.created_at,
-        epoch: req.epoch,
-        stats,
-        root: plan.root,
-        entries,
-    };
-    manifest
-        .validate()
-        .map_err(|reason| CheckpointError::Task {
-            reason: format!("the new manifest is inconsistent: {reason}"),
-        })?;
-    Ok(manifest)
-}
-
-fn file_kind(size: u64, chunks: &[ChunkRef], content: Option<ChunkHash>) -> EntryKind {
-    EntryKind::File {
-        size,
-        chunks: chunks.to_vec(),
-        content,
-    }
-}
-
-/// The index after this checkpoint: reused entries as they were, read files unless racy.
-fn new_index(plan: &Plan, files: &HashMap<usize, FileChunks>) -> HashMap<String, IndexEntry> {
-    let mut index = HashMap::new();
-    for (n, e) in plan.entries.iter().enumerate() {
-        let entry = match &plan.files[n] {
-            Some(FilePlan::Reuse(ix)) => ix.clone(),
-            Some(FilePlan::Read { .. } | FilePlan::Spooled { .. }) => match files.get(&n) {
-                Some(fc) => IndexEntry {
-                    stat: e.stat,
-                    racy: !trustworthy(&e.stat, fc.size, plan.scanned_at_ns),
-                    chunks: fc.chunks.clone(),
-                    content: fc.content,
-                },
-                None => continue,
-            },
-            _ => continue,
-        };
-        index.insert(e.path.clone(), entry);
-    }
-    index
 }

@@ -1,4 +1,4 @@
-//! Listing, deleting, retention and garbage collection of chunks, plus start-up recovery.
+//! Garbage collection of chunks, and start-up recovery.
 //!
 //! GC follows the protocol in `protocol.rs`: claim `gc/state.json` (generation + 1) with a
 //! conditional write, list `checkpoints/`, defer entirely while any live in-progress marker
@@ -7,11 +7,9 @@
 //! `gc_grace`. Packs are deleted only when no file refers to any part of them.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use super::CheckpointEngine;
 use super::error::{CheckpointError, Result};
@@ -20,57 +18,7 @@ use super::local::LocalState;
 use super::manifest::{ChunkHash, EntryKind, Manifest};
 use super::protocol::{GC_STATE_KEY, GcState, PendingMarker, read_gc_state, unix_now};
 use super::swap::{Recovery, SwapPaths, recover};
-use crate::config::CheckpointConfig;
-use crate::objstore::ObjectMeta;
-
-/// One complete checkpoint in storage.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointInfo {
-    pub id: CheckpointId,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    pub manifest_bytes: u64,
-}
-
-/// Which checkpoints to keep. With neither bound set every checkpoint is kept; the newest is
-/// always kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Retention {
-    pub keep_last: Option<u32>,
-    pub keep_within: Option<Duration>,
-}
-
-impl Retention {
-    pub fn from_config(cfg: &CheckpointConfig) -> Self {
-        Retention {
-            keep_last: cfg.keep_last,
-            keep_within: cfg.keep_within.map(|d| d.get()),
-        }
-    }
-
-    /// The checkpoints of `newest_first` that this policy lets go.
-    pub fn expired(
-        &self,
-        newest_first: &[CheckpointInfo],
-        now: OffsetDateTime,
-    ) -> Vec<CheckpointId> {
-        if self.keep_last.is_none() && self.keep_within.is_none() {
-            return Vec::new();
-        }
-        let keep_last = self.keep_last.unwrap_or(0).max(1) as usize;
-        newest_first
-            .iter()
-            .enumerate()
-            .filter(|(rank, c)| {
-                let young = self.keep_within.is_some_and(|w| {
-                    now - c.created_at < time::Duration::try_from(w).unwrap_or(time::Duration::MAX)
-                });
-                *rank >= keep_last && !young
-            })
-            .map(|(_, c)| c.id.clone())
-            .collect()
-    }
-}
+use crate::objstore::{ETag, ObjectMeta};
 
 /// What a GC run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,76 +34,26 @@ pub struct GcReport {
 }
 
 impl CheckpointEngine {
-    /// Every complete checkpoint, newest first (one LIST, no manifest reads).
-    pub async fn list(&self) -> Result<Vec<CheckpointInfo>> {
-        let mut out: Vec<CheckpointInfo> = self
-            .store
-            .list("checkpoints/")
-            .await?
-            .into_iter()
-            .filter_map(|m| {
-                let id = m
-                    .key
-                    .strip_prefix("checkpoints/")?
-                    .strip_suffix("/manifest.json")?;
-                let id = CheckpointId::parse(id).ok()?;
-                Some(CheckpointInfo {
-                    created_at: id.created_at(),
-                    id,
-                    manifest_bytes: m.size,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok(out)
-    }
-
-    /// The newest complete checkpoint, if any (what `"latest"` means).
-    pub async fn latest(&self) -> Result<Option<CheckpointInfo>> {
-        Ok(self.list().await?.into_iter().next())
-    }
-
-    /// Delete a checkpoint: its manifest first (it disappears at once), then its other objects.
-    /// Its chunks go at the next GC.
-    pub async fn delete(&self, id: &str) -> Result<()> {
-        let id = CheckpointId::parse(id)?;
-        let key = Manifest::key(&id);
-        if self.store.head(&key).await?.is_none() {
-            return Err(CheckpointError::NotFound { id: id.to_string() });
-        }
-        self.store.delete(&key).await?;
-        self.store.delete(&PendingMarker::key(&id)).await?;
-        Ok(())
-    }
-
-    /// Delete the checkpoints `policy` lets go; returns their ids. Run [`Self::gc`] after.
-    pub async fn apply_retention(
-        &self,
-        policy: &Retention,
-        now: OffsetDateTime,
-    ) -> Result<Vec<CheckpointId>> {
-        let expired = policy.expired(&self.list().await?, now);
-        for id in &expired {
-            self.delete(id.as_str()).await?;
-        }
-        Ok(expired)
-    }
-
     /// Delete chunks no manifest references. Safe while checkpoints run anywhere.
     pub async fn gc(&self) -> Result<GcReport> {
-        let claimed = self.claim_gc().await?;
+        let (claimed, etag) = self.claim_gc().await?;
         let result = self.gc_claimed().await;
         let release = GcState {
             generation: claimed.generation,
             running_since: None,
         };
-        if let Err(e) = self.store.put(GC_STATE_KEY, release.to_bytes()).await {
+        // Conditional: if the claim was judged stale and taken over, the newer claim stands.
+        let released = self
+            .store
+            .put_if_match(GC_STATE_KEY, release.to_bytes(), &etag)
+            .await;
+        if let Err(e) = released {
             tracing::warn!(error = %e, "cannot release gc/state.json; it counts as stale after a while");
         }
         result
     }
 
-    async fn claim_gc(&self) -> Result<GcState> {
+    async fn claim_gc(&self) -> Result<(GcState, ETag)> {
         let (state, etag) = read_gc_state(&self.store).await?;
         if let Some(since) = state
             .running_since
@@ -182,7 +80,7 @@ impl CheckpointEngine {
             }
         };
         match written {
-            Ok(_) => Ok(claimed),
+            Ok(etag) => Ok((claimed, etag)),
             Err(e) if e.is_precondition_failed() => Err(CheckpointError::GcBusy {
                 since: "just now".into(),
             }),

@@ -16,6 +16,8 @@
 //! needs. One engine per data directory; creates and restores are serialised by the engine
 //! (a second one gets [`CheckpointError::Busy`]), GC may run alongside them.
 
+mod assemble;
+mod catalog;
 mod chunker;
 mod create;
 mod error;
@@ -38,10 +40,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use catalog::{CheckpointInfo, Retention};
 pub use create::CreateRequest;
 pub use error::{CheckpointError, FreezeError, Result};
 pub use freeze::Freezer;
-pub use gc::{CheckpointInfo, GcReport, Retention};
+pub use gc::GcReport;
 pub use id::CheckpointId;
 pub use manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Meta, Stats};
 pub use restore::RestoreSummary;

@@ -17,18 +17,13 @@ pub enum Backend {
     S3,
 }
 
-/// Keeps the storage server (if any) alive for the test.
-enum Server {
-    None,
-    Moto(MotoServer),
-}
-
 /// One test's world: storage, and directories for as many nodes as it likes.
 pub struct Fx {
     pub dir: tempfile::TempDir,
     pub storage: StorageConfig,
     pub store: DynStore,
-    _server: Server,
+    /// Keeps the S3 server (if any) alive for the test.
+    _server: Option<MotoServer>,
 }
 
 impl Fx {
@@ -41,15 +36,12 @@ impl Fx {
                     key_prefix: Some("env-1".into()),
                     ..StorageConfig::default()
                 };
-                (storage, Server::None)
+                (storage, None)
             }
             Backend::S3 => {
                 let moto = MotoServer::start();
                 moto.create_bucket("checkpoints");
-                (
-                    moto.storage_config("checkpoints", "env-1"),
-                    Server::Moto(moto),
-                )
+                (moto.storage_config("checkpoints", "env-1"), Some(moto))
             }
         };
         let store = objstore::open(Some(&storage), dir.path()).await.unwrap();
