@@ -262,8 +262,8 @@ impl Drop for AbandonGuard {
 fn check_label(label: Option<&str>) -> Result<()> {
     match label {
         Some(l) if l.chars().count() > 200 || l.chars().any(char::is_control) => {
-            Err(CheckpointError::Setup {
-                reason: "a label has at most 200 characters and no control characters".into(),
+            Err(CheckpointError::InvalidLabel {
+                reason: "a label has at most 200 characters and no control characters",
             })
         }
         _ => Ok(()),

@@ -27,6 +27,8 @@ pub enum CheckpointError {
     GcBusy { since: String },
     #[error("invalid checkpoint.exclude pattern {pattern:?}: {reason}")]
     InvalidExclude { pattern: String, reason: String },
+    #[error("invalid label: {reason}")]
+    InvalidLabel { reason: &'static str },
     #[error("invalid checkpoint setup: {reason}")]
     Setup { reason: String },
     #[error(

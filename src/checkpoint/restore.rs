@@ -197,6 +197,9 @@ fn create_skeleton(staging: &std::path::Path, m: &Manifest) -> Result<SafeRoot> 
     if staging.exists() {
         std::fs::remove_dir_all(staging).map_err(CheckpointError::io_at("remove", staging))?;
     }
+    if let Some(parent) = staging.parent() {
+        std::fs::create_dir_all(parent).map_err(CheckpointError::io_at("create", parent))?;
+    }
     std::fs::create_dir(staging).map_err(CheckpointError::io_at("create", staging))?;
     let root = SafeRoot::open(staging)?;
     for e in &m.entries {
