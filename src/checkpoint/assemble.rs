@@ -99,15 +99,17 @@ pub fn new_index(plan: &Plan, files: &HashMap<usize, FileChunks>) -> HashMap<Str
     for (n, e) in plan.entries.iter().enumerate() {
         let entry = match &plan.files[n] {
             Some(FilePlan::Reuse(ix)) => ix.clone(),
-            Some(FilePlan::Read { .. } | FilePlan::Spooled { .. }) => match files.get(&n) {
-                Some(fc) => IndexEntry {
-                    stat: e.stat,
-                    racy: !trustworthy(&e.stat, fc.size, plan.scanned_at_ns),
-                    chunks: fc.chunks.clone(),
-                    content: fc.content,
-                },
-                None => continue,
-            },
+            Some(FilePlan::Read { .. } | FilePlan::Spooled { .. } | FilePlan::Chunked { .. }) => {
+                match files.get(&n) {
+                    Some(fc) => IndexEntry {
+                        stat: e.stat,
+                        racy: !trustworthy(&e.stat, fc.size, plan.scanned_at_ns),
+                        chunks: fc.chunks.clone(),
+                        content: fc.content,
+                    },
+                    None => continue,
+                }
+            }
             _ => continue,
         };
         index.insert(e.path.clone(), entry);

@@ -144,28 +144,7 @@ impl CheckpointEngine {
         run: &Run,
         plan: &Plan,
     ) -> Result<(HashMap<usize, FileChunks>, UploadStats)> {
-        let to_read: Vec<ToRead> = plan
-            .files
-            .iter()
-            .enumerate()
-            .filter_map(|(n, f)| match f {
-                Some(FilePlan::Read { source }) => Some(ToRead {
-                    entry: n,
-                    source: Source::File {
-                        path: source.clone(),
-                        size: plan.entries[n].stat.size,
-                    },
-                }),
-                Some(FilePlan::Spooled { offset, len }) => Some(ToRead {
-                    entry: n,
-                    source: Source::Spool {
-                        offset: *offset,
-                        len: *len,
-                    },
-                }),
-                _ => None,
-            })
-            .collect();
+        let to_read = sources(plan);
         let small_by_content = run
             .local
             .files
@@ -229,6 +208,36 @@ impl CheckpointEngine {
             tracing::warn!(error = %e, ok, "cannot save the checkpoint index; the next checkpoint reads everything");
         }
     }
+}
+
+/// Where to read each changed file from.
+fn sources(plan: &Plan) -> Vec<ToRead> {
+    let source = |n: usize, f: &FilePlan| match f {
+        FilePlan::Read { source } => Some(Source::File {
+            path: source.clone(),
+            size: plan.entries[n].stat.size,
+        }),
+        FilePlan::Spooled { offset, len } => Some(Source::Spool {
+            offset: *offset,
+            len: *len,
+        }),
+        FilePlan::Chunked { chunks, size, new } => Some(Source::Chunked {
+            chunks: chunks.clone(),
+            size: *size,
+            new: new.clone(),
+        }),
+        FilePlan::Reuse(_) | FilePlan::Vanished => None,
+    };
+    plan.files
+        .iter()
+        .enumerate()
+        .filter_map(|(n, f)| {
+            Some(ToRead {
+                entry: n,
+                source: source(n, f.as_ref()?)?,
+            })
+        })
+        .collect()
 }
 
 /// Removes the marker and the staging copies of a checkpoint whose future was dropped midway

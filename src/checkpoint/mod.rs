@@ -29,6 +29,7 @@ mod manifest;
 mod protocol;
 mod restore;
 mod stage;
+mod stager;
 mod swap;
 mod tree;
 mod upload;

@@ -1,20 +1,14 @@
 //! The part of a checkpoint that runs inside the freeze window: walk the tree, decide per file
-//! whether the index still describes it, and stage the files that changed. Small files are
-//! appended to one spool file (no inode per file: creating thousands of files would dominate
-//! the window); larger ones are copied with `copy_file_range`, which shares extents on
-//! filesystems that can. Nothing here hashes or compresses: the window lasts as long as a walk
-//! plus a copy of the changed bytes, and the upload reads the staged bytes after the writers
-//! run again.
+//! whether the index still describes it, and stage the files that changed (`stager.rs`).
+//! Nothing here compresses or uploads: that happens after the writers run again.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::chunker::MIN_CHUNK;
-use super::error::{CheckpointError, Result};
+use super::error::Result;
 use super::local::{IndexEntry, LocalState};
 use super::manifest::{ChunkHash, ChunkRef, Meta};
+use super::stager::{SpooledChunk, Stager};
 use super::walk::{Excludes, FileStat, ScanKind, Scanned, scan};
 
 /// What to do with one file.
@@ -26,6 +20,12 @@ pub enum FilePlan {
     Read { source: PathBuf },
     /// Its bytes are in the spool file at `offset`.
     Spooled { offset: u64, len: u64 },
+    /// Already cut in the window; the bytes of the chunks not known to storage are spooled.
+    Chunked {
+        chunks: Vec<ChunkRef>,
+        size: u64,
+        new: Vec<SpooledChunk>,
+    },
     /// Disappeared between the walk and the copy.
     Vanished,
 }
@@ -42,9 +42,6 @@ pub struct Plan {
     pub spool: Option<PathBuf>,
 }
 
-/// The spool's name inside the staging directory.
-const SPOOL: &str = "small-files.spool";
-
 /// Walk `env_dir` and plan every file; with `staging`, stage changed files into it.
 pub fn plan(
     env_dir: &Path,
@@ -54,7 +51,7 @@ pub fn plan(
 ) -> Result<Plan> {
     let scanned_at_ns = now_ns();
     let tree = scan(env_dir, excludes)?;
-    let mut stager = staging.map(Stager::new);
+    let mut stager = staging.map(|dir| Stager::new(dir, &local.known));
     let mut files = Vec::with_capacity(tree.entries.len());
     for (n, e) in tree.entries.iter().enumerate() {
         let plan = match e.kind {
@@ -88,87 +85,15 @@ fn plan_file(
         return Ok(FilePlan::Reuse(prev.clone()));
     }
     let original = env_dir.join(&e.path);
+    let seen_before = local.files.contains_key(&e.path);
     match stager {
         None => Ok(FilePlan::Read { source: original }),
-        Some(stager) => stager.stage(&original, n, e.stat.size),
+        Some(stager) => stager.stage(&original, n, e.stat.size, seen_before),
     }
 }
 
 fn all_known(chunks: &[ChunkRef], known: &HashSet<ChunkHash>) -> bool {
     chunks.iter().all(|c| known.contains(&c.hash))
-}
-
-/// Copies changed files into the staging directory.
-struct Stager {
-    dir: PathBuf,
-    spool: Option<BufWriter<File>>,
-    spool_len: u64,
-}
-
-impl Stager {
-    fn new(dir: &Path) -> Stager {
-        Stager {
-            dir: dir.to_path_buf(),
-            spool: None,
-            spool_len: 0,
-        }
-    }
-
-    fn stage(&mut self, original: &Path, n: usize, size: u64) -> Result<FilePlan> {
-        if size < MIN_CHUNK as u64
-            && let Some(plan) = self.spool_small(original, size)?
-        {
-            return Ok(plan);
-        }
-        let copy = self.dir.join(n.to_string());
-        match std::fs::copy(original, &copy) {
-            Ok(_) => Ok(FilePlan::Read { source: copy }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(FilePlan::Vanished),
-            Err(err) => Err(CheckpointError::io("copy to staging", original, err)),
-        }
-    }
-
-    /// Append a small file to the spool; `None` if it has grown too large to be spooled.
-    fn spool_small(&mut self, original: &Path, size: u64) -> Result<Option<FilePlan>> {
-        let mut data = Vec::with_capacity(size as usize);
-        let read =
-            File::open(original).and_then(|f| f.take(MIN_CHUNK as u64).read_to_end(&mut data));
-        match read {
-            Ok(_) if data.len() >= MIN_CHUNK => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Some(FilePlan::Vanished));
-            }
-            Err(e) => return Err(CheckpointError::io("read", original, e)),
-        }
-        let spool_path = self.dir.join(SPOOL);
-        if self.spool.is_none() {
-            let f =
-                File::create(&spool_path).map_err(CheckpointError::io_at("create", &spool_path))?;
-            self.spool = Some(BufWriter::with_capacity(1 << 20, f));
-        }
-        let spool = self.spool.as_mut().expect("spool was just opened");
-        spool
-            .write_all(&data)
-            .map_err(CheckpointError::io_at("write", &spool_path))?;
-        let plan = FilePlan::Spooled {
-            offset: self.spool_len,
-            len: data.len() as u64,
-        };
-        self.spool_len += data.len() as u64;
-        Ok(Some(plan))
-    }
-
-    fn finish(self) -> Result<Option<PathBuf>> {
-        let Some(mut spool) = self.spool else {
-            return Ok(None);
-        };
-        let path = self.dir.join(SPOOL);
-        spool
-            .flush()
-            .map_err(CheckpointError::io_at("write", &path))?;
-        Ok(Some(path))
-    }
 }
 
 /// A file whose mtime is this close to the walk may be written again within the same timestamp
@@ -189,6 +114,7 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::chunker::MIN_CHUNK;
 
     fn entry(stat: FileStat, hash: ChunkHash, racy: bool) -> IndexEntry {
         IndexEntry {
@@ -213,6 +139,7 @@ mod tests {
             std::fs::write(env.join(name), name).unwrap();
         }
         std::fs::write(env.join("large"), vec![1u8; MIN_CHUNK]).unwrap();
+        std::fs::write(env.join("large-edited"), vec![2u8; MIN_CHUNK]).unwrap();
         let scanned = scan(&env, &Excludes::default()).unwrap();
         let stat = |p: &str| scanned.entries.iter().find(|e| e.path == p).unwrap().stat;
         let (known, unknown) = (ChunkHash::of(b"k"), ChunkHash::of(b"u"));
@@ -224,6 +151,8 @@ mod tests {
         local
             .files
             .insert("racy".into(), entry(stat("racy"), known, true));
+        let edited = entry(stat("large-edited"), unknown, false);
+        local.files.insert("large-edited".into(), edited);
         local.files.insert(
             "unknown-chunk".into(),
             entry(stat("unknown-chunk"), unknown, false),
@@ -238,7 +167,18 @@ mod tests {
         assert!(
             matches!(of("large"), Some(FilePlan::Read { source }) if source.starts_with(&staging))
         );
+        let Some(FilePlan::Chunked { chunks, size, new }) = of("large-edited") else {
+            panic!(
+                "a modified large file is cut in place: {:?}",
+                of("large-edited")
+            );
+        };
+        assert_eq!((*size, chunks.len(), new.len()), (MIN_CHUNK as u64, 1, 1));
         let spool = std::fs::read(plan.spool.unwrap()).unwrap();
+        assert_eq!(
+            &spool[new[0].offset as usize..][..MIN_CHUNK],
+            &[2u8; MIN_CHUNK][..]
+        );
         let Some(FilePlan::Spooled { offset, len }) = of("new") else {
             unreachable!()
         };

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::chunker::{ChunkSink, MIN_CHUNK, Packer, chunk_file};
 use super::error::{CheckpointError, Result};
 use super::manifest::{ChunkHash, ChunkRef};
+use super::stager::SpooledChunk;
 use crate::objstore::DynStore;
 
 /// zstd level: 3 is zstd's default, fast enough to keep up with the network on one core.
@@ -38,6 +39,12 @@ pub enum Source {
     File { path: PathBuf, size: u64 },
     /// A slice of the staging spool.
     Spool { offset: u64, len: u64 },
+    /// Cut during the freeze; the chunks storage lacks are in the spool.
+    Chunked {
+        chunks: Vec<ChunkRef>,
+        size: u64,
+        new: Vec<SpooledChunk>,
+    },
 }
 
 /// What reading a file produced.
@@ -122,7 +129,25 @@ fn read_all(
     let mut out = HashMap::with_capacity(files.len());
     let mut packer = Packer::default();
     for f in files {
-        let data = match read_small(&f.source, spool)? {
+        let data = match &f.source {
+            Source::Chunked { chunks, size, new } => {
+                for c in new {
+                    sink.offer(c.hash, &read_spool(spool, c.offset, c.len)?)?;
+                }
+                let (chunks, size) = (chunks.clone(), *size);
+                out.insert(
+                    f.entry,
+                    FileChunks {
+                        chunks,
+                        size,
+                        content: None,
+                    },
+                );
+                continue;
+            }
+            source => read_small(source, spool)?,
+        };
+        let data = match data {
             Some(data) => data,
             None => {
                 let Source::File { path, .. } = &f.source else {
@@ -163,14 +188,8 @@ fn read_all(
 fn read_small(source: &Source, spool: Option<&File>) -> Result<Option<Vec<u8>>> {
     let (path, size) = match source {
         Source::File { path, size } => (path, *size),
-        Source::Spool { offset, len } => {
-            let spool = spool.expect("a spool slice comes with its spool");
-            let mut data = vec![0u8; *len as usize];
-            spool
-                .read_exact_at(&mut data, *offset)
-                .map_err(CheckpointError::io_at("read", Path::new("staging spool")))?;
-            return Ok(Some(data));
-        }
+        Source::Spool { offset, len } => return read_spool(spool, *offset, *len).map(Some),
+        Source::Chunked { .. } => return Ok(None),
     };
     if size >= MIN_CHUNK as u64 {
         return Ok(None);
@@ -180,6 +199,15 @@ fn read_small(source: &Source, spool: Option<&File>) -> Result<Option<Vec<u8>>> 
         .and_then(|file| file.take(MIN_CHUNK as u64).read_to_end(&mut data))
         .map_err(CheckpointError::io_at("read", path))?;
     Ok((data.len() < MIN_CHUNK).then_some(data))
+}
+
+fn read_spool(spool: Option<&File>, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let spool = spool.expect("a spool slice comes with its spool");
+    let mut data = vec![0u8; len as usize];
+    spool
+        .read_exact_at(&mut data, offset)
+        .map_err(CheckpointError::io_at("read", Path::new("staging spool")))?;
+    Ok(data)
 }
 
 /// Record pack slices for the files a sealed pack holds.

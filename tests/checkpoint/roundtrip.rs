@@ -14,6 +14,16 @@ pub async fn take(engine: &CheckpointEngine) -> state_manager::checkpoint::Check
     engine.create(CreateRequest::default()).await.unwrap()
 }
 
+/// A checkpoint with a freezer, so changed files go through staging.
+async fn take_frozen(engine: &CheckpointEngine) -> state_manager::checkpoint::CheckpointSummary {
+    let freezer: Arc<dyn Freezer> = Arc::new(CountingFreezer::default());
+    let req = CreateRequest {
+        freezer: Some(freezer),
+        ..CreateRequest::default()
+    };
+    engine.create(req).await.unwrap()
+}
+
 pub async fn restore(engine: &CheckpointEngine, id: &str) {
     let m = engine.load_manifest(id).await.unwrap();
     engine.restore(&m).await.unwrap();
@@ -75,6 +85,8 @@ pub async fn round_trip(fx: Fx) {
 }
 
 /// Changing one file uploads only that file's new chunks; an unchanged tree uploads nothing.
+/// (With a freezer: a modified large file is cut during the window, only its new chunks
+/// are staged.)
 pub async fn incremental(fx: Fx) {
     let env = fx.env("a");
     fs::create_dir_all(env.join("small")).unwrap();
@@ -92,10 +104,10 @@ pub async fn incremental(fx: Fx) {
         set_mtime(e.unwrap().path(), 3600);
     }
     let a = fx.engine("a").await;
-    let first = take(&a).await;
+    let first = take_frozen(&a).await;
     assert!(first.chunks_new >= 4 * 2, "{first:?}");
 
-    let unchanged = take(&a).await;
+    let unchanged = take_frozen(&a).await;
     assert_eq!(
         (unchanged.chunks_new, unchanged.uploaded_bytes),
         (0, 0),
@@ -105,7 +117,7 @@ pub async fn incremental(fx: Fx) {
     let mut big = fs::read(env.join("big2.bin")).unwrap();
     big[4 * 1024 * 1024] ^= 0xff;
     fs::write(env.join("big2.bin"), &big).unwrap();
-    let second = take(&a).await;
+    let second = take_frozen(&a).await;
     assert!((1..=2).contains(&second.chunks_new), "{second:?}");
     assert!(
         second.uploaded_bytes <= 2 * 4 * 1024 * 1024 + 4096,
@@ -119,7 +131,7 @@ pub async fn incremental(fx: Fx) {
     let at_second = describe(&env);
 
     fs::write(env.join("small/7.txt"), "edited\n").unwrap();
-    let third = take(&a).await;
+    let third = take_frozen(&a).await;
     assert_eq!(
         third.chunks_new, 1,
         "one new pack holding the edited file: {third:?}"
@@ -128,7 +140,7 @@ pub async fn incremental(fx: Fx) {
 
     restore(&a, second.id.as_str()).await;
     assert_same_tree(&at_second, &describe(&env));
-    let after_restore = take(&a).await;
+    let after_restore = take_frozen(&a).await;
     assert_eq!(
         after_restore.chunks_new, 0,
         "a restored tree is indexed: {after_restore:?}"
