@@ -179,7 +179,7 @@ async fn bench(backend: &'static str, work: &Path) -> Column {
     let (tz, up, size) = peers::tar_zstd_upload(&env, work, &store).await;
     let tar_total = tz + up;
     col.row(
-        "`tar | zstd -3` + upload",
+        "`tar \\| zstd -3` + upload",
         format!(
             "{} ({} + {}), {:.0} MiB",
             secs(tar_total),

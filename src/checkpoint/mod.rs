@@ -147,10 +147,6 @@ impl CheckpointEngine {
         &self.env_dir
     }
 
-    pub fn store(&self) -> &DynStore {
-        &self.store
-    }
-
     fn busy(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
         self.busy.try_lock().map_err(|_| CheckpointError::Busy)
     }
