@@ -35,6 +35,7 @@ pub struct CreateRequest {
 /// Everything a checkpoint in progress carries between its steps.
 struct Run {
     id: CheckpointId,
+    started: Instant,
     created_at: OffsetDateTime,
     staging: PathBuf,
     local: LocalState,
@@ -58,6 +59,7 @@ impl CheckpointEngine {
         })
         .await??;
         let mut run = Run {
+            started,
             staging: self.state_dir.join("staging").join(id.as_str()),
             id,
             created_at,
@@ -79,7 +81,9 @@ impl CheckpointEngine {
         abandoned.armed = false;
         let manifest = result?;
         tracing::info!(id = %manifest.id, files = manifest.stats.files, uploaded = manifest.stats.uploaded_bytes, "checkpoint taken");
-        Ok(manifest.summary(started.elapsed().as_millis() as u64))
+        let mut summary = manifest.summary();
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(summary)
     }
 
     fn marker(&self, run: &Run) -> PendingMarker {
@@ -100,7 +104,8 @@ impl CheckpointEngine {
             label: req.label.clone(),
             epoch: req.epoch,
         };
-        let manifest = build_manifest(header, &plan, &files, upload, freeze_ms)?;
+        let mut manifest = build_manifest(header, &plan, &files, upload, freeze_ms)?;
+        manifest.stats.duration_ms = run.started.elapsed().as_millis() as u64;
         self.final_gc_check(run, &manifest).await?;
         let body = serde_json::to_vec(&manifest).map_err(|e| CheckpointError::Task {
             reason: format!("serialising the manifest: {e}"),

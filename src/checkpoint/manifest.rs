@@ -120,7 +120,7 @@ pub struct Entry {
     pub kind: EntryKind,
 }
 
-/// Figures recorded with the checkpoint (the summary, minus what only the caller knows).
+/// Figures recorded with the checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub files: u64,
@@ -128,6 +128,9 @@ pub struct Stats {
     pub uploaded_bytes: u64,
     pub chunks_new: u64,
     pub freeze_ms: u64,
+    /// Time from the start to the manifest write (the response reports the full time).
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// The whole manifest.
@@ -197,8 +200,9 @@ impl Manifest {
         Ok(())
     }
 
-    /// The response body of a checkpoint request, given the final wall time.
-    pub fn summary(&self, duration_ms: u64) -> CheckpointSummary {
+    /// The summary of this checkpoint (as `POST /checkpoint` answered, within the time it
+    /// took to write the manifest).
+    pub fn summary(&self) -> CheckpointSummary {
         CheckpointSummary {
             id: self.id.clone(),
             label: self.label.clone(),
@@ -208,7 +212,7 @@ impl Manifest {
             uploaded_bytes: self.stats.uploaded_bytes,
             chunks_new: self.stats.chunks_new,
             freeze_ms: self.stats.freeze_ms,
-            duration_ms,
+            duration_ms: self.stats.duration_ms,
         }
     }
 }
