@@ -5,12 +5,20 @@
 //! `/`-separated segments of printable characters, no empty, `.` or `..` segment. Conditional
 //! writes are atomic in both backends; a failed precondition is [`StoreError::PreconditionFailed`],
 //! never an error string to match.
+//!
+//! [`open`] picks the backend from the config's `storage` section.
+
+mod atomic;
+pub mod local;
+pub mod s3;
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::config::StorageConfig;
 
 /// Opaque version tag of an object, compared for conditional writes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -123,6 +131,57 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check a `list` prefix: empty, or key-like text that may end with `/` or in a partial segment.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let body = prefix.strip_suffix('/').unwrap_or(prefix);
+    validate_key(body).map_err(|e| match e {
+        StoreError::InvalidKey { reason, .. } => StoreError::InvalidKey {
+            key: prefix.to_string(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// The store the config asks for: no `storage` section → the local backend under
+/// `<data_dir>/objects`; `endpoint: "file:///abs/path"` → the local backend there; anything
+/// else → S3. The key prefix applies to all three.
+pub async fn open(storage: Option<&StorageConfig>, data_dir: &Path) -> Result<DynStore> {
+    let Some(s) = storage else {
+        return open_local(data_dir.join("objects"), None).await;
+    };
+    match s.endpoint.as_deref().and_then(file_endpoint) {
+        Some(base) if !base.is_absolute() => Err(StoreError::Backend {
+            op: "open",
+            key: String::new(),
+            message: "a file endpoint needs an absolute path: \"file:///var/lib/objects\"".into(),
+        }),
+        Some(base) => open_local(base, s.key_prefix.clone()).await,
+        None => s3::S3Store::connect(s)
+            .await
+            .map(|s| Arc::new(s) as DynStore),
+    }
+}
+
+async fn open_local(base: PathBuf, prefix: Option<String>) -> Result<DynStore> {
+    let store =
+        tokio::task::spawn_blocking(move || local::LocalStore::open(&base, prefix.as_deref()))
+            .await
+            .map_err(|e| StoreError::Io {
+                key: String::new(),
+                source: std::io::Error::other(e),
+            })??;
+    Ok(Arc::new(store))
+}
+
+/// The directory of a `file:///abs/path` endpoint.
+fn file_endpoint(endpoint: &str) -> Option<PathBuf> {
+    endpoint.strip_prefix("file://").map(PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +195,16 @@ mod tests {
         }
         for k in ["lease.json", "db/gen-0001/snapshot.db.zst", "chunks/ab12"] {
             validate_key(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn prefixes_may_be_partial_or_end_with_slash() {
+        for p in ["", "db/", "db/gen-", "chunks"] {
+            validate_prefix(p).unwrap();
+        }
+        for p in ["/", "/db", "../", "db/../x", "a\\b"] {
+            assert!(validate_prefix(p).is_err(), "{p:?}");
         }
     }
 }

@@ -2,6 +2,8 @@
 //! servers started on loopback for the duration of a test.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::time::{Duration, Instant};
 
 /// Poll `cond` until it returns `Some`, or panic after `deadline` naming `what`.
