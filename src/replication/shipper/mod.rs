@@ -15,8 +15,13 @@ use time::OffsetDateTime;
 
 use super::fence::FencedWriter;
 use super::wal::{self, WalPos, WalRead};
-use super::{ReplicationError, ReplicationStatus, files, layout, segment};
+use super::{ReplicationError, files, layout, segment};
 use crate::store::Store;
+
+mod maintenance;
+mod upload;
+
+use upload::Pending;
 
 /// The most WAL bytes read into one segment (whole transactions may exceed it).
 const SEGMENT_CAP: u64 = 16 << 20;
@@ -40,38 +45,6 @@ struct GenState {
     pos: WalPos,
 }
 
-enum Pending {
-    Segment {
-        generation: String,
-        index: u64,
-        offset: u64,
-        unix_ms: i64,
-        read_at: Instant,
-        body: Bytes,
-    },
-    Snapshot {
-        generation: String,
-        unix_ms: i64,
-        read_at: Instant,
-        file: PathBuf,
-        size: u64,
-    },
-}
-
-impl Pending {
-    fn read_at(&self) -> Instant {
-        match self {
-            Pending::Segment { read_at, .. } | Pending::Snapshot { read_at, .. } => *read_at,
-        }
-    }
-    fn size(&self) -> u64 {
-        match self {
-            Pending::Segment { body, .. } => body.len() as u64,
-            Pending::Snapshot { size, .. } => *size,
-        }
-    }
-}
-
 /// The replication state machine, driven by the task in `task.rs`.
 pub(super) struct Shipper {
     pub store: Store,
@@ -84,6 +57,9 @@ pub(super) struct Shipper {
     queue: VecDeque<Pending>,
     rotate_requested: bool,
     prune_due: bool,
+    /// Set by a failed sync: storage may have lost data meanwhile (an S3 server replaced by an
+    /// empty one), so check the generation still has its snapshot before adding to it.
+    verify_due: bool,
     synced_through: Option<Instant>,
     last_sync_at: Option<OffsetDateTime>,
     started: Instant,
@@ -114,6 +90,7 @@ impl Shipper {
             queue: VecDeque::new(),
             rotate_requested: false,
             prune_due: true,
+            verify_due: false,
             synced_through: None,
             last_sync_at: None,
             started: Instant::now(),
@@ -122,6 +99,17 @@ impl Shipper {
 
     /// One full sync. Stops at the first failure; what is queued stays queued.
     pub async fn sync_once(&mut self) -> Result<(), ReplicationError> {
+        let result = self.sync_inner().await;
+        if result.is_err() {
+            self.verify_due = true;
+        }
+        result
+    }
+
+    async fn sync_inner(&mut self) -> Result<(), ReplicationError> {
+        if self.verify_due {
+            self.verify_generation().await?;
+        }
         self.drain().await?;
         if self.rotation_due() {
             self.rotate().await?;
@@ -293,75 +281,6 @@ impl Shipper {
         Ok(())
     }
 
-    /// Upload queued items in order, each removed only once stored.
-    async fn drain(&mut self) -> Result<(), ReplicationError> {
-        while let Some(item) = self.queue.front() {
-            match item {
-                Pending::Segment {
-                    generation,
-                    index,
-                    offset,
-                    unix_ms,
-                    body,
-                    ..
-                } => {
-                    let key = |e| layout::segment_key(generation, *index, *offset, *unix_ms, e);
-                    self.writer.put(key, body.clone()).await?;
-                }
-                Pending::Snapshot {
-                    generation,
-                    unix_ms,
-                    file,
-                    ..
-                } => {
-                    let key = |e| layout::snapshot_key(generation, *unix_ms, e);
-                    self.writer.put_file(key, file).await?;
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            let done = self.queue.pop_front().expect("front exists");
-            self.synced_through = Some(done.read_at());
-        }
-        Ok(())
-    }
-
-    /// Delete generations that ended (the next one started) longer than `retention` ago.
-    /// Failures are logged and retried at the next sync.
-    async fn prune(&mut self) {
-        match self.try_prune().await {
-            Ok(deleted) => {
-                self.prune_due = false;
-                if deleted > 0 {
-                    tracing::info!(generations = deleted, "pruned old replication generations");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "pruning old generations failed; will retry"),
-        }
-    }
-
-    async fn try_prune(&mut self) -> Result<usize, ReplicationError> {
-        let listing = self.writer.objects.list(layout::ROOT).await?;
-        let generations = layout::generations(&listing);
-        let cutoff = layout::unix_ms(OffsetDateTime::now_utc()) - self.retention.as_millis() as i64;
-        let current = self.generation.as_ref().map(|g| g.name.as_str());
-        let mut deleted = 0;
-        for pair in generations.windows(2) {
-            let (old, next) = (&pair[0], &pair[1]);
-            if Some(old.name.as_str()) == current || next.start_ms > cutoff {
-                continue;
-            }
-            // The snapshot goes first: a generation without one is never restored.
-            if let Some(s) = &old.snapshot {
-                self.writer.delete(&s.key).await?;
-            }
-            for key in &old.keys {
-                self.writer.delete(key).await?;
-            }
-            deleted += 1;
-        }
-        Ok(deleted)
-    }
-
     /// After a final sync: truncate the WAL and return what the continuity record needs, or
     /// `None` if writes arrived after the sync (the next start then begins a new generation).
     pub async fn seal(&mut self) -> Result<Option<(String, u64, (u64, String))>, ReplicationError> {
@@ -396,40 +315,6 @@ impl Shipper {
             g.index
         };
         Ok(fingerprint.map(|fp| (g.name.clone(), next_index, fp)))
-    }
-
-    /// The status after a sync attempt.
-    pub fn status(&self, error: Option<&ReplicationError>) -> ReplicationStatus {
-        let wal_tail = match &self.generation {
-            Some(g) => files::len_or_zero(&self.wal_path).saturating_sub(g.pos.offset),
-            None => files::len_or_zero(&self.wal_path),
-        };
-        let pending_bytes = wal_tail + self.queue.iter().map(Pending::size).sum::<u64>();
-        let lag_ms = if pending_bytes == 0 {
-            0
-        } else {
-            self.synced_through
-                .unwrap_or(self.started)
-                .elapsed()
-                .as_millis() as u64
-        };
-        ReplicationStatus {
-            generation: self.generation.as_ref().map(|g| g.name.clone()),
-            last_sync_at: self.last_sync_at,
-            lag_ms,
-            pending_bytes,
-            last_error: error.map(|e| e.to_string()),
-            synced_through: self.synced_through,
-        }
-    }
-
-    /// Remove snapshot files that will never be uploaded (at shutdown).
-    pub fn discard_queue(&mut self) {
-        for item in self.queue.drain(..) {
-            if let Pending::Snapshot { file, .. } = item {
-                let _ = std::fs::remove_file(file);
-            }
-        }
     }
 }
 
