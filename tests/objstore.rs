@@ -7,7 +7,7 @@ mod cases;
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::moto::MotoServer;
@@ -27,7 +27,6 @@ impl Backend {
         Backend::Local(tempfile::tempdir().unwrap())
     }
 
-    #[allow(dead_code)] // the S3 half of the suite comes with the S3 backend
     fn s3() -> Backend {
         let moto = MotoServer::start();
         moto.create_bucket(BUCKET);
@@ -62,6 +61,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::cases::$case(&super::Backend::local()).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::cases::$case(&super::Backend::s3()).await;
                 }
             )*
         }
@@ -200,4 +207,100 @@ fn local_put_if_absent_across_processes() {
         let body = std::fs::read_to_string(dir.path().join("objects").join(key)).unwrap();
         assert!(body.starts_with(&format!("{}-", pids[0])), "{key}: {body}");
     }
+}
+
+/// A deadline for failing fast: generous, it guards against minutes-long hangs, not speed.
+const FAIL_FAST: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn s3_unreachable_endpoint_fails_within_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = StorageConfig {
+        bucket: Some("nobody-home".into()),
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        ..StorageConfig::default()
+    };
+    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = store.put("lease.json", Bytes::from_static(b"{}")).await;
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "took {:?}",
+        started.elapsed()
+    );
+    let r = store.head("lease.json").await;
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    // Keys are checked before any request: no backend error, no wait.
+    let r = store.get("../lease.json").await;
+    assert!(matches!(r, Err(StoreError::InvalidKey { .. })), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_recovers_after_the_server_restarts() {
+    let mut moto = MotoServer::start();
+    moto.create_bucket(BUCKET);
+    let cfg = moto.storage_config(BUCKET, "env-1");
+    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    store.put("a", Bytes::from_static(b"1")).await.unwrap();
+
+    moto.stop();
+    let started = Instant::now();
+    let r = store.put("b", Bytes::from_static(b"2")).await;
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    moto.restart();
+    store
+        .put("b", Bytes::from_static(b"2"))
+        .await
+        .expect("pooled client reconnects");
+    assert_eq!(store.get("b").await.unwrap().body, Bytes::from_static(b"2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_hung_server_times_out_then_recovers() {
+    let moto = MotoServer::start();
+    moto.create_bucket(BUCKET);
+    let cfg = moto.storage_config(BUCKET, "env-1");
+    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    store.put("a", Bytes::from_static(b"1")).await.unwrap();
+
+    moto.pause();
+    let started = Instant::now();
+    let r = store.head("a").await;
+    let waited = started.elapsed();
+    moto.resume();
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(waited < Duration::from_secs(60), "took {waited:?}");
+    assert_eq!(store.get("a").await.unwrap().body, Bytes::from_static(b"1"));
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_a_backend_error_not_a_missing_key() {
+    let moto = MotoServer::start();
+    let cfg = moto.storage_config("no-such-bucket", "");
+    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    let r = store.get("lease.json").await;
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    let r = store.put_if_absent("lease.json", Bytes::new()).await;
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
 }

@@ -8,13 +8,15 @@
 //! - Conditional writes, unconditional renames and deletes hold an exclusive `flock` on
 //!   `<base>/\lock` from the check to the rename, so they are atomic across threads and across
 //!   processes that share the directory (two nodes racing for the lease object).
-//! - ETag = `<inode>-<mtime ns>-<size>` in hex, read from one `fstat`. Every write sets the new
-//!   file's mtime, under the lock, strictly above the replaced file's mtime, so consecutive
-//!   versions of a key never share an ETag even when the inode number is reused. (On a
-//!   filesystem with one-second timestamps the mtime is pushed to the next second instead.)
+//! - ETag = `<inode>-<mtime ns>-<size>` in hex, read from one `fstat` (see `version`). Every
+//!   write, under the lock, sets the new file's mtime strictly above the replaced file's, so
+//!   consecutive versions of a key never share an ETag, even with identical bytes (S3's ETag is
+//!   the content's MD5 instead: callers treat ETags as opaque).
 //!
 //! Limitation shared by every filesystem: a key cannot also be a directory of other keys
 //! (`a` and `a/b` cannot both exist); such a write fails with [`StoreError::Io`].
+
+mod version;
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -22,10 +24,10 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use self::version::{advance_mtime, etag_of};
 use super::atomic::{self, RESERVED, TempFile};
 use super::{
     ETag, Object, ObjectMeta, ObjectStore, Result, StoreError, validate_key, validate_prefix,
@@ -94,20 +96,6 @@ impl LocalStore {
                 source: io::Error::other(e),
             })?
     }
-}
-
-/// The ETag of the file behind `meta` (see the module header).
-fn etag_of(meta: &Metadata) -> ETag {
-    ETag(format!(
-        "{:x}-{:x}-{:x}",
-        meta.ino(),
-        mtime_ns(meta),
-        meta.len()
-    ))
-}
-
-fn mtime_ns(meta: &Metadata) -> i128 {
-    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
 fn object_meta(key: String, meta: &Metadata) -> ObjectMeta {
@@ -278,31 +266,6 @@ fn sync_dir(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
-}
-
-/// Set `file`'s mtime above the replaced object's, so the new ETag differs from every earlier
-/// one of this key; returns the file's final metadata.
-fn advance_mtime(file: &File, current: Option<&Metadata>) -> io::Result<Metadata> {
-    let now = SystemTime::now();
-    let Some(cur) = current else {
-        file.set_modified(now)?;
-        return file.metadata();
-    };
-    let cur_time = cur.modified()?;
-    for bump in [
-        Duration::from_nanos(1),
-        Duration::from_secs(1),
-        Duration::from_secs(2),
-    ] {
-        file.set_modified(now.max(cur_time + bump))?;
-        let meta = file.metadata()?;
-        if mtime_ns(&meta) > mtime_ns(cur) {
-            return Ok(meta);
-        }
-    }
-    Err(io::Error::other(
-        "the filesystem does not keep modification times finely enough to version objects",
-    ))
 }
 
 fn read_range(file: &File, size: u64, range: Range<u64>) -> io::Result<Bytes> {

@@ -160,9 +160,7 @@ pub async fn open(storage: Option<&StorageConfig>, data_dir: &Path) -> Result<Dy
             message: "a file endpoint needs an absolute path: \"file:///var/lib/objects\"".into(),
         }),
         Some(base) => open_local(base, s.key_prefix.clone()).await,
-        None => s3::S3Store::connect(s)
-            .await
-            .map(|s| Arc::new(s) as DynStore),
+        None => Ok(Arc::new(s3::S3Store::connect(s).await?)),
     }
 }
 

@@ -8,6 +8,12 @@
 //! same port (with the buckets made through [`MotoServer::create_bucket`] created again, empty).
 //! [`MotoServer::pause`] / [`MotoServer::resume`] freeze the process instead, keeping its data:
 //! clients then see connections that hang until their timeouts.
+//!
+//! moto checks `If-None-Match` / `If-Match` and then stores the object without a lock, so two
+//! racing conditional writes can both succeed under load (real S3 and MinIO are atomic). When
+//! `moto_server` is a Python script, the fixture therefore runs its `main` through the same
+//! interpreter with request handling serialized by one lock ([`SERIALIZED_MAIN`]): still the
+//! real server and protocol, with S3's atomicity. Any other launcher runs as is.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,8 +27,22 @@ use nix::unistd::Pid;
 use state_manager::config::StorageConfig;
 
 const INSTALL: &str = "the S3 tests need the moto server: \
-    `python3 -m venv .venv && .venv/bin/pip install 'moto[server]>=5.1.5'` in the repository, \
+    `python3 -m venv .venv && .venv/bin/pip install 'moto[server]>=5.2.5'` in the repository, \
     or set MOTO_SERVER=/path/to/moto_server";
+
+/// Runs `moto.server.main` with every request handled under one lock (see the module header).
+const SERIALIZED_MAIN: &str = r#"
+import sys, threading
+from moto.moto_server import werkzeug_app
+import moto.server
+lock = threading.Lock()
+handle = werkzeug_app.DomainDispatcherApplication.__call__
+def serialized(self, environ, start_response):
+    with lock:
+        return handle(self, environ, start_response)
+werkzeug_app.DomainDispatcherApplication.__call__ = serialized
+sys.exit(moto.server.main(sys.argv[1:]))
+"#;
 
 /// A running moto server; killed on drop.
 pub struct MotoServer {
@@ -136,7 +156,15 @@ impl MotoServer {
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let log_path = self.log_dir.path().join("moto.log");
         let log = std::fs::File::create(&log_path).expect("create moto log");
-        let child = Command::new(&self.bin)
+        let mut cmd = match python_of(&self.bin) {
+            Some(python) => {
+                let mut c = Command::new(python);
+                c.args(["-c", SERIALIZED_MAIN]);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
@@ -185,6 +213,21 @@ fn http(addr: SocketAddr, request: &str) -> std::io::Result<String> {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     l.local_addr().unwrap().port()
+}
+
+/// The interpreter of a Python launcher script (`#!/venv/bin/python3`,
+/// `#!/usr/bin/env python3`), or `None` for anything else.
+fn python_of(bin: &Path) -> Option<PathBuf> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(bin).ok()?.read(&mut head).ok()?;
+    let first = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let mut words = first.strip_prefix("#!")?.split_whitespace();
+    let mut interp = words.next()?;
+    if interp.ends_with("/env") {
+        interp = words.next()?;
+    }
+    let name = Path::new(interp).file_name()?.to_str()?;
+    name.starts_with("python").then(|| PathBuf::from(interp))
 }
 
 fn find_binary() -> PathBuf {
