@@ -32,7 +32,6 @@ impl Backend {
         Backend::Local(tempfile::tempdir().unwrap())
     }
 
-    #[allow(dead_code)] // the S3 half comes with the S3 backend
     pub fn s3() -> Backend {
         let moto = MotoServer::start();
         moto.create_bucket(BUCKET);
@@ -121,6 +120,14 @@ macro_rules! per_backend {
                 }
             )*
         }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::Backend::s3()).await;
+                }
+            )*
+        }
     };
 }
 
@@ -132,6 +139,15 @@ per_backend!(
     a_database_from_another_location_is_replaced,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_loses_nothing() {
+    cases::storage_outage_loses_nothing(Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_restarted_empty_gets_a_new_generation() {
+    cases::storage_restarted_empty(Backend::s3()).await;
+}
 
 /// Child side of the kill -9 case; ignored in normal runs.
 #[test]

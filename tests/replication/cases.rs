@@ -273,7 +273,6 @@ pub async fn a_database_from_another_location_is_replaced(be: Backend) {
 }
 
 /// moto frozen (SIGSTOP): requests hang and fail; writes go on; once it thaws, all is shipped.
-#[allow(dead_code)] // runs once the S3 backend is merged
 pub async fn storage_outage_loses_nothing(mut be: Backend) {
     let objects = be.objects("outage").await;
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +310,6 @@ pub async fn storage_outage_loses_nothing(mut be: Backend) {
 
 /// moto killed and started again empty on the same port: the vanished generation is noticed
 /// and a new one holds everything.
-#[allow(dead_code)] // runs once the S3 backend is merged
 pub async fn storage_restarted_empty(mut be: Backend) {
     let objects = be.objects("restarted").await;
     let dir = tempfile::tempdir().unwrap();
