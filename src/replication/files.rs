@@ -2,7 +2,8 @@
 //! a snapshot, decompressing one, fingerprints, atomic writes, moving a database aside.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const SNAPSHOT_LEVEL: i32 = 3;
@@ -14,10 +15,31 @@ pub fn companion(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Compress the database file `db` into `out` (zstd with a content checksum), durably.
-/// Returns the compressed size.
-pub fn compress_file(db: &Path, out: &Path) -> io::Result<u64> {
-    let mut src = BufReader::with_capacity(1 << 20, File::open(db)?);
+/// Reads a shared file handle from the start with positional reads (never moving a cursor that
+/// clones of the handle share).
+pub struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    pub fn new(file: &'a File) -> Self {
+        ReadAt { file, pos: 0 }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Compress the database file behind `db` (the store's shared handle) into `out` (zstd with a
+/// content checksum), durably. Returns the compressed size.
+pub fn compress_file(db: &File, out: &Path) -> io::Result<u64> {
+    let mut src = BufReader::with_capacity(1 << 20, ReadAt::new(db));
     let dst = File::create(out)?;
     let mut enc =
         zstd::stream::Encoder::new(BufWriter::with_capacity(1 << 20, dst), SNAPSHOT_LEVEL)?;
@@ -39,10 +61,10 @@ pub fn decompress_file(src: &Path, out: &Path) -> io::Result<u64> {
 
 /// Length and BLAKE3 hash of a file: proves at start-up that the database is byte for byte the
 /// one a clean shutdown left.
-pub fn fingerprint(path: &Path) -> io::Result<(u64, String)> {
+pub fn fingerprint(file: &File) -> io::Result<(u64, String)> {
     let mut hasher = blake3::Hasher::new();
-    let mut f = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let len = io::copy(&mut f, &mut hasher)?;
+    let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(file));
+    let len = io::copy(&mut reader, &mut hasher)?;
     Ok((len, hasher.finalize().to_hex().to_string()))
 }
 

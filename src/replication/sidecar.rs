@@ -60,11 +60,13 @@ pub fn take(db: &Path) -> Option<Sidecar> {
         .filter(|s| s.version == VERSION)
 }
 
-/// Does the local database still match the record? (Blocking: hashes the file.)
+/// Does the local database still match the record? (Blocking: hashes the file. Call it before
+/// SQLite opens the database, see `Store::db_file`.)
 pub fn matches(db: &Path, sidecar: &Sidecar, location: &str) -> bool {
     if sidecar.location != location || files::len_or_zero(&files::companion(db, "-wal")) != 0 {
         return false;
     }
-    files::fingerprint(db)
+    std::fs::File::open(db)
+        .and_then(|f| files::fingerprint(&f))
         .is_ok_and(|(len, hash)| len == sidecar.db_len && hash == sidecar.db_blake3)
 }

@@ -20,7 +20,9 @@ mod migrations;
 mod runs;
 mod writer;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -38,8 +40,9 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("cannot create the directory {path} for the state database: {source}")]
-    CreateDir {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -100,6 +103,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 pub struct Store {
     tx: std::sync::mpsc::Sender<writer::Message>,
     path: PathBuf,
+    db_file: Arc<File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,13 +121,22 @@ impl Store {
     /// Open with explicit options.
     pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let tx = writer::start(path.clone(), options).await?;
-        Ok(Store { tx, path })
+        let (tx, db_file) = writer::start(path.clone(), options).await?;
+        Ok(Store { tx, path, db_file })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A read-only handle on the database file, for replication to read it directly. Use this
+    /// instead of opening the file: closing any descriptor of the file drops every POSIX lock
+    /// this process holds on it, including SQLite's. This handle is closed only after the
+    /// connection (the writer thread keeps a clone until then). Read it positionally
+    /// (`FileExt::read_at`): clones share one cursor.
+    pub fn db_file(&self) -> &Arc<File> {
+        &self.db_file
     }
 
     /// Run `f` on the writer thread and return its result. `f` must not block for long: every

@@ -1,8 +1,10 @@
 //! The writer thread: opens and configures the one connection, migrates the schema, then runs the
 //! closures callers send until the last handle is dropped or the store is closed.
 
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
 
 use rusqlite::config::DbConfig;
@@ -17,25 +19,31 @@ pub(super) enum Message {
     Close(oneshot::Sender<Result<()>>),
 }
 
-/// Start the thread and wait until the database is open and migrated.
-pub(super) async fn start(path: PathBuf, options: StoreOptions) -> Result<mpsc::Sender<Message>> {
+/// Start the thread and wait until the database is open and migrated. Returns the channel and
+/// the read-only handle on the database file (see `Store::db_file`).
+pub(super) async fn start(
+    path: PathBuf,
+    options: StoreOptions,
+) -> Result<(mpsc::Sender<Message>, Arc<File>)> {
     let (tx, rx) = mpsc::channel::<Message>();
     let (ready_tx, ready_rx) = oneshot::channel();
     let name = format!("sqlite-{}", file_name(&path));
     std::thread::Builder::new()
         .name(name)
         .spawn(move || match open(&path, options) {
-            Ok(conn) => {
-                let _ = ready_tx.send(Ok(()));
+            Ok((conn, file)) => {
+                let _ = ready_tx.send(Ok(file.clone()));
                 serve(conn, rx);
+                // Only now, with the connection closed, may the descriptor close.
+                drop(file);
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
             }
         })
         .map_err(StoreError::Thread)?;
-    ready_rx.await.map_err(|_| StoreError::Aborted)??;
-    Ok(tx)
+    let file = ready_rx.await.map_err(|_| StoreError::Aborted)??;
+    Ok((tx, file))
 }
 
 fn file_name(path: &Path) -> String {
@@ -45,9 +53,10 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Open the file, switch to WAL, set durability and checkpoint policy, apply migrations.
-pub(super) fn open(path: &Path, options: StoreOptions) -> Result<Connection> {
+pub(super) fn open(path: &Path, options: StoreOptions) -> Result<(Connection, Arc<File>)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            what: "create the directory of the state database",
             path: dir.to_path_buf(),
             source,
         })?;
@@ -65,7 +74,12 @@ pub(super) fn open(path: &Path, options: StoreOptions) -> Result<Connection> {
         other => other,
     })?;
     migrations::apply(&conn, path)?;
-    Ok(conn)
+    let file = File::open(path).map_err(|source| StoreError::Io {
+        what: "open for reading the state database",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((conn, Arc::new(file)))
 }
 
 fn configure(conn: &Connection, path: &Path, options: StoreOptions) -> Result<()> {

@@ -253,7 +253,7 @@ impl Shipper {
         let now = OffsetDateTime::now_utc();
         let name = layout::generation_name(now);
         let file = files::companion(&self.db_path, &format!("-snapshot-{name}.zst"));
-        let (db, out) = (self.db_path.clone(), file.clone());
+        let (db, out) = (self.store.db_file().clone(), file.clone());
         let size = tokio::task::spawn_blocking(move || files::compress_file(&db, &out))
             .await
             .map_err(|_| ReplicationError::Stopped)?
@@ -290,7 +290,8 @@ impl Shipper {
         if !self.queue.is_empty() {
             return Ok(None);
         }
-        let (pos, wal_path, db) = (g.pos, self.wal_path.clone(), self.db_path.clone());
+        let (pos, wal_path) = (g.pos, self.wal_path.clone());
+        let (db, db_path) = (self.store.db_file().clone(), self.db_path.clone());
         let fingerprint = self
             .store
             .call(move |conn| {
@@ -303,7 +304,7 @@ impl Shipper {
                 }
                 let fp = files::fingerprint(&db).map_err(|source| ReplicationError::Io {
                     what: "fingerprinting",
-                    path: db.clone(),
+                    path: db_path,
                     source,
                 })?;
                 Ok::<_, ReplicationError>(Some(fp))
