@@ -1,10 +1,12 @@
 //! Upkeep around the sync itself: checking the generation survived a storage outage, pruning
-//! old generations, and the status report.
+//! old generations, the status report, and sealing the WAL at shutdown.
 
 use time::OffsetDateTime;
 
 use super::Shipper;
 use super::upload::Pending;
+use super::{checkpoint, read_wal};
+use crate::replication::wal::WalRead;
 use crate::replication::{ReplicationError, ReplicationStatus, files, layout};
 
 impl Shipper {
@@ -88,5 +90,42 @@ impl Shipper {
             last_error: error.map(|e| e.to_string()),
             synced_through: self.synced_through,
         }
+    }
+
+    /// After a final sync: truncate the WAL and return what the continuity record needs, or
+    /// `None` if writes arrived after the sync (the next start then begins a new generation).
+    pub async fn seal(&mut self) -> Result<Option<(String, u64, (u64, String))>, ReplicationError> {
+        let Some(g) = &self.generation else {
+            return Ok(None);
+        };
+        if !self.queue.is_empty() {
+            return Ok(None);
+        }
+        let (pos, wal_path) = (g.pos, self.wal_path.clone());
+        let (db, db_path) = (self.store.db_file().clone(), self.db_path.clone());
+        let fingerprint = self
+            .store
+            .call(move |conn| {
+                match read_wal(&wal_path, &pos, 1)? {
+                    WalRead::Frames { bytes, .. } if bytes.is_empty() => {}
+                    _ => return Ok(None),
+                }
+                if !checkpoint(conn)? {
+                    return Ok(None);
+                }
+                let fp = files::fingerprint(&db).map_err(|source| ReplicationError::Io {
+                    what: "fingerprinting",
+                    path: db_path,
+                    source,
+                })?;
+                Ok::<_, ReplicationError>(Some(fp))
+            })
+            .await?;
+        let next_index = if g.pos.header.is_some() {
+            g.index + 1
+        } else {
+            g.index
+        };
+        Ok(fingerprint.map(|fp| (g.name.clone(), next_index, fp)))
     }
 }

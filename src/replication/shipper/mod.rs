@@ -36,6 +36,35 @@ pub struct Continuation {
     pub next_index: u64,
 }
 
+/// When frames were read: the instant (for "synced through") and the wall clock (named in the
+/// segment, for point-in-time restore). Taken on the writer thread, so every commit in the read
+/// happened before it.
+#[derive(Clone, Copy)]
+struct ReadAt {
+    instant: Instant,
+    wall: OffsetDateTime,
+}
+
+impl ReadAt {
+    fn now() -> ReadAt {
+        ReadAt {
+            instant: Instant::now(),
+            wall: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// Frames read from the WAL, on their way into the queue.
+struct SegmentRead {
+    generation: String,
+    index: u64,
+    start: u64,
+    seed: [u32; 2],
+    header: wal::WalHeader,
+    bytes: Vec<u8>,
+    read_at: ReadAt,
+}
+
 /// The generation being written and the read position in its current WAL cycle.
 struct GenState {
     name: String,
@@ -145,12 +174,13 @@ impl Shipper {
         let Some(generation) = &self.generation else {
             return Ok(false);
         };
-        let (pos, wal_path) = (generation.pos, self.wal_path.clone());
+        let (name, index, pos) = (generation.name.clone(), generation.index, generation.pos);
+        let wal_path = self.wal_path.clone();
         let may_checkpoint = self.queue.is_empty();
         let (read, read_at, reset) = self
             .store
             .call(move |conn| {
-                let read_at = Instant::now();
+                let read_at = ReadAt::now();
                 let read = read_wal(&wal_path, &pos, SEGMENT_CAP)?;
                 let reset = match &read {
                     WalRead::Frames {
@@ -178,26 +208,49 @@ impl Shipper {
                 more,
             } => (start, seed, bytes, next, more),
         };
-        let generation = self.generation.as_mut().expect("checked above");
-        if let (false, Some(header)) = (bytes.is_empty(), next.header) {
-            let body = compress_segment(header, seed, bytes).await?;
-            self.queue.push_back(Pending::Segment {
-                generation: generation.name.clone(),
-                index: generation.index,
-                offset: start,
-                unix_ms: layout::unix_ms(OffsetDateTime::now_utc()),
-                read_at,
-                body,
-            });
-        } else if self.queue.is_empty() {
-            self.synced_through = Some(read_at);
+        if let Some(g) = self.generation.as_mut() {
+            g.pos = if reset { WalPos::START } else { next };
+            g.index += u64::from(reset);
         }
-        generation.pos = next;
-        if reset {
-            generation.index += 1;
-            generation.pos = WalPos::START;
+        match (bytes.is_empty(), next.header) {
+            (false, Some(header)) => {
+                let segment = SegmentRead {
+                    generation: name,
+                    index,
+                    start,
+                    seed,
+                    header,
+                    bytes,
+                    read_at,
+                };
+                self.enqueue_segment(segment).await?;
+            }
+            _ if self.queue.is_empty() => self.synced_through = Some(read_at.instant),
+            _ => {}
         }
         Ok(more)
+    }
+
+    /// Compress frames into the queue. If that fails they exist nowhere else in order (the
+    /// position moved past them), so the generation cannot continue: start a new one.
+    async fn enqueue_segment(&mut self, s: SegmentRead) -> Result<(), ReplicationError> {
+        match compress_segment(s.header, s.seed, s.bytes).await {
+            Ok(body) => {
+                self.queue.push_back(Pending::Segment {
+                    generation: s.generation,
+                    index: s.index,
+                    offset: s.start,
+                    unix_ms: layout::unix_ms(s.read_at.wall),
+                    read_at: s.read_at.instant,
+                    body,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.rotate_requested = true;
+                Err(e)
+            }
+        }
     }
 
     /// End the current generation (shipping its last frames) and start a new one from a
@@ -211,7 +264,7 @@ impl Shipper {
         let (tail, read_at) = self
             .store
             .call(move |conn| {
-                let read_at = Instant::now();
+                let read_at = ReadAt::now();
                 let tail = match tail_pos {
                     Some(pos) => Some(read_wal(&wal_path, &pos, u64::MAX)?),
                     None => None,
@@ -222,6 +275,8 @@ impl Shipper {
                 Ok((tail, read_at))
             })
             .await?;
+        // The WAL is reset: the old position means nothing any more, whatever happens next.
+        self.rotate_requested = true;
         if let (
             Some((name, index, _)),
             Some(WalRead::Frames {
@@ -234,17 +289,18 @@ impl Shipper {
         ) = (old, tail)
             && let (false, Some(header)) = (bytes.is_empty(), next.header)
         {
-            let body = compress_segment(header, seed, bytes).await?;
-            self.queue.push_back(Pending::Segment {
+            let segment = SegmentRead {
                 generation: name,
                 index,
-                offset: start,
-                unix_ms: layout::unix_ms(OffsetDateTime::now_utc()),
+                start,
+                seed,
+                header,
+                bytes,
                 read_at,
-                body,
-            });
+            };
+            self.enqueue_segment(segment).await?;
         }
-        self.start_generation(read_at).await
+        self.start_generation(read_at.instant).await
     }
 
     /// Snapshot the (just checkpointed) database file into the queue as a new generation. The
@@ -280,46 +336,13 @@ impl Shipper {
         self.prune_due = true;
         Ok(())
     }
-
-    /// After a final sync: truncate the WAL and return what the continuity record needs, or
-    /// `None` if writes arrived after the sync (the next start then begins a new generation).
-    pub async fn seal(&mut self) -> Result<Option<(String, u64, (u64, String))>, ReplicationError> {
-        let Some(g) = &self.generation else {
-            return Ok(None);
-        };
-        if !self.queue.is_empty() {
-            return Ok(None);
-        }
-        let (pos, wal_path) = (g.pos, self.wal_path.clone());
-        let (db, db_path) = (self.store.db_file().clone(), self.db_path.clone());
-        let fingerprint = self
-            .store
-            .call(move |conn| {
-                match read_wal(&wal_path, &pos, 1)? {
-                    WalRead::Frames { bytes, .. } if bytes.is_empty() => {}
-                    _ => return Ok(None),
-                }
-                if !checkpoint(conn)? {
-                    return Ok(None);
-                }
-                let fp = files::fingerprint(&db).map_err(|source| ReplicationError::Io {
-                    what: "fingerprinting",
-                    path: db_path,
-                    source,
-                })?;
-                Ok::<_, ReplicationError>(Some(fp))
-            })
-            .await?;
-        let next_index = if g.pos.header.is_some() {
-            g.index + 1
-        } else {
-            g.index
-        };
-        Ok(fingerprint.map(|fp| (g.name.clone(), next_index, fp)))
-    }
 }
 
-fn read_wal(path: &std::path::Path, pos: &WalPos, cap: u64) -> Result<WalRead, ReplicationError> {
+pub(super) fn read_wal(
+    path: &std::path::Path,
+    pos: &WalPos,
+    cap: u64,
+) -> Result<WalRead, ReplicationError> {
     wal::read_committed(path, pos, cap).map_err(|source| ReplicationError::Wal {
         path: path.to_path_buf(),
         source,
@@ -327,7 +350,7 @@ fn read_wal(path: &std::path::Path, pos: &WalPos, cap: u64) -> Result<WalRead, R
 }
 
 /// `PRAGMA wal_checkpoint(TRUNCATE)`: true when the WAL was fully checkpointed and emptied.
-fn checkpoint(conn: &mut Connection) -> Result<bool, ReplicationError> {
+pub(super) fn checkpoint(conn: &mut Connection) -> Result<bool, ReplicationError> {
     let busy: i64 = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .map_err(crate::store::StoreError::from)?;
