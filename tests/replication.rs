@@ -16,7 +16,7 @@ use common::moto::MotoServer;
 use state_manager::config::{Dur, ReplicationConfig, StorageConfig};
 use state_manager::events::{Event, StateName};
 use state_manager::objstore::{self, DynStore};
-use state_manager::replication::{self, Fence, Fenced, ReplicationError};
+use state_manager::replication::{self, Fence, Fenced, ReplicationError, restore_db};
 use time::OffsetDateTime;
 
 const BUCKET: &str = "replication";
@@ -224,4 +224,71 @@ async fn disabled_replication_checkpoints_locally() {
         "closing checkpoints the WAL"
     );
     assert!(objects.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn restore_refuses_a_generation_with_a_missing_segment() {
+    let be = Backend::local();
+    let objects = be.objects("gap").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Duration::from_secs(3600));
+    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let rep = rep.unwrap();
+    rep.sync_now().await.unwrap();
+    for n in 1..=3 {
+        store.insert_events(&[event(n)]).await.unwrap();
+        rep.sync_now().await.unwrap();
+    }
+    let segments: Vec<String> = objects
+        .list("db/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .filter(|k| k.contains("/wal/"))
+        .collect();
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    let whole = dir.path().join("whole.db");
+    restore_db(&objects, &whole, None).await.unwrap();
+    assert_eq!(restored_numbers(whole).await, [1, 2, 3]);
+
+    objects.delete(&segments[1]).await.unwrap();
+    let err = restore_db(&objects, &dir.path().join("gap.db"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReplicationError::Gap { .. }), "{err}");
+    assert!(!dir.path().join("gap.db").exists(), "nothing half-restored");
+}
+
+#[tokio::test]
+async fn status_reports_the_generation_and_no_lag_when_idle() {
+    let be = Backend::local();
+    let objects = be.objects("status").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Duration::from_secs(3600));
+    let (store, rep) = replication::open(&dir.path().join("s.db"), objects, &cfg, None)
+        .await
+        .unwrap();
+    let rep = rep.unwrap();
+    store.insert_events(&[event(1)]).await.unwrap();
+    let before = std::time::Instant::now();
+    rep.sync_now().await.unwrap();
+    let status = rep.status().borrow().clone();
+    assert!(status.generation.is_some(), "{status:?}");
+    assert!(status.last_sync_at.is_some(), "{status:?}");
+    assert_eq!((status.pending_bytes, status.lag_ms), (0, 0), "{status:?}");
+    assert_eq!(status.last_error, None);
+    assert!(status.synced_through.is_some_and(|t| t >= before));
+    let json = serde_json::to_value(&status).unwrap();
+    for field in [
+        "generation",
+        "last_sync_at",
+        "lag_ms",
+        "pending_bytes",
+        "last_error",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
 }
