@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
@@ -72,6 +73,7 @@ pub(super) async fn restore_into(
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             let _ = std::fs::remove_file(files::companion(&tmp, ".zst"));
+            let _ = files::remove_wal_files(&tmp);
             return Err(e);
         }
     };
@@ -88,24 +90,13 @@ async fn restore_generation(
     at_ms: i64,
     tmp: &Path,
 ) -> Result<RestoreInfo, ReplicationError> {
-    let snapshot = generation
-        .snapshot
-        .as_ref()
-        .expect("chosen with a snapshot");
-    let compressed = files::companion(tmp, ".zst");
-    objects.get_to_file(&snapshot.key, &compressed).await?;
-    let (src, dst) = (compressed.clone(), tmp.to_path_buf());
-    blocking(move || {
-        let n = files::decompress_file(&src, &dst).map_err(io_err("decompressing", &src));
-        let _ = std::fs::remove_file(&src);
-        n
-    })
-    .await?;
-    let page_size = blocking({
-        let tmp = tmp.to_path_buf();
-        move || db_page_size(&tmp)
-    })
-    .await?;
+    let Some(snapshot) = &generation.snapshot else {
+        return Err(ReplicationError::NothingToRestore {
+            location: objects.describe(),
+            at: None,
+        });
+    };
+    let page_size = download_snapshot(objects, &snapshot.key, tmp).await?;
     // Segments are in replay order and their times rise with it: stop at the first one past `at`.
     let segments: Vec<SegmentRef> = generation
         .segments
@@ -113,25 +104,12 @@ async fn restore_generation(
         .take_while(|s| s.unix_ms <= at_ms)
         .cloned()
         .collect();
-    let mut chain = Chain::new(&generation.name, page_size);
-    let mut fetched =
-        futures::stream::iter(segments.iter().map(|s| fetch(objects, s))).buffered(PREFETCH);
     let db = OpenOptions::new()
         .write(true)
         .open(tmp)
         .map_err(io_err("opening", tmp))?;
-    let db = std::sync::Arc::new(db);
-    while let Some((seg_ref, seg)) = fetched.try_next().await? {
-        chain.check(&seg_ref, &seg)?;
-        let (db, frames) = (db.clone(), seg.frames);
-        blocking(move || {
-            wal::apply_frames(&db, page_size, &frames).map_err(|source| ReplicationError::Wal {
-                path: PathBuf::from("restored segment"),
-                source,
-            })
-        })
-        .await?;
-    }
+    let db = Arc::new(db);
+    apply_segments(objects, &generation.name, &segments, page_size, &db).await?;
     let bytes = blocking({
         let tmp = tmp.to_path_buf();
         move || finish_file(&db, &tmp)
@@ -145,6 +123,50 @@ async fn restore_generation(
         segments: segments.len(),
         bytes,
     })
+}
+
+/// Fetch and decompress the snapshot into `tmp`; returns the database's page size.
+async fn download_snapshot(
+    objects: &DynStore,
+    key: &str,
+    tmp: &Path,
+) -> Result<u32, ReplicationError> {
+    let compressed = files::companion(tmp, ".zst");
+    objects.get_to_file(key, &compressed).await?;
+    let dst = tmp.to_path_buf();
+    blocking(move || {
+        let n =
+            files::decompress_file(&compressed, &dst).map_err(io_err("decompressing", &compressed));
+        let _ = std::fs::remove_file(&compressed);
+        n?;
+        db_page_size(&dst)
+    })
+    .await
+}
+
+/// Fetch segments a few ahead, verify each continues the last, write their pages.
+async fn apply_segments(
+    objects: &DynStore,
+    generation: &str,
+    segments: &[SegmentRef],
+    page_size: u32,
+    db: &Arc<File>,
+) -> Result<(), ReplicationError> {
+    let mut chain = Chain::new(generation, page_size);
+    let mut fetched =
+        futures::stream::iter(segments.iter().map(|s| fetch(objects, s))).buffered(PREFETCH);
+    while let Some((seg_ref, seg)) = fetched.try_next().await? {
+        chain.check(&seg_ref, &seg)?;
+        let (db, frames) = (db.clone(), seg.frames);
+        blocking(move || {
+            wal::apply_frames(&db, page_size, &frames).map_err(|source| ReplicationError::Wal {
+                path: PathBuf::from("restored segment"),
+                source,
+            })
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn fetch(
