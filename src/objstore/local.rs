@@ -109,17 +109,24 @@ fn object_meta(key: String, meta: &Metadata) -> ObjectMeta {
 
 /// Map an I/O error on `key`, turning "no such file" into [`StoreError::NotFound`].
 fn io_err(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| match source.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => {
-            StoreError::NotFound {
-                key: key.to_string(),
+    move |source| {
+        if is_missing(&source) {
+            StoreError::NotFound { key: key.into() }
+        } else {
+            StoreError::Io {
+                key: key.into(),
+                source,
             }
         }
-        _ => StoreError::Io {
-            key: key.to_string(),
-            source,
-        },
     }
+}
+
+/// No file at the path: absent, or a path component is a directory or a file.
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory
+    )
 }
 
 /// Like [`io_err`] but every error stays an I/O error (for writes).
@@ -162,7 +169,7 @@ impl Inner {
         match fs::metadata(self.path(key)) {
             Ok(m) if m.is_file() => Ok(Some(m)),
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(write_err(key)(e)),
         }
     }

@@ -158,14 +158,14 @@ impl S3Store {
         }
     }
 
-    /// A whole object's response; the body streams on.
+    /// A whole object's response; the body streams on. The small-request timeouts apply (an
+    /// attempt ends with the response headers); a body that stops flowing is cut by the SDK's
+    /// stalled-stream protection.
     async fn get_object(&self, op: &'static str, key: &str) -> Result<GetObjectOutput> {
         self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
-            .customize()
-            .config_override(data_timeouts())
             .send()
             .await
             .map_err(|e| self.err(op, key, e))

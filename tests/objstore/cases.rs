@@ -73,6 +73,9 @@ pub async fn missing_keys_are_not_found(be: &Backend) {
     assert_not_found(s.get_to_file("nope", &dest).await, "get_to_file");
     assert!(!dest.exists(), "a failed download leaves no file");
     assert!(s.head("nope").await.unwrap().is_none());
+    s.put("file", b("x")).await.unwrap();
+    assert!(s.head("file/below").await.unwrap().is_none());
+    assert_not_found(s.get("file/below").await, "get below an object");
 }
 
 pub async fn get_range_clamps(be: &Backend) {
