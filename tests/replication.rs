@@ -137,6 +137,7 @@ per_backend!(
     retention_prunes_old_generations,
     clean_restart_continues_the_generation,
     a_database_from_another_location_is_replaced,
+    many_wal_cycles_restore_exactly,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,7 @@ impl Replicator {
     ) -> Replicator {
         let location = objects.describe();
         let shipper = Shipper::new(store, FencedWriter::new(objects, fence), cfg, continuation);
-        let (status_tx, status) = watch::channel(shipper.status(None));
+        let (status_tx, status) = watch::channel(ReplicationStatus::default());
         let (commands, rx) = mpsc::channel(8);
         let interval = cfg.interval.get().max(Duration::from_millis(10));
         tokio::spawn(run(shipper, rx, status_tx, interval, location));
@@ -97,13 +97,13 @@ async fn run(
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let result = shipper.sync_once().await;
-                failures = publish(&shipper, &status, &result, failures);
+                failures = publish(&shipper, &status, &result, failures).await;
                 next = tokio::time::Instant::now() + delay(interval, failures);
             }
             command = commands.recv() => match command {
                 Some(Command::Sync(reply)) => {
                     let result = shipper.sync_once().await;
-                    failures = publish(&shipper, &status, &result, failures);
+                    failures = publish(&shipper, &status, &result, failures).await;
                     let _ = reply.send(result);
                 }
                 Some(Command::Shutdown(reply)) => {
@@ -119,13 +119,13 @@ async fn run(
     }
 }
 
-fn publish(
+async fn publish(
     shipper: &Shipper,
     status: &watch::Sender<ReplicationStatus>,
     result: &Result<(), ReplicationError>,
     failures: u32,
 ) -> u32 {
-    status.send_replace(shipper.status(result.as_ref().err()));
+    status.send_replace(shipper.status(result.as_ref().err()).await);
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -153,7 +153,7 @@ async fn finish(
     location: &str,
 ) -> Result<(), ReplicationError> {
     let result = final_sync(shipper, location).await;
-    status.send_replace(shipper.status(result.as_ref().err()));
+    status.send_replace(shipper.status(result.as_ref().err()).await);
     shipper.discard_queue();
     result
 }

@@ -73,21 +73,33 @@ impl WalHeader {
 
 /// Where the next read of one WAL cycle continues: the header it belongs to, the byte offset of
 /// the next frame and the checksum chain up to it. `header: None` means the cycle's header has
-/// not been read yet (the WAL was just reset).
+/// not been read yet (the WAL was just reset). After a RESTART checkpoint the file keeps the old
+/// header until the next write replaces it: `stale` holds the old salts, so that header is not
+/// mistaken for a new cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalPos {
     pub header: Option<WalHeader>,
     pub offset: u64,
     pub chain: [u32; 2],
+    pub stale: Option<[u32; 2]>,
 }
 
 impl WalPos {
-    /// The start of a fresh WAL cycle.
+    /// The start of a fresh (empty or truncated) WAL.
     pub const START: WalPos = WalPos {
         header: None,
         offset: 0,
         chain: [0, 0],
+        stale: None,
     };
+
+    /// The start of the next cycle after a RESTART checkpoint of the cycle `self` was reading.
+    pub fn restarted(&self) -> WalPos {
+        WalPos {
+            stale: self.header.map(|h| h.salt).or(self.stale),
+            ..WalPos::START
+        }
+    }
 }
 
 /// The result of reading committed frames past a position.
@@ -121,10 +133,16 @@ pub fn read_committed(wal: &Path, pos: &WalPos, cap: u64) -> Result<WalRead, Wal
     let mut raw = [0u8; 32];
     file.read_exact_at(&mut raw, 0)?;
     let header = match pos.header {
-        Some(h) if raw[16..24] != salt_bytes(&h) => {
+        Some(h) if raw[16..24] != salt_bytes(&h.salt) => {
             return Ok(WalRead::Discontinuity("the WAL was restarted"));
         }
         Some(h) => h,
+        None if pos
+            .stale
+            .is_some_and(|salt| raw[16..24] == salt_bytes(&salt)) =>
+        {
+            return Ok(nothing_or_gap(pos));
+        }
         None => WalHeader::parse(&raw)?,
     };
     let start = pos.offset.max(HEADER_LEN);
@@ -154,10 +172,10 @@ fn nothing_or_gap(pos: &WalPos) -> WalRead {
     }
 }
 
-fn salt_bytes(h: &WalHeader) -> [u8; 8] {
+fn salt_bytes(salt: &[u32; 2]) -> [u8; 8] {
     let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&h.salt[0].to_be_bytes());
-    b[4..].copy_from_slice(&h.salt[1].to_be_bytes());
+    b[..4].copy_from_slice(&salt[0].to_be_bytes());
+    b[4..].copy_from_slice(&salt[1].to_be_bytes());
     b
 }
 
@@ -198,6 +216,7 @@ fn scan(
         header: Some(header),
         offset: start + committed_len as u64,
         chain: committed_chain,
+        stale: None,
     };
     Ok(WalRead::Frames {
         start,
@@ -206,6 +225,42 @@ fn scan(
         next,
         more,
     })
+}
+
+/// Bytes of frames after `pos` that belong to its WAL cycle (committed or not): what is waiting
+/// to be shipped. Reads only frame headers' salts, so it is cheap but not a validation.
+pub fn unread_bytes(wal: &Path, pos: &WalPos) -> Result<u64, WalError> {
+    let file = match File::open(wal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len < HEADER_LEN {
+        return Ok(0);
+    }
+    let mut raw = [0u8; 32];
+    file.read_exact_at(&mut raw, 0)?;
+    let salt = match (pos.header, pos.stale) {
+        (Some(h), _) => salt_bytes(&h.salt),
+        (None, Some(stale)) if raw[16..24] == salt_bytes(&stale) => return Ok(0),
+        (None, _) => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[16..24]);
+            b
+        }
+    };
+    let frame_len = u64::from(be32(&raw, 8)) + FRAME_HEADER_LEN as u64;
+    let mut offset = pos.offset.max(HEADER_LEN);
+    let mut frame_header = [0u8; FRAME_HEADER_LEN];
+    while offset + frame_len <= len {
+        file.read_exact_at(&mut frame_header, offset)?;
+        if frame_header[8..16] != salt {
+            break;
+        }
+        offset += frame_len;
+    }
+    Ok(offset - pos.offset.max(HEADER_LEN))
 }
 
 /// Fill `buf` completely; `false` at end of file (a partial frame counts as the end).
@@ -219,7 +274,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, WalError> {
 
 /// The chain after `frame`, or `None` if the frame is not a valid continuation.
 pub fn check_frame(frame: &[u8], header: &WalHeader, chain: [u32; 2]) -> Option<[u32; 2]> {
-    if frame[8..16] != salt_bytes(header) || be32(frame, 0) == 0 {
+    if frame[8..16] != salt_bytes(&header.salt) || be32(frame, 0) == 0 {
         return None;
     }
     let sum = checksum_of(&frame[..8], chain, header.big_endian);

@@ -145,3 +145,42 @@ fn segments_verify_their_frames() {
     let body = crate::replication::segment::encode(&header, seed, &damaged).unwrap();
     assert!(crate::replication::segment::decode(&body).is_err());
 }
+
+#[test]
+fn after_a_restart_checkpoint_only_new_frames_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, wal) = (dir.path().join("a.db"), dir.path().join("a.db-wal"));
+    let c = open(&db);
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+        .unwrap();
+    insert(&c, 0, 20);
+    let (_, pos, _) = frames(read_committed(&wal, &WalPos::START, u64::MAX).unwrap());
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let restarted = pos.restarted();
+
+    // The old header and frames are still in the file: not a new cycle.
+    let (none, same, _) = frames(read_committed(&wal, &restarted, u64::MAX).unwrap());
+    assert!(none.is_empty());
+    assert_eq!(same, restarted);
+    assert_eq!(unread_bytes(&wal, &restarted).unwrap(), 0);
+
+    insert(&c, 20, 22);
+    let unread = unread_bytes(&wal, &restarted).unwrap();
+    let (fresh, next, _) = frames(read_committed(&wal, &restarted, u64::MAX).unwrap());
+    assert_eq!(unread, fresh.len() as u64);
+    assert_ne!(next.header.unwrap().salt, pos.header.unwrap().salt);
+    assert!(
+        fresh.len() < 20 * 4096,
+        "only the new transaction, not the stale frames"
+    );
+    let f = OpenOptions::new().write(true).open(&copy).unwrap();
+    apply_frames(&f, next.header.unwrap().page_size, &fresh).unwrap();
+    drop(f);
+    assert_eq!(count(&copy), 22);
+    assert_eq!(unread_bytes(&wal, &next).unwrap(), 0);
+}

@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 
 use super::{Checkpoints, Job, Result, StoreError, StoreOptions, migrations};
 
+/// Bytes a restarted WAL file is cut back to (manual checkpoints only).
+const WAL_SIZE_LIMIT: i64 = 32 << 20;
+
 /// What the handle sends to the thread.
 pub(super) enum Message {
     Run(Job),
@@ -95,6 +98,9 @@ fn configure(conn: &Connection, path: &Path, options: StoreOptions) -> Result<()
     conn.pragma_update(None, "foreign_keys", true)?;
     if options.checkpoints == Checkpoints::Manual {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A WAL reused after a checkpoint keeps its largest size; after a burst (or an outage
+        // of storage) cut it back to this when it restarts.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     }
     Ok(())

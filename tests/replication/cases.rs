@@ -1,5 +1,6 @@
 //! The replication cases, each run against the local backend and against moto.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -339,5 +340,46 @@ pub async fn storage_restarted_empty(mut be: Backend) {
     assert_eq!(
         restored_numbers(restored).await,
         (1..=20).collect::<Vec<_>>()
+    );
+}
+
+/// Enough writes to fill the WAL several times: replication checkpoints (RESTART) between syncs
+/// and the restore crosses WAL cycles.
+pub async fn many_wal_cycles_restore_exactly(be: Backend) {
+    let objects = be.objects("cycles").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Duration::from_secs(3600));
+    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let rep = rep.unwrap();
+    rep.sync_now().await.unwrap();
+    for batch in 0..30u64 {
+        let events: Vec<_> = (1..=1000).map(|i| event(batch * 1000 + i)).collect();
+        store.insert_events(&events).await.unwrap();
+        rep.sync_now().await.unwrap();
+    }
+    let listing = objects.list("db/").await.unwrap();
+    let cycles: BTreeSet<&str> = listing
+        .iter()
+        .filter_map(|m| m.key.split("/wal/").nth(1))
+        .map(|name| &name[..8])
+        .collect();
+    assert!(
+        cycles.len() >= 3,
+        "the WAL was reset between syncs: {cycles:?}"
+    );
+    let wal_len = std::fs::metadata(dir.path().join("s.db-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        wal_len < 64 << 20,
+        "the WAL is reused, not grown: {wal_len}"
+    );
+    let restored = dir.path().join("r.db");
+    restore_db(&objects, &restored, None).await.unwrap();
+    assert_eq!(
+        restored_numbers(restored).await,
+        (1..=30_000).collect::<Vec<_>>()
     );
 }

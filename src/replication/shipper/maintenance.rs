@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 
 use super::Shipper;
 use super::upload::Pending;
-use super::{checkpoint, read_wal};
-use crate::replication::wal::WalRead;
+use super::{Checkpoint, checkpoint, read_wal};
+use crate::replication::wal::{self, WalPos, WalRead};
 use crate::replication::{ReplicationError, ReplicationStatus, files, layout};
 
 impl Shipper {
@@ -68,11 +68,14 @@ impl Shipper {
     }
 
     /// The status after a sync attempt.
-    pub fn status(&self, error: Option<&ReplicationError>) -> ReplicationStatus {
-        let wal_tail = match &self.generation {
-            Some(g) => files::len_or_zero(&self.wal_path).saturating_sub(g.pos.offset),
-            None => files::len_or_zero(&self.wal_path),
-        };
+    pub async fn status(&self, error: Option<&ReplicationError>) -> ReplicationStatus {
+        let pos = self.generation.as_ref().map_or(WalPos::START, |g| g.pos);
+        let wal_path = self.wal_path.clone();
+        let wal_tail = tokio::task::spawn_blocking(move || wal::unread_bytes(&wal_path, &pos))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
         let pending_bytes = wal_tail + self.queue.iter().map(Pending::size).sum::<u64>();
         let lag_ms = if pending_bytes == 0 {
             0
@@ -110,7 +113,7 @@ impl Shipper {
                     WalRead::Frames { bytes, .. } if bytes.is_empty() => {}
                     _ => return Ok(None),
                 }
-                if !checkpoint(conn)? {
+                if !checkpoint(conn, Checkpoint::Truncate)? {
                     return Ok(None);
                 }
                 let fp = files::fingerprint(&db).map_err(|source| ReplicationError::Io {

@@ -185,7 +185,9 @@ impl Shipper {
                 let reset = match &read {
                     WalRead::Frames {
                         next, more: false, ..
-                    } if may_checkpoint && next.offset >= CHECKPOINT_AT => checkpoint(conn)?,
+                    } if may_checkpoint && next.offset >= CHECKPOINT_AT => {
+                        checkpoint(conn, Checkpoint::Restart)?
+                    }
                     _ => false,
                 };
                 Ok::<_, ReplicationError>((read, read_at, reset))
@@ -209,7 +211,7 @@ impl Shipper {
             } => (start, seed, bytes, next, more),
         };
         if let Some(g) = self.generation.as_mut() {
-            g.pos = if reset { WalPos::START } else { next };
+            g.pos = if reset { next.restarted() } else { next };
             g.index += u64::from(reset);
         }
         match (bytes.is_empty(), next.header) {
@@ -269,7 +271,7 @@ impl Shipper {
                     Some(pos) => Some(read_wal(&wal_path, &pos, u64::MAX)?),
                     None => None,
                 };
-                if !checkpoint(conn)? {
+                if !checkpoint(conn, Checkpoint::Truncate)? {
                     return Err(ReplicationError::CheckpointBusy);
                 }
                 Ok((tail, read_at))
@@ -349,10 +351,28 @@ pub(super) fn read_wal(
     })
 }
 
-/// `PRAGMA wal_checkpoint(TRUNCATE)`: true when the WAL was fully checkpointed and emptied.
-pub(super) fn checkpoint(conn: &mut Connection) -> Result<bool, ReplicationError> {
+/// How a checkpoint resets the WAL.
+#[derive(Clone, Copy)]
+pub(super) enum Checkpoint {
+    /// The next write starts over at the beginning of the WAL file, reusing its space: cheaper
+    /// for every later commit than growing a new file. Used while running.
+    Restart,
+    /// The WAL file is emptied: a clean boundary for a snapshot and at shutdown.
+    Truncate,
+}
+
+/// `PRAGMA wal_checkpoint(RESTART|TRUNCATE)`: true when every frame was checkpointed and the WAL
+/// reset (false when another connection's read kept it from completing).
+pub(super) fn checkpoint(
+    conn: &mut Connection,
+    mode: Checkpoint,
+) -> Result<bool, ReplicationError> {
+    let sql = match mode {
+        Checkpoint::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
     let busy: i64 = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .query_row(sql, [], |r| r.get(0))
         .map_err(crate::store::StoreError::from)?;
     Ok(busy == 0)
 }
