@@ -8,7 +8,8 @@
 //!
 //! `cargo bench --bench replication`. Environment: `MOTO_SERVER` (see tests/common/moto.rs),
 //! `LITESTREAM` (path of the litestream binary; default `.venv/bin/litestream` or PATH),
-//! `BENCH_SECONDS` (length of each load window, default 20).
+//! `BENCH_SECONDS` (length of each load window, default 20), `BENCH_ONLY` (comma-separated
+//! sections: lag, throughput, restore, litestream).
 
 #[path = "replication/litestream.rs"]
 mod litestream;
@@ -78,11 +79,21 @@ fn main() {
         ("S3 (moto)", moto.storage_config(BUCKET, "bench")),
     ];
     let mut rows = Vec::new();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
     rt.block_on(async {
-        rows.extend(load::lag_rows(&backends).await);
-        rows.extend(load::throughput_rows(&backends).await);
-        rows.extend(restore::rows(&backends).await);
-        rows.extend(litestream::rows(&moto).await);
+        if run("lag") {
+            rows.extend(load::lag_rows(&backends).await);
+        }
+        if run("throughput") {
+            rows.extend(load::throughput_rows(&backends).await);
+        }
+        if run("restore") {
+            rows.extend(restore::rows(&backends).await);
+        }
+        if run("litestream") {
+            rows.extend(litestream::rows(&moto).await);
+        }
     });
     println!("\n| measure | storage | result |\n|---|---|---|");
     for r in rows {

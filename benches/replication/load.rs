@@ -122,60 +122,98 @@ pub fn percentile(values: &[Duration], p: usize) -> Duration {
         .unwrap_or_default()
 }
 
+/// Short runs per mode, alternated, and the median: rates of fsync-bound writes drift on a
+/// shared machine, and alternation spreads the drift over every mode alike.
+const ROUNDS: usize = 5;
+const RUN: Duration = Duration::from_secs(2);
+
 pub async fn throughput_rows(backends: &[(&'static str, StorageConfig)]) -> Vec<Row> {
     let mut rows = Vec::new();
-    let length = window().min(Duration::from_secs(10));
     for batch in [1usize, 100] {
-        // Off runs before and after the others; their mean is the baseline (fsync-bound rates
-        // drift on a shared machine).
-        let first = throughput(None, batch, length).await;
-        let mut on_rates = Vec::new();
-        for (_, storage) in backends {
-            on_rates.push(throughput(Some(storage), batch, length).await);
+        let dir = tempfile::tempdir().unwrap();
+        let mut modes = vec![("-", Writer::open(dir.path(), "off", None).await)];
+        for (name, storage) in backends {
+            modes.push((*name, Writer::open(dir.path(), name, Some(storage)).await));
         }
-        let off = (first + throughput(None, batch, length).await) / 2.0;
-        rows.push(Row {
-            what: format!("write throughput, {batch} event(s) per commit, replication off"),
-            backend: "-",
-            value: format!("{off:.0} events/s"),
-        });
-        for ((name, _), on) in backends.iter().zip(on_rates) {
-            eprintln!("throughput batch {batch} on {name}: off {off:.0}/s, on {on:.0}/s");
+        let mut rates = vec![Vec::new(); modes.len()];
+        for round in 0..=ROUNDS {
+            for k in 0..modes.len() {
+                let i = (k + round) % modes.len();
+                let rate = modes[i].1.run(batch, RUN).await;
+                if round > 0 {
+                    rates[i].push(rate); // round 0 warms up
+                }
+            }
+        }
+        let medians: Vec<f64> = rates.iter().map(|r| median(r)).collect();
+        for (i, (name, writer)) in modes.into_iter().enumerate() {
+            writer.close().await;
+            let state = if i == 0 { "off" } else { "on (1 s)" };
+            let vs = if i == 0 {
+                String::new()
+            } else {
+                format!(" ({:+.1}% vs off)", (medians[i] / medians[0] - 1.0) * 100.0)
+            };
+            eprintln!(
+                "throughput batch {batch}, {name}, replication {state}: {:?}",
+                rates[i]
+            );
             rows.push(Row {
-                what: format!(
-                    "write throughput, {batch} event(s) per commit, replication on (1 s)"
-                ),
+                what: format!("write throughput, {batch} event(s) per commit, replication {state}"),
                 backend: name,
-                value: format!(
-                    "{on:.0} events/s ({:+.1}% vs off)",
-                    (on / off - 1.0) * 100.0
-                ),
+                value: format!("{:.0} events/s{vs}", medians[i]),
             });
         }
     }
     rows
 }
 
-/// Events per second committed back to back for `length`.
-async fn throughput(storage: Option<&StorageConfig>, batch: usize, length: Duration) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(Duration::from_secs(1));
-    cfg.enabled = storage.is_some();
-    let local = super::local_storage(dir.path(), "unused");
-    let (store, rep) = open(&dir.path().join("s.db"), storage.unwrap_or(&local), &cfg).await;
-    if let Some(rep) = &rep {
-        rep.sync_now().await.unwrap();
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A store kept open across runs (so its WAL is in steady state), with or without replication.
+struct Writer {
+    store: Store,
+    rep: Option<Replicator>,
+    n: u64,
+}
+
+impl Writer {
+    async fn open(dir: &std::path::Path, name: &str, storage: Option<&StorageConfig>) -> Writer {
+        let mut cfg = config(Duration::from_secs(1));
+        cfg.enabled = storage.is_some();
+        let local = super::local_storage(dir, "unused");
+        let path = dir.join(format!(
+            "{}.db",
+            name.replace(|c: char| !c.is_alphanumeric(), "")
+        ));
+        let (store, rep) = open(&path, storage.unwrap_or(&local), &cfg).await;
+        if let Some(rep) = &rep {
+            rep.sync_now().await.unwrap();
+        }
+        Writer { store, rep, n: 0 }
     }
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < length {
-        let events: Vec<Event> = (0..batch as u64).map(|i| event(n + i)).collect();
-        store.insert_events(&events).await.unwrap();
-        n += batch as u64;
+
+    /// Events per second committed back to back for `length`.
+    async fn run(&mut self, batch: usize, length: Duration) -> f64 {
+        let start = Instant::now();
+        let mut written = 0u64;
+        while start.elapsed() < length {
+            let events: Vec<Event> = (0..batch as u64).map(|i| event(self.n + i)).collect();
+            self.store.insert_events(&events).await.unwrap();
+            self.n += batch as u64;
+            written += batch as u64;
+        }
+        written as f64 / start.elapsed().as_secs_f64()
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    if let Some(rep) = rep {
-        rep.shutdown().await.unwrap();
+
+    async fn close(self) {
+        if let Some(rep) = self.rep {
+            rep.shutdown().await.unwrap();
+        }
+        self.store.close().await.unwrap();
     }
-    rate
 }
