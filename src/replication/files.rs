@@ -120,3 +120,28 @@ pub fn move_aside(db: &Path, tag: &str) -> io::Result<PathBuf> {
 pub fn len_or_zero(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
+
+/// Remove snapshot files a crash left beside `db` (`<db>-snapshot-*.zst`).
+pub fn remove_stale_snapshots(db: &Path) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}-snapshot-", name.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".zst") {
+            fs::remove_file(dir.join(file))?;
+        }
+    }
+    Ok(())
+}

@@ -41,7 +41,15 @@ pub async fn open(
         return Ok((Store::open_with(path, options).await?, None));
     }
     let location = objects.describe();
-    let record = sidecar::take(path);
+    let db = path.to_path_buf();
+    let record = tokio::task::spawn_blocking(move || {
+        if let Err(e) = files::remove_stale_snapshots(&db) {
+            tracing::warn!(error = %e, "cannot remove leftover snapshot files");
+        }
+        sidecar::take(&db)
+    })
+    .await
+    .map_err(|_| ReplicationError::Stopped)?;
     let (store, continuation) = prepare(path, &objects, &location, record).await?;
     if store.fact_get(LOCATION_FACT).await?.as_deref() != Some(location.as_str()) {
         store.fact_set(LOCATION_FACT, &location).await?;

@@ -69,8 +69,9 @@ impl Shipper {
                     let _ = std::fs::remove_file(file);
                 }
             }
-            let done = self.queue.pop_front().expect("front exists");
-            self.synced_through = Some(done.read_at());
+            if let Some(done) = self.queue.pop_front() {
+                self.synced_through = Some(done.read_at());
+            }
         }
         Ok(())
     }
