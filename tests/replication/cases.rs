@@ -203,10 +203,16 @@ pub async fn clean_restart_continues_the_generation(be: Backend) {
     let generation = rep.status().borrow().generation.clone().unwrap();
     store.close().await.unwrap();
     assert!(dir.path().join("s.db-replication.json").is_file());
+    let leftover = dir.path().join("s.db-snapshot-crashed.zst");
+    std::fs::write(&leftover, b"left by a crash").unwrap();
 
     let (store, rep) = replication::open(&db, objects.clone(), &cfg, None)
         .await
         .unwrap();
+    assert!(
+        !leftover.exists(),
+        "leftover snapshot files are removed at start"
+    );
     let rep = rep.unwrap();
     insert(&store, 6..=10).await;
     rep.sync_now().await.unwrap();
