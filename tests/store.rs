@@ -41,7 +41,7 @@ async fn migrations_apply_to_an_empty_database() {
         .await
         .unwrap();
     assert_eq!(version, LATEST_VERSION);
-    assert_eq!(tables, ["events", "facts", "runs"]);
+    assert_eq!(tables, ["checkpoints", "events", "facts", "runs"]);
     assert!(store.integrity_check().await.unwrap().is_empty());
     store.close().await.unwrap();
     // Opening again applies nothing and keeps the version.
@@ -250,4 +250,57 @@ async fn a_panicking_call_does_not_kill_the_store() {
     assert_eq!(store.fact_get("p").await.unwrap(), None, "rolled back");
     store.fact_set("after", "ok").await.unwrap();
     assert!(store.integrity_check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_checkpoint_catalog_lists_newest_first_and_reconciles_with_storage() {
+    use state_manager::checkpoint::{CheckpointId, CheckpointSummary};
+    use state_manager::store::CatalogEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db")).await.unwrap();
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let entry = |secs: i64, label: &str| {
+        let at = t0 + time::Duration::seconds(secs);
+        CatalogEntry {
+            summary: CheckpointSummary {
+                id: CheckpointId::generate(at),
+                label: Some(label.into()),
+                created_at: at,
+                files: 3,
+                bytes: 300,
+                uploaded_bytes: 100,
+                chunks_new: 1,
+                freeze_ms: 2,
+                duration_ms: 40,
+            },
+            epoch: Some(4),
+        }
+    };
+    let (a, b, c) = (entry(0, "a"), entry(10, "b"), entry(20, "c"));
+    for e in [&b, &a, &c] {
+        store.catalog_insert(e.clone()).await.unwrap();
+    }
+    let listed = store.catalog_list(10).await.unwrap();
+    assert_eq!(listed, [c.clone(), b.clone(), a.clone()]);
+    assert_eq!(
+        store.catalog_get(a.summary.id.as_str()).await.unwrap(),
+        Some(a.clone())
+    );
+    // Storage has b, c and one the catalog never saw; a was deleted elsewhere.
+    let other = entry(30, "d").summary.id.as_str().to_string();
+    let present = vec![
+        b.summary.id.as_str().into(),
+        c.summary.id.as_str().into(),
+        other.clone(),
+    ];
+    assert_eq!(store.catalog_reconcile(present).await.unwrap(), [other]);
+    assert_eq!(
+        store.catalog_get(a.summary.id.as_str()).await.unwrap(),
+        None
+    );
+    assert!(store.catalog_delete(b.summary.id.as_str()).await.unwrap());
+    assert!(!store.catalog_delete(b.summary.id.as_str()).await.unwrap());
+    assert_eq!(store.catalog_list(10).await.unwrap(), [c]);
 }

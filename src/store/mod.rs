@@ -13,6 +13,7 @@
 //!   a power loss the local database never holds less than what replication already shipped.
 //!   The cost is one fsync per transaction, which batching ([`Store::insert_events`]) amortises.
 
+mod checkpoints;
 mod codec;
 mod events;
 mod facts;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+pub use checkpoints::CatalogEntry;
 pub use events::{MAX_PAGE, StoredEvent};
 pub use facts::{fact_get, fact_set};
 pub use migrations::LATEST_VERSION;
