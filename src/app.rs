@@ -1,26 +1,36 @@
 //! Wiring of the service: ordered start-up and shutdown.
 //!
 //! Start-up: lock the data directory → load the config (if any) → start the supervisor and the
-//! webhook sinks → `pre_start` hook → load the stacks. Shutdown (on the `shutdown` future, or
-//! when a process with `on_exit: shutdown` ends): stop every process, dependants first, in
-//! parallel, with their timeouts → `post_stop` hook → flush the sinks → `on_shutdown` hook.
+//! webhook sinks → `pre_start` hook → load the stacks → serve the API. Shutdown (on the
+//! `shutdown` future, or when a process with `on_exit: shutdown` ends): stop accepting requests
+//! and end event streams, finish in-flight requests, then stop every process, dependants first,
+//! in parallel, with their timeouts → `post_stop` hook → flush the sinks → `on_shutdown` hook.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::Signal;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
+use crate::http::auth::Auth;
+use crate::http::events::MemoryEventLog;
+use crate::http::status::Sections;
+use crate::http::{self, AppState, StateParts};
 use crate::supervisor::{self, Options, SupervisorHandle};
 
 /// Settings of `serve` that do not come from the config file.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     pub subreaper: bool,
+    /// How API requests are authenticated (keys read from the environment at start).
+    pub auth: Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +41,22 @@ pub enum AppError {
     Config { path: String, source: ConfigError },
     #[error("cannot become a subreaper: {0}")]
     Subreaper(std::io::Error),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
 }
 
-/// Run the service until `shutdown` resolves with an exit code; returns the code to exit with.
+/// Warning logged at start and shown in `GET /` when the API has no authentication.
+pub const INSECURE_WARNING: &str = "authentication is disabled (--insecure-no-auth): anyone who can reach the API can stop processes and change the configuration; set STATE_MANAGER_JWT_SECRET and restart";
+
+/// Run the service, answering the API on `listener`, until `shutdown` resolves with an exit code
+/// (or a process with `on_exit: shutdown` ends); returns the code to exit with.
+///
+/// Shutdown order: stop accepting connections and end open event streams, let in-flight requests
+/// finish, then stop every process.
 pub async fn serve(
     settings: Settings,
-    shutdown: impl Future<Output = i32>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = i32> + Send + 'static,
 ) -> Result<i32, AppError> {
     let _lock = datadir::lock(&settings.data_dir)?;
     if settings.subreaper {
@@ -45,33 +65,87 @@ pub async fn serve(
     let config = load_config(&settings.config_path)?;
     let handle = supervisor::start(Options::default());
     let forward = forward_signals(handle.clone());
+    let events = MemoryEventLog::spawn(handle.subscribe());
     // Hooks around the processes' life; history sinks subscribed before the first event.
     let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
     let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
     let sinks = crate::webhooks::Sinks::start(webhooks, || handle.subscribe());
+    let mut parts = state_parts(&settings, &handle, config.clone(), events);
+    parts.sections.hooks = Some(crate::hooks::section(&hooks));
+    parts.sections.webhooks = Some(crate::webhooks::section(&sinks));
+    let state = AppState::new(parts);
     hooks.run(crate::hooks::HookPoint::PreStart).await;
-    match &config {
-        Some(c) => {
-            let specs = config::resolve(c, &stacks_dir(c, &settings.data_dir));
-            tracing::info!(processes = specs.len(), config = %settings.config_path.display(), "configured");
-            let _ = handle.load(specs).await;
-        }
-        None => {
-            tracing::info!(config = %settings.config_path.display(), "no config file: starting unconfigured")
-        }
+    if let Some(c) = &config {
+        let specs = config::resolve(c, &stacks_dir(c, &settings.data_dir));
+        tracing::info!(processes = specs.len(), config = %settings.config_path.display(), "configured");
+        let _ = handle.load(specs).await;
+    } else {
+        tracing::info!(config = %settings.config_path.display(), "no config file: starting unconfigured; POST /config to configure");
     }
-    let mut exit = handle.exit_requested();
-    let code = tokio::select! {
-        code = shutdown => code,
-        Ok(code) = async { exit.wait_for(Option::is_some).await.map(|c| c.unwrap_or(0)) } => code,
-    };
-    tracing::info!(code, "shutting down");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    let code = Arc::new(AtomicI32::new(0));
+    let stop = stop_signal(shutdown, handle.clone(), state.clone(), code.clone());
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(stop)
+        .await;
+    let code = code.load(Ordering::SeqCst);
+    tracing::info!(code, "stopping every process");
     let _ = handle.shutdown().await;
     hooks.run(crate::hooks::HookPoint::PostStop).await;
     sinks.shutdown(crate::webhooks::SHUTDOWN_GRACE).await;
     hooks.run(crate::hooks::HookPoint::OnShutdown).await;
     forward.abort();
+    server.map_err(AppError::Http)?;
     Ok(code)
+}
+
+fn state_parts(
+    settings: &Settings,
+    handle: &SupervisorHandle,
+    config: Option<Config>,
+    events: Arc<MemoryEventLog>,
+) -> StateParts {
+    let mut warnings = Vec::new();
+    match &settings.auth {
+        Auth::Insecure => {
+            tracing::warn!("{INSECURE_WARNING}");
+            warnings.push(INSECURE_WARNING.to_string());
+        }
+        Auth::Jwt(keys) => tracing::info!(key = %keys.source, "API requests need a bearer JWT"),
+    }
+    StateParts {
+        supervisor: handle.clone(),
+        auth: settings.auth.clone(),
+        config,
+        config_path: settings.config_path.clone(),
+        data_dir: settings.data_dir.clone(),
+        events,
+        sections: Sections::default(),
+        warnings,
+    }
+}
+
+/// Resolves when the service should stop (the `shutdown` future, or a process asking for it),
+/// after recording the exit code and ending open event streams.
+async fn stop_signal(
+    shutdown: impl Future<Output = i32> + Send,
+    handle: SupervisorHandle,
+    state: AppState,
+    out: Arc<AtomicI32>,
+) {
+    let mut exit = handle.exit_requested();
+    let code = tokio::select! {
+        code = shutdown => code,
+        Ok(code) = async { exit.wait_for(Option::is_some).await.map(|c| c.unwrap_or(0)) } => code,
+    };
+    tracing::info!(
+        code,
+        "shutting down: no new requests, finishing those in flight"
+    );
+    out.store(code, Ordering::SeqCst);
+    state.close_streams();
 }
 
 /// The config at `path`, or `None` if there is no file there.

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Dur, OnExit};
+use crate::http::auth::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,8 @@ pub enum Cmd {
     Run(RunArgs),
     /// Validate a config file and print every problem; exit 0 if valid, 2 if not.
     Check(CheckArgs),
+    /// Print a bearer token for the HTTP API, signed with STATE_MANAGER_JWT_SECRET(_FILE).
+    Token(TokenArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -65,8 +69,28 @@ pub struct ServeArgs {
     #[arg(long, env = "STATE_MANAGER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Adopt and reap orphaned descendants (automatic when running as PID 1).
-    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER", value_parser = BoolishValueParser::new())]
     pub subreaper: bool,
+    /// Serve the API without authentication (anyone who can reach it is admin). Without it, a
+    /// JWT key must be set: STATE_MANAGER_JWT_SECRET, STATE_MANAGER_JWT_SECRET_FILE or
+    /// STATE_MANAGER_JWT_PUBLIC_KEY_FILE.
+    #[arg(long, env = "STATE_MANAGER_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// What the token may do: `read` (every GET) or `admin` (also every change).
+    #[arg(long, value_enum, default_value = "read")]
+    pub scope: Scope,
+    /// How long the token is valid.
+    #[arg(long, default_value = "1h")]
+    pub ttl: Dur,
+    /// Who the token is for (the `sub` claim, logged with every change it makes).
+    #[arg(long, default_value = "operator")]
+    pub sub: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -94,7 +118,7 @@ pub struct RunArgs {
     )]
     pub on_exit: OnExitArg,
     /// Adopt and reap orphaned descendants (automatic when running as PID 1).
-    #[arg(long, env = "STATE_MANAGER_SUBREAPER")]
+    #[arg(long, env = "STATE_MANAGER_SUBREAPER", value_parser = BoolishValueParser::new())]
     pub subreaper: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -134,6 +158,7 @@ impl Cmd {
             Cmd::Serve(a) => &a.log,
             Cmd::Run(a) => &a.log,
             Cmd::Check(a) => &a.log,
+            Cmd::Token(a) => &a.log,
         }
     }
 }
@@ -180,6 +205,16 @@ mod tests {
         assert_eq!(r.command, ["sh", "-c", "exit 3"]);
         assert_eq!(r.watch.len(), 2);
         assert_eq!(r.stop_timeout, Dur::secs(10));
+    }
+
+    #[test]
+    fn token_defaults_to_read_for_an_hour() {
+        let cli = Cli::try_parse_from(["state-manager", "token"]).unwrap();
+        let Some(Cmd::Token(t)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.scope, Scope::Read);
+        assert_eq!(t.ttl, Dur::secs(3600));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
-use state_manager::cli::{CheckArgs, Cli, Cmd};
+use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
+use state_manager::http::auth::{Auth, AuthError, Keys};
 use state_manager::{app, config, proc, single, telemetry};
 
 fn main() -> ExitCode {
@@ -12,19 +14,10 @@ fn main() -> ExitCode {
     telemetry::init(command.log());
     let code = match command {
         Cmd::Check(args) => check(&args),
+        Cmd::Token(args) => token(&args),
         Cmd::Serve(args) => {
             proc::init();
-            let settings = app::Settings {
-                config_path: args.config_path(),
-                data_dir: args.data_dir,
-                subreaper: args.subreaper,
-            };
-            block_on(|| async {
-                let shutdown = app::termination()?;
-                app::serve(settings, shutdown)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
+            block_on(|| serve(args))
         }
         Cmd::Run(args) => {
             proc::init();
@@ -58,6 +51,37 @@ where
         Ok(code) => code,
         Err(e) => {
             eprintln!("state-manager: {e:#}");
+            1
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let auth = Auth::from_env(args.insecure_no_auth)?;
+    let settings = app::Settings {
+        config_path: args.config_path(),
+        data_dir: args.data_dir,
+        subreaper: args.subreaper,
+        auth,
+    };
+    let shutdown = app::termination()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    Ok(app::serve(settings, listener, shutdown).await?)
+}
+
+fn token(args: &TokenArgs) -> i32 {
+    let minted = Keys::from_env()
+        .and_then(|keys| keys.ok_or(AuthError::NoKey))
+        .and_then(|keys| keys.mint(&args.sub, args.scope, args.ttl.get()));
+    match minted {
+        Ok(t) => {
+            println!("{t}");
+            0
+        }
+        Err(e) => {
+            eprintln!("state-manager: {e}");
             1
         }
     }

@@ -210,9 +210,37 @@ impl Sinks {
         self.0.iter().map(Sink::stats).collect()
     }
 
+    /// A cheap view of the counters that outlives [`Sinks::shutdown`] (for status and metrics).
+    pub fn monitor(&self) -> SinksMonitor {
+        SinksMonitor(
+            self.0
+                .iter()
+                .map(|s| (s.url.clone(), s.shared.clone()))
+                .collect(),
+        )
+    }
+
     /// Flush and stop every sink, in parallel, within `grace`.
     pub async fn shutdown(self, grace: Duration) -> Vec<SinkStats> {
         futures::future::join_all(self.0.into_iter().map(|s| s.shutdown(grace))).await
+    }
+}
+
+/// The sinks' counters as a section of `GET /`.
+pub fn section(sinks: &Sinks) -> Arc<dyn crate::http::status::Section> {
+    let monitor = sinks.monitor();
+    Arc::new(crate::http::status::FnSection(move || {
+        serde_json::to_value(monitor.stats()).unwrap_or_default()
+    }))
+}
+
+/// Read-only counters of every sink.
+#[derive(Clone, Debug, Default)]
+pub struct SinksMonitor(Vec<(String, Arc<Shared>)>);
+
+impl SinksMonitor {
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.0.iter().map(|(url, s)| s.stats(url)).collect()
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,16 +40,21 @@ fn settings(dir: &Path, config: &serde_json::Value) -> Settings {
         data_dir: dir.join("data"),
         config_path,
         subreaper: false,
+        auth: state_manager::http::auth::Auth::Insecure,
     }
 }
 
 /// Resolves once `file` has a line equal to `line`.
-async fn line_in(file: &Path, line: &str) -> i32 {
+async fn line_in(file: PathBuf, line: &'static str) -> i32 {
     wait_for_async(line, LONG, || async {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
         text.lines().any(|l| l == line).then_some(0)
     })
     .await
+}
+
+async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 #[tokio::test]
@@ -69,9 +74,13 @@ async fn hooks_run_in_order_around_the_processes_and_sinks_flush_before_exit() {
         "stacks": [{"name": "app", "command": "sh", "stop_timeout": "10s", "args": ["-c",
             format!("echo app start >> {l}; trap 'echo app stop >> {l}; exit 0' TERM; while :; do sleep 0.05; done")]}]
     });
-    let code = app::serve(settings(dir.path(), &config), line_in(&log, "app start"))
-        .await
-        .unwrap();
+    let code = app::serve(
+        settings(dir.path(), &config),
+        listener().await,
+        line_in(log.clone(), "app start"),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 0);
     let order = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -107,9 +116,13 @@ async fn a_hanging_hook_is_killed_at_its_timeout_and_shutdown_still_completes() 
             format!("echo app start >> {}; exec sleep 1000", log.display())]}]
     });
     let t = Instant::now();
-    let code = app::serve(settings(dir.path(), &config), line_in(&log, "app start"))
-        .await
-        .unwrap();
+    let code = app::serve(
+        settings(dir.path(), &config),
+        listener().await,
+        line_in(log.clone(), "app start"),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 0);
     assert!(t.elapsed() < LONG, "serve took {:?}", t.elapsed());
     let order = std::fs::read_to_string(&log).unwrap();

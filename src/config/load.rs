@@ -70,8 +70,17 @@ pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
     parse(&text)
 }
 
-/// Parse and validate a config document, reporting every problem at once.
+/// Parse and validate a config document, reporting every problem at once. Settings from the
+/// environment ([`super::apply_env`]) are applied before validation.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_with_env(text, |k| std::env::var(k).ok())
+}
+
+/// [`parse`] with the environment given explicitly.
+pub fn parse_with_env(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
         line: e.line(),
         column: e.column(),
@@ -79,12 +88,16 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     })?;
     let mut problems = Vec::new();
     let config = match typed::<Config>(value.clone(), "") {
-        Ok(c) => c,
+        Ok(mut c) => {
+            super::apply_env(&mut c, &env);
+            c
+        }
         Err(_) => {
             let (clean, removed) = diagnose(value, &mut problems);
-            let Ok(config) = typed::<Config>(clean, "") else {
+            let Ok(mut config) = typed::<Config>(clean, "") else {
                 return Err(ConfigError::Invalid(problems));
             };
+            super::apply_env(&mut config, &env);
             // Validate what parsed, leaving out complaints about fields already reported.
             let extra = validate(&config);
             problems.extend(extra.into_iter().filter(|p| !removed.contains(&p.path)));

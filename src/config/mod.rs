@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use duration::Dur;
-pub use load::{ConfigError, Problem, parse, parse_file, persist, redacted};
+pub use load::{ConfigError, Problem, parse, parse_file, parse_with_env, persist, redacted};
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, instance_names, resolve};
 pub use validate::{is_name, parse_signal, validate};
 
@@ -479,5 +479,76 @@ impl Config {
     /// Names of the stacks, in configuration order.
     pub fn stack_names(&self) -> impl Iterator<Item = &str> {
         self.stacks.iter().map(StackEntry::name)
+    }
+}
+
+/// Settings that may come from the environment instead of the file (the environment wins), so
+/// that secrets need not be written into a config file: `STATE_MANAGER_NODE_ID`,
+/// `STATE_MANAGER_S3_ENDPOINT`, `STATE_MANAGER_S3_BUCKET`, `STATE_MANAGER_S3_KEY_PREFIX`,
+/// `STATE_MANAGER_S3_ACCESS_KEY`, `STATE_MANAGER_S3_SECRET_KEY`, `STATE_MANAGER_S3_SESSION_TOKEN`.
+/// Children never see `STATE_MANAGER_*` variables.
+pub fn apply_env(config: &mut Config, get: impl Fn(&str) -> Option<String>) {
+    let var = |name: &str| get(name).filter(|v| !v.is_empty());
+    if let Some(id) = var("STATE_MANAGER_NODE_ID") {
+        config.node_id = Some(id);
+    }
+    let overrides = [
+        "STATE_MANAGER_S3_ENDPOINT",
+        "STATE_MANAGER_S3_BUCKET",
+        "STATE_MANAGER_S3_KEY_PREFIX",
+        "STATE_MANAGER_S3_ACCESS_KEY",
+        "STATE_MANAGER_S3_SECRET_KEY",
+        "STATE_MANAGER_S3_SESSION_TOKEN",
+    ]
+    .map(var);
+    if overrides.iter().all(Option::is_none) {
+        return;
+    }
+    let s = config.storage.get_or_insert_with(StorageConfig::default);
+    let [endpoint, bucket, prefix, access, secret, token] = overrides;
+    let fields = [
+        (&mut s.endpoint, endpoint),
+        (&mut s.bucket, bucket),
+        (&mut s.key_prefix, prefix),
+        (&mut s.access_key, access),
+        (&mut s.secret_key, secret),
+        (&mut s.session_token, token),
+    ];
+    for (field, value) in fields {
+        if value.is_some() {
+            *field = value;
+        }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |k: &str| match k {
+            "STATE_MANAGER_S3_ACCESS_KEY" => Some("ak".to_string()),
+            "STATE_MANAGER_S3_SECRET_KEY" => Some("sk".to_string()),
+            "STATE_MANAGER_NODE_ID" => Some("node-b".to_string()),
+            _ => None,
+        };
+        let c = parse_with_env(
+            r#"{"storage": {"bucket": "b", "endpoint": "http://minio:9000"}}"#,
+            env,
+        )
+        .unwrap();
+        let s = c.storage.as_ref().unwrap();
+        assert_eq!(
+            (s.access_key.as_deref(), s.secret_key.as_deref()),
+            (Some("ak"), Some("sk"))
+        );
+        assert_eq!(s.bucket.as_deref(), Some("b"));
+        assert_eq!(c.node_id.as_deref(), Some("node-b"));
+        assert!(validate(&c).is_empty());
+        // The environment can complete a file that alone would be invalid.
+        let env = |k: &str| (k == "STATE_MANAGER_S3_BUCKET").then(|| "from-env".to_string());
+        let c = parse_with_env(r#"{"storage": {"endpoint": "http://minio:9000"}}"#, env).unwrap();
+        assert_eq!(c.storage.unwrap().bucket.as_deref(), Some("from-env"));
     }
 }

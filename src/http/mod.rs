@@ -1,1 +1,292 @@
-//! The HTTP control plane.
+//! The HTTP control plane: the router, the shared [`AppState`], and the layers every request
+//! goes through (request id, tracing, metrics, body limit, per-route timeouts).
+//!
+//! One file per resource; handlers talk to the supervisor only through its handle. Invariants:
+//! every route except `GET /healthz` authenticates through the [`auth`] extractors; every error
+//! (including 404, 405 and extractor rejections) is `application/problem+json`; streaming
+//! routes (server-sent events) have no request timeout but end when the server shuts down.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod logs;
+pub mod metrics;
+pub mod ports;
+pub mod processes;
+pub mod status;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::supervisor::SupervisorHandle;
+use auth::Auth;
+use error::ApiError;
+use events::EventLog;
+use metrics::Metrics;
+use status::Sections;
+
+/// Largest request body accepted (a config is a few kB).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Time allowed to an ordinary request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to a request that waits for processes (stop waits up to their stop timeout)
+/// and, later, for checkpoints and restores.
+pub const LONG_REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Interval of SSE keep-alive comments, so proxies keep idle streams open.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    supervisor: SupervisorHandle,
+    auth: Auth,
+    config: config::ConfigSlot,
+    events: Arc<dyn EventLog>,
+    metrics: Arc<Metrics>,
+    sections: Sections,
+    warnings: Vec<String>,
+    started: Instant,
+    closing: CancellationToken,
+}
+
+/// Everything [`AppState::new`] needs.
+pub struct StateParts {
+    pub supervisor: SupervisorHandle,
+    pub auth: Auth,
+    /// The config applied at start, if there was a file.
+    pub config: Option<crate::config::Config>,
+    /// Where `POST /config` persists the config.
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    /// History for `GET /events`.
+    pub events: Arc<dyn EventLog>,
+    pub sections: Sections,
+    /// Shown in `GET /` (e.g. running without authentication).
+    pub warnings: Vec<String>,
+}
+
+impl AppState {
+    pub fn new(p: StateParts) -> AppState {
+        let metrics = Metrics::spawn(p.supervisor.subscribe());
+        AppState {
+            inner: Arc::new(Inner {
+                config: config::ConfigSlot::new(p.config, p.config_path, p.data_dir),
+                supervisor: p.supervisor,
+                auth: p.auth,
+                events: p.events,
+                metrics,
+                sections: p.sections,
+                warnings: p.warnings,
+                started: Instant::now(),
+                closing: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn supervisor(&self) -> &SupervisorHandle {
+        &self.inner.supervisor
+    }
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+    pub fn config(&self) -> &config::ConfigSlot {
+        &self.inner.config
+    }
+    pub fn configured(&self) -> bool {
+        self.inner.config.get().is_some()
+    }
+    pub fn events(&self) -> &dyn EventLog {
+        self.inner.events.as_ref()
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+    pub fn sections(&self) -> &Sections {
+        &self.inner.sections
+    }
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// End every open stream: called when the server starts shutting down, so that graceful
+    /// shutdown does not wait for clients that would never hang up.
+    pub fn close_streams(&self) {
+        self.inner.closing.cancel();
+    }
+
+    /// A server-sent-event response of `stream`, with keep-alives, that ends at shutdown.
+    pub fn sse<S>(&self, stream: S) -> Response
+    where
+        S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+    {
+        let closing = self.inner.closing.clone().cancelled_owned();
+        Sse::new(stream.take_until(closing))
+            .keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE))
+            .into_response()
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let quick = Router::new()
+        .route("/", get(status::status))
+        .route("/config", get(config::get).post(config::post))
+        .route("/processes", get(processes::list))
+        .route("/processes/{name}", get(processes::get))
+        .route("/ports", get(ports::list))
+        .route("/events", get(events::list))
+        .route("/metrics", get(metrics::scrape))
+        .layer(from_fn_with_state(REQUEST_TIMEOUT, deadline));
+    let long = Router::new()
+        .route("/processes/{pattern}/start", post(processes::start))
+        .route("/processes/{pattern}/stop", post(processes::stop))
+        .route("/processes/{pattern}/restart", post(processes::restart))
+        .layer(from_fn_with_state(LONG_REQUEST_TIMEOUT, deadline));
+    // Streams: no timeout; they end when the client leaves or at shutdown.
+    let streams = Router::new()
+        .route("/processes/{name}/logs", get(logs::logs))
+        .route("/events/stream", get(events::stream));
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .merge(quick)
+        .merge(long)
+        .merge(streams)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+fn span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)
+}
+
+/// Answer 503 (problem+json) when the route's time limit passes.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Timeout(format!(
+            "the request did not finish within {}; what it started may still be going on, check GET /processes",
+            humantime::format_duration(limit)
+        ))
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Payload {
+        n: u32,
+    }
+
+    /// POST `body` to a route taking `error::Json<Payload>` with a 64-byte body limit.
+    async fn send(content_type: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let app: Router = Router::new()
+            .route(
+                "/",
+                post(|error::Json(p): error::Json<Payload>| async move { error::Json(p) }),
+            )
+            .layer(DefaultBodyLimit::max(64));
+        let req = Request::post("/")
+            .header("content-type", content_type)
+            .body(body.into())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        if status != StatusCode::OK {
+            assert_eq!(resp.headers()["content-type"], error::PROBLEM_JSON);
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn json_rejections_are_problem_json_with_their_status() {
+        let json = "application/json";
+        assert_eq!(
+            send(json, r#"{"n": 1}"#).await.1,
+            serde_json::json!({"n": 1})
+        );
+        for (ct, body, status) in [
+            (json, r#"{"n": "#.to_string(), StatusCode::BAD_REQUEST),
+            (
+                "text/plain",
+                r#"{"n": 1}"#.to_string(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                json,
+                format!(r#"{{"n": 1, "pad": "{}"}}"#, "x".repeat(100)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                json,
+                r#"{"n": "one"}"#.to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let (got, problem) = send(ct, body).await;
+            assert_eq!(got, status, "{problem}");
+            assert_eq!(problem["status"], status.as_u16());
+            assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_route_gets_a_problem_json_503_at_its_deadline() {
+        let app: Router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    "done"
+                }),
+            )
+            .layer(from_fn_with_state(Duration::from_millis(50), deadline));
+        let req = Request::get("/slow").body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()["content-type"], error::PROBLEM_JSON);
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("50ms"), "{v}");
+    }
+}

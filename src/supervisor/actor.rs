@@ -21,7 +21,7 @@ use super::leftovers::Earlier;
 use super::logs::LogBuffer;
 use super::state::{AfterStop, Effect, Input, Machine, ProcState};
 use super::watch::WatchGuard;
-use super::{Command, Options};
+use super::{Command, Options, Summary};
 use crate::config::ProcessSpec;
 use crate::events::{Event, StateName};
 use crate::probes::{ProbeResult, ProbeSpec, ProbeTask, Report};
@@ -69,6 +69,8 @@ pub(super) struct Actor {
     rx: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     exit_tx: watch::Sender<Option<i32>>,
+    /// The summary, republished after every change (reading it costs no round trip).
+    summary_tx: watch::Sender<Summary>,
     procs: Vec<Proc>,
     index: HashMap<Arc<str>, usize>,
     launch_tx: mpsc::UnboundedSender<Launch>,
@@ -98,6 +100,7 @@ impl Actor {
         rx: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
         exit_tx: watch::Sender<Option<i32>>,
+        summary_tx: watch::Sender<Summary>,
     ) -> Self {
         let (launch_tx, launch_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
@@ -108,6 +111,7 @@ impl Actor {
             rx,
             events,
             exit_tx,
+            summary_tx,
             procs: Vec::new(),
             index: HashMap::new(),
             launch_tx,
@@ -149,6 +153,7 @@ impl Actor {
                 _ = sleep_until(deadline) => self.on_timers(),
             }
             self.progress();
+            self.publish_summary();
             if self.shutdown.is_some() && self.procs.iter().all(|p| p.m.state.is_down()) {
                 for reply in self.shutdown.take().unwrap_or_default() {
                     let _ = reply.send(Ok(()));

@@ -135,9 +135,6 @@ pub(crate) enum Command {
         pattern: Option<String>,
         reply: Reply<Vec<ProcessInfo>>,
     },
-    Summary {
-        reply: Reply<Summary>,
-    },
     Start {
         pattern: String,
         reply: Reply<Vec<String>>,
@@ -182,6 +179,9 @@ pub struct SupervisorHandle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     exit: watch_ch::Receiver<Option<i32>>,
+    /// Counts by state, published by the actor at every change, so that reading them (every
+    /// `GET /`) costs no round trip through the actor.
+    summary: watch_ch::Receiver<Summary>,
 }
 
 /// Start the supervisor actor on the current tokio runtime, with no processes yet.
@@ -189,8 +189,14 @@ pub fn start(options: Options) -> SupervisorHandle {
     let (tx, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
     let (exit_tx, exit) = watch_ch::channel(None);
-    tokio::spawn(actor::Actor::new(options, rx, events.clone(), exit_tx).run());
-    SupervisorHandle { tx, events, exit }
+    let (summary_tx, summary) = watch_ch::channel(Summary::default());
+    tokio::spawn(actor::Actor::new(options, rx, events.clone(), exit_tx, summary_tx).run());
+    SupervisorHandle {
+        tx,
+        events,
+        exit,
+        summary,
+    }
 }
 
 impl SupervisorHandle {
@@ -225,8 +231,9 @@ impl SupervisorHandle {
             .ok_or_else(|| SupervisorError::NotFound { name: name.into() })
     }
 
+    /// Counts by state and health as of the latest change.
     pub async fn summary(&self) -> Result<Summary, SupervisorError> {
-        self.ask(|reply| Command::Summary { reply }).await
+        Ok(self.summary.borrow().clone())
     }
 
     /// Start the matching processes (each once its dependencies run); returns their names.

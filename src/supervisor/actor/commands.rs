@@ -115,7 +115,6 @@ impl Actor {
             | Command::StartAll { reply } => drop(reply.send(e())),
             Command::Shutdown { reply } => drop(reply.send(Ok(()))),
             Command::List { reply, .. } => drop(reply.send(e())),
-            Command::Summary { reply } => drop(reply.send(e())),
             Command::Start { reply, .. }
             | Command::Stop { reply, .. }
             | Command::Restart { reply, .. } => drop(reply.send(e())),

@@ -16,9 +16,6 @@ impl Actor {
                         .map(|ix| ix.iter().map(|&i| self.info(i)).collect()),
                 );
             }
-            Command::Summary { reply } => {
-                let _ = reply.send(Ok(self.summary()));
-            }
             Command::Logs { name, reply } => {
                 let r = self
                     .index
@@ -94,6 +91,19 @@ impl Actor {
             healthy: is_healthy(p),
             last_probe: p.last_probe.clone(),
         }
+    }
+
+    /// Publish the summary if it changed (readiness, probes and waiting count change it too,
+    /// not only transitions).
+    pub(super) fn publish_summary(&self) {
+        let now = self.summary();
+        self.summary_tx.send_if_modified(|s| {
+            let changed = *s != now;
+            if changed {
+                *s = now;
+            }
+            changed
+        });
     }
 
     fn summary(&self) -> Summary {

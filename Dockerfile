@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+
+# Build: the Rust toolchain image, release build of the one binary.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY benches ./benches
+COPY examples ./examples
+RUN cargo build --release --locked --bin state-manager \
+    && cp target/release/state-manager /state-manager
+
+# Run: slim Debian, no toolchain, no sources; state-manager is PID 1.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=* \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home state-manager \
+    && mkdir -p /data /etc/state-manager/stacks \
+    && chown state-manager:state-manager /data
+COPY --from=build /state-manager /usr/local/bin/state-manager
+USER 10001:10001
+ENV STATE_MANAGER_DATA_DIR=/data \
+    STATE_MANAGER_LISTEN=0.0.0.0:8080
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["state-manager", "ctl", "health", "--url", "http://127.0.0.1:8080"]
+ENTRYPOINT ["state-manager"]
+CMD ["serve"]

@@ -1,0 +1,376 @@
+//! Checkpoint benchmark: a 1 GiB environment directory of mixed files, checkpointed to moto S3
+//! and to the local backend, against `tar | zstd` + a plain upload and against restic on the
+//! same server. Prints a markdown table.
+//!
+//! `MOTO_SERVER=/path/to/moto_server cargo bench --bench checkpoint` (`BENCH_BACKENDS=local`
+//! or `=s3` to run one backend). Needs `tar`, `zstd`, `restic` and `python3` on PATH.
+
+#[path = "checkpoint/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "../tests/common/moto.rs"]
+mod moto;
+#[path = "checkpoint/peers.rs"]
+mod peers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use state_manager::checkpoint::{
+    CheckpointEngine, CheckpointSummary, CreateRequest, EngineOptions, FreezeError, Freezer,
+};
+use state_manager::config::StorageConfig;
+use state_manager::objstore::{self, DynStore};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// SIGSTOP/SIGCONT of one process group, waiting until its leader is really stopped.
+struct StopGroup(i32);
+
+#[async_trait::async_trait]
+impl Freezer for StopGroup {
+    async fn freeze(&self) -> Result<(), FreezeError> {
+        killpg(Pid::from_raw(self.0), Signal::SIGSTOP)?;
+        let stat = format!("/proc/{}/stat", self.0);
+        while !std::fs::read_to_string(&stat)?
+            .split(") ")
+            .nth(1)
+            .is_some_and(|s| s.starts_with('T'))
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(())
+    }
+    async fn thaw(&self) -> Result<(), FreezeError> {
+        Ok(killpg(Pid::from_raw(self.0), Signal::SIGCONT)?)
+    }
+}
+
+/// A process rewriting random 4 KiB pages of a 64 MiB file, one page per millisecond.
+fn start_writer(file: &Path) -> Child {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "import os,random,time\nf=open({:?},'r+b')\npage=os.urandom(4096)\nwhile True:\n f.seek(random.randrange(16384)*4096); f.write(page); f.flush(); time.sleep(0.001)\n",
+        file.display().to_string()
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .process_group(0)
+        .spawn()
+        .expect("python3")
+}
+
+struct Column {
+    name: &'static str,
+    rows: Vec<(String, String)>,
+}
+
+impl Column {
+    fn row(&mut self, what: &str, value: String) {
+        eprintln!("[{}] {what}: {value}", self.name);
+        self.rows.push((what.to_string(), value));
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+async fn checkpoint(
+    engine: &CheckpointEngine,
+    freezer: Arc<dyn Freezer>,
+) -> (CheckpointSummary, Duration) {
+    let start = Instant::now();
+    let s = engine
+        .create(CreateRequest {
+            freezer: Some(freezer),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (s, start.elapsed())
+}
+
+/// A no-op freezer: the staging copy happens as in production, nothing is stopped.
+struct NoWriters;
+
+#[async_trait::async_trait]
+impl Freezer for NoWriters {
+    async fn freeze(&self) -> Result<(), FreezeError> {
+        Ok(())
+    }
+    async fn thaw(&self) -> Result<(), FreezeError> {
+        Ok(())
+    }
+}
+
+struct Target {
+    storage: StorageConfig,
+    restic_repo: String,
+    restic_env: Vec<(String, String)>,
+    _moto: Option<moto::MotoServer>,
+}
+
+fn target(backend: &str, work: &Path) -> Target {
+    if backend == "local" {
+        let storage = StorageConfig {
+            endpoint: Some(format!("file://{}", work.join("objects").display())),
+            key_prefix: Some("env-1".into()),
+            ..StorageConfig::default()
+        };
+        let repo = work.join("restic-repo").display().to_string();
+        return Target {
+            storage,
+            restic_repo: repo,
+            restic_env: Vec::new(),
+            _moto: None,
+        };
+    }
+    let server = moto::MotoServer::start();
+    server.create_bucket("bench");
+    server.create_bucket("restic");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    Target {
+        storage: server.storage_config("bench", "env-1"),
+        restic_repo: format!("s3:{}/restic", server.endpoint()),
+        restic_env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        _moto: Some(server),
+    }
+}
+
+async fn engine(store: &DynStore, work: &Path, node: &str) -> CheckpointEngine {
+    let e = CheckpointEngine::new(
+        store.clone(),
+        work.join(node).join("env"),
+        work.join(node).join("state"),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    e.recover().await.unwrap();
+    e
+}
+
+async fn bench(backend: &'static str, work: &Path) -> Column {
+    let mut col = Column {
+        name: backend,
+        rows: Vec::new(),
+    };
+    let t = target(backend, work);
+    let store = objstore::open(Some(&t.storage), work).await.unwrap();
+    let env = work.join("a/env");
+    std::fs::create_dir_all(&env).unwrap();
+    let total = data::generate(&env);
+    col.row(
+        "data",
+        format!("{:.0} MiB in {} files", total as f64 / MIB, 2048 + 14),
+    );
+
+    let (tz, up, size) = peers::tar_zstd_upload(&env, work, &store).await;
+    let tar_total = tz + up;
+    col.row(
+        "`tar \\| zstd -3` + upload",
+        format!(
+            "{} ({} + {}), {:.0} MiB",
+            secs(tar_total),
+            secs(tz),
+            secs(up),
+            size as f64 / MIB
+        ),
+    );
+
+    let a = engine(&store, work, "a").await;
+    let (full, full_t) = checkpoint(&a, Arc::new(NoWriters)).await;
+    col.row(
+        "full checkpoint",
+        format!(
+            "{}, {:.0} MiB uploaded in {} chunks, freeze {} ms",
+            secs(full_t),
+            full.uploaded_bytes as f64 / MIB,
+            full.chunks_new,
+            full.freeze_ms
+        ),
+    );
+    col.row(
+        "full ÷ tar+upload (target ≤ 1.0)",
+        format!("{:.2}×", full_t.as_secs_f64() / tar_total.as_secs_f64()),
+    );
+
+    let restic = peers::Restic {
+        repo: t.restic_repo.clone(),
+        env: t.restic_env.clone(),
+        cache: work.join("restic-cache"),
+    };
+    restic.init();
+    let r_full = restic.backup(&env);
+    col.row(
+        "restic full backup",
+        format!(
+            "{}, {:.0} MiB added",
+            secs(r_full.wall),
+            r_full.data_added as f64 / MIB
+        ),
+    );
+    col.row(
+        "full ÷ restic full",
+        format!("{:.2}×", full_t.as_secs_f64() / r_full.wall.as_secs_f64()),
+    );
+
+    let changed = data::change_one_percent(&env, 0);
+    let size_after_change = data::du(&env);
+    let (inc, inc_t) = checkpoint(&a, Arc::new(NoWriters)).await;
+    col.row(
+        "checkpoint after a 1 % change",
+        format!(
+            "{}, {:.1} MiB uploaded ({} chunks) for {:.1} MiB changed",
+            secs(inc_t),
+            inc.uploaded_bytes as f64 / MIB,
+            inc.chunks_new,
+            changed as f64 / MIB
+        ),
+    );
+    col.row(
+        "  uploaded ÷ data (target ≤ 2 %)",
+        format!("{:.2} %", 100.0 * inc.uploaded_bytes as f64 / total as f64),
+    );
+    col.row(
+        "  time ÷ full (target ≤ 10 %)",
+        format!(
+            "{:.1} %",
+            100.0 * inc_t.as_secs_f64() / full_t.as_secs_f64()
+        ),
+    );
+    let r_inc = restic.backup(&env);
+    col.row(
+        "restic backup after the change",
+        format!(
+            "{}, {:.1} MiB added",
+            secs(r_inc.wall),
+            r_inc.data_added as f64 / MIB
+        ),
+    );
+    col.row(
+        "incremental ÷ restic incremental",
+        format!("{:.2}×", inc_t.as_secs_f64() / r_inc.wall.as_secs_f64()),
+    );
+
+    let b = engine(&store, work, "b").await;
+    let start = Instant::now();
+    b.restore(&b.load_manifest(inc.id.as_str()).await.unwrap())
+        .await
+        .unwrap();
+    let restore_t = start.elapsed();
+    col.row("restore on a fresh node", secs(restore_t));
+    let start = Instant::now();
+    a.restore(&a.load_manifest(full.id.as_str()).await.unwrap())
+        .await
+        .unwrap();
+    col.row(
+        "restore over the live tree (older checkpoint)",
+        secs(start.elapsed()),
+    );
+    let r_restore = restic.restore(&work.join("restic-restore"));
+    col.row(
+        "restic restore",
+        format!(
+            "{} (ours ÷ restic {:.2}×)",
+            secs(r_restore),
+            restore_t.as_secs_f64() / r_restore.as_secs_f64()
+        ),
+    );
+    assert_eq!(
+        data::du(b.env_dir()),
+        size_after_change,
+        "the restored tree has the checkpointed size"
+    );
+
+    freeze_window(&mut col, &store, work, &env).await;
+    col
+}
+
+/// Checkpoints while a process writes continuously and is stopped with SIGSTOP.
+async fn freeze_window(col: &mut Column, store: &DynStore, work: &Path, env: &Path) {
+    let live = env.join("live.db");
+    std::fs::write(&live, vec![0u8; 64 << 20]).unwrap();
+    let mut writer = start_writer(&live);
+    let freezer: Arc<dyn Freezer> = Arc::new(StopGroup(writer.id() as i32));
+    let a = engine(store, work, "a").await;
+    let (s, t) = checkpoint(&a, freezer.clone()).await;
+    col.row(
+        "with a live writer: checkpoint",
+        format!("freeze {} ms of {}", s.freeze_ms, secs(t)),
+    );
+    data::change_one_percent(env, 1);
+    let (s, t) = checkpoint(&a, freezer.clone()).await;
+    col.row(
+        "with a live writer: after a 1 % change",
+        format!("freeze {} ms of {}", s.freeze_ms, secs(t)),
+    );
+    let fresh = CheckpointEngine::new(
+        store.clone(),
+        env,
+        work.join("fresh-state"),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    fresh.recover().await.unwrap();
+    let (s, t) = checkpoint(&fresh, freezer).await;
+    col.row(
+        "with a live writer: first checkpoint of a node (no index)",
+        format!("freeze {} ms of {}", s.freeze_ms, secs(t)),
+    );
+    let _ = killpg(Pid::from_raw(writer.id() as i32), Signal::SIGKILL);
+    let _ = writer.wait();
+}
+
+fn main() {
+    let backends: Vec<&'static str> = match std::env::var("BENCH_BACKENDS").as_deref() {
+        Ok("local") => vec!["local"],
+        Ok("s3") => vec!["s3"],
+        _ => vec!["s3", "local"],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut columns = Vec::new();
+    for b in backends {
+        let work = tempfile::tempdir_in(
+            std::env::var("BENCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| std::env::temp_dir()),
+        )
+        .unwrap();
+        columns.push(rt.block_on(bench(b, work.path())));
+    }
+    print_table(&columns);
+}
+
+fn print_table(columns: &[Column]) {
+    let names: Vec<&str> = columns
+        .iter()
+        .map(|c| {
+            if c.name == "s3" {
+                "S3 (moto)"
+            } else {
+                "local backend"
+            }
+        })
+        .collect();
+    println!("| measure | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(columns.len()));
+    for (i, (what, _)) in columns[0].rows.iter().enumerate() {
+        let cells: Vec<&str> = columns
+            .iter()
+            .map(|c| c.rows.get(i).map_or("", |r| r.1.as_str()))
+            .collect();
+        println!("| {what} | {} |", cells.join(" | "));
+    }
+}

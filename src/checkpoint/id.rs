@@ -1,0 +1,150 @@
+//! Checkpoint ids: `20250101T120000.123Z-1a2b3c4d` — a UTC timestamp to the millisecond and 32
+//! random bits. Ids sort by creation time as plain strings, are safe in URLs and object keys,
+//! and every id that comes from outside is parsed strictly (fixed shape, so no traversal).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+use super::error::{CheckpointError, Result};
+
+/// Length of every id: 8 + 1 + 6 + 1 + 3 + 1 (`Z`) + 1 (`-`) + 8.
+const ID_LEN: usize = 29;
+
+/// A validated checkpoint id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(String);
+
+impl CheckpointId {
+    /// A new id for a checkpoint created at `at`.
+    pub fn generate(at: OffsetDateTime) -> Self {
+        let t = at.to_offset(time::UtcOffset::UTC);
+        let id = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{:08x}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond(),
+            rand::random::<u32>()
+        );
+        CheckpointId(id)
+    }
+
+    /// Parse an id from outside (URL, request body, object key).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |reason| CheckpointError::InvalidId {
+            id: s.chars().take(64).collect(),
+            reason,
+        };
+        if s.len() != ID_LEN || !s.is_ascii() {
+            return Err(bad("wrong length"));
+        }
+        let b = s.as_bytes();
+        if b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' || b[20] != b'-' {
+            return Err(bad("wrong shape"));
+        }
+        let digits = [0..8, 9..15, 16..19];
+        if digits
+            .iter()
+            .any(|r| !b[r.clone()].iter().all(u8::is_ascii_digit))
+        {
+            return Err(bad("timestamp has a non-digit"));
+        }
+        if !b[21..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        {
+            return Err(bad("suffix is not 8 lowercase hex digits"));
+        }
+        timestamp_of(s).ok_or_else(|| bad("timestamp is not a valid date and time"))?;
+        Ok(CheckpointId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// When the checkpoint was created (from the id itself, to the millisecond).
+    pub fn created_at(&self) -> OffsetDateTime {
+        timestamp_of(&self.0).expect("a parsed id has a valid timestamp")
+    }
+}
+
+fn timestamp_of(s: &str) -> Option<OffsetDateTime> {
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let month = Month::try_from(n(4..6)? as u8).ok()?;
+    let date = Date::from_calendar_date(n(0..4)? as i32, month, n(6..8)? as u8).ok()?;
+    let time = Time::from_hms_milli(
+        n(9..11)? as u8,
+        n(11..13)? as u8,
+        n(13..15)? as u8,
+        n(16..19)? as u16,
+    )
+    .ok()?;
+    Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for CheckpointId {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckpointId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CheckpointId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_and_sort_by_time() {
+        let a = CheckpointId::generate(time::macros::datetime!(2025-03-04 05:06:07.089 UTC));
+        let b = CheckpointId::generate(time::macros::datetime!(2025-03-04 05:06:07.090 UTC));
+        assert!(a.as_str().starts_with("20250304T050607.089Z-"), "{a}");
+        assert_eq!(CheckpointId::parse(a.as_str()).unwrap(), a);
+        assert!(a < b);
+        assert_eq!(
+            a.created_at(),
+            time::macros::datetime!(2025-03-04 05:06:07.089 UTC)
+        );
+    }
+
+    #[test]
+    fn hostile_ids_are_rejected() {
+        for s in [
+            "",
+            "latest",
+            "../../etc/passwd",
+            "20250304T050607.089Z-1a2b3c4",
+            "20250304T050607.089Z-1a2b3c4G",
+            "20250304T050607.089Z/1a2b3c4d",
+            "20251304T050607.089Z-1a2b3c4d",
+            "20250304T050607.089Z-1A2B3C4D",
+            "2025030√T050607.089Z-1a2b3c4d",
+            "20250304T050607.089Z-../../..",
+        ] {
+            assert!(
+                matches!(
+                    CheckpointId::parse(s),
+                    Err(CheckpointError::InvalidId { .. })
+                ),
+                "{s:?}"
+            );
+        }
+    }
+}

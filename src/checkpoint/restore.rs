@@ -1,0 +1,279 @@
+//! Restoring a checkpoint: load and validate the manifest (typed `NotFound`/`Unreadable` before
+//! anything is touched), rebuild the tree in a staging directory beside `env_dir` (chunks
+//! fetched in parallel, each verified against its hash, sizes checked, metadata applied,
+//! synced), then swap it in (`swap.rs`). Until the swap, `env_dir` is not written to at all.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::CheckpointEngine;
+use super::chunker::MAX_OBJECT;
+use super::error::{CheckpointError, Result};
+use super::id::CheckpointId;
+use super::local::{IndexEntry, LocalState};
+use super::manifest::{ChunkHash, EntryKind, Manifest};
+use super::stage::trustworthy;
+use super::swap::{SwapPaths, remove_trash, swap_in};
+use super::tree::SafeRoot;
+use super::walk::stat_of;
+
+/// What a finished restore reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    pub restored: CheckpointId,
+    pub files: u64,
+    pub bytes: u64,
+    pub chunks_fetched: u64,
+    pub duration_ms: u64,
+}
+
+/// Where one chunk's bytes go: `len` bytes from `chunk_offset` into entry `path` at `file_offset`.
+struct Target {
+    path: String,
+    file_offset: u64,
+    chunk_offset: u64,
+    len: u64,
+}
+
+impl CheckpointEngine {
+    /// Fetch and validate checkpoint `id`'s manifest. `InvalidId`/`NotFound`/`Unreadable` mean
+    /// the restore cannot start; nothing has been touched.
+    pub async fn load_manifest(&self, id: &str) -> Result<Manifest> {
+        let id = CheckpointId::parse(id)?;
+        let obj = match self.store.get(&Manifest::key(&id)).await {
+            Ok(obj) => obj,
+            Err(e) if e.is_not_found() => {
+                return Err(CheckpointError::NotFound { id: id.to_string() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Manifest::from_slice(&id, &obj.body).map_err(|reason| CheckpointError::Unreadable {
+            id: id.to_string(),
+            reason,
+        })
+    }
+
+    /// Replace `env_dir` with the tree `manifest` describes. On error `env_dir` is as it was.
+    /// The caller stops the writers first.
+    pub async fn restore(&self, manifest: &Manifest) -> Result<RestoreSummary> {
+        manifest
+            .validate()
+            .map_err(|reason| CheckpointError::Unreadable {
+                id: manifest.id.to_string(),
+                reason,
+            })?;
+        let _busy = self.busy()?;
+        let started = Instant::now();
+        let paths = SwapPaths::new(&self.env_dir, &self.state_dir);
+        let chunks_fetched = match self.build(&paths, manifest).await {
+            Ok(n) => n,
+            Err(e) => {
+                let staging = paths.staging.clone();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+                return Err(e);
+            }
+        };
+        let (state_dir, m) = (self.state_dir.clone(), manifest.clone());
+        let old_tree = tokio::task::spawn_blocking(move || {
+            let old_tree = swap_in(&paths)?;
+            remember_restored(&paths.env_dir, &state_dir, &m);
+            Ok::<_, CheckpointError>(old_tree)
+        })
+        .await??;
+        if let Some(old) = old_tree {
+            tokio::task::spawn_blocking(move || remove_trash(&old));
+        }
+        tracing::info!(id = %manifest.id, "checkpoint restored");
+        Ok(RestoreSummary {
+            restored: manifest.id.clone(),
+            files: manifest.stats.files,
+            bytes: manifest.stats.bytes,
+            chunks_fetched,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Build the whole tree in staging; returns the number of chunks fetched.
+    async fn build(&self, paths: &SwapPaths, m: &Manifest) -> Result<u64> {
+        let (staging, manifest) = (paths.staging.clone(), Arc::new(m.clone()));
+        let mf = manifest.clone();
+        let root = tokio::task::spawn_blocking(move || create_skeleton(&staging, &mf)).await??;
+        let root = Arc::new(root);
+        let jobs = chunk_targets(&manifest);
+        let count = jobs.len() as u64;
+        futures::stream::iter(jobs)
+            .map(|(hash, targets)| self.fetch_chunk(root.clone(), hash, targets))
+            .buffer_unordered(self.opts.concurrency)
+            .try_collect::<()>()
+            .await?;
+        tokio::task::spawn_blocking(move || finalize(&root, &manifest)).await??;
+        Ok(count)
+    }
+
+    async fn fetch_chunk(
+        &self,
+        root: Arc<SafeRoot>,
+        hash: ChunkHash,
+        targets: Vec<Target>,
+    ) -> Result<()> {
+        let body = match self.store.get(&hash.key()).await {
+            Ok(obj) => obj.body,
+            Err(e) if e.is_not_found() => {
+                return Err(CheckpointError::MissingChunk {
+                    hash: hash.to_hex(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tokio::task::spawn_blocking(move || {
+            let data = decode_chunk(&hash, &body)?;
+            write_targets(&root, &hash, &data, &targets)
+        })
+        .await?
+    }
+}
+
+/// Decompress (bounded) and check the hash.
+pub fn decode_chunk(hash: &ChunkHash, body: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |reason: String| CheckpointError::CorruptChunk {
+        hash: hash.to_hex(),
+        reason,
+    };
+    let data = zstd::bulk::decompress(body, MAX_OBJECT)
+        .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+    if ChunkHash::of(&data) != *hash {
+        return Err(corrupt("content does not match its hash".into()));
+    }
+    Ok(data)
+}
+
+fn write_targets(root: &SafeRoot, hash: &ChunkHash, data: &[u8], targets: &[Target]) -> Result<()> {
+    for t in targets {
+        let end = t.chunk_offset + t.len;
+        let slice = data
+            .get(t.chunk_offset as usize..end as usize)
+            .ok_or_else(|| CheckpointError::CorruptChunk {
+                hash: hash.to_hex(),
+                reason: format!(
+                    "{} bytes, too short for a slice ending at {end}",
+                    data.len()
+                ),
+            })?;
+        let file = root.open_file(&t.path, true)?;
+        file.write_all_at(slice, t.file_offset)
+            .map_err(|e| CheckpointError::io("write", std::path::Path::new(&t.path), e))?;
+    }
+    Ok(())
+}
+
+/// Group every file slice by chunk, so each chunk is fetched once.
+fn chunk_targets(m: &Manifest) -> Vec<(ChunkHash, Vec<Target>)> {
+    let mut by_chunk: HashMap<ChunkHash, Vec<Target>> = HashMap::new();
+    for e in &m.entries {
+        let EntryKind::File { chunks, .. } = &e.kind else {
+            continue;
+        };
+        let mut file_offset = 0;
+        for c in chunks {
+            by_chunk.entry(c.hash).or_default().push(Target {
+                path: e.path.clone(),
+                file_offset,
+                chunk_offset: c.offset,
+                len: c.len,
+            });
+            file_offset += c.len;
+        }
+    }
+    by_chunk.into_iter().collect()
+}
+
+/// Create the staging root, every directory, symlink and (empty) file.
+fn create_skeleton(staging: &std::path::Path, m: &Manifest) -> Result<SafeRoot> {
+    if staging.exists() {
+        std::fs::remove_dir_all(staging).map_err(CheckpointError::io_at("remove", staging))?;
+    }
+    if let Some(parent) = staging.parent() {
+        std::fs::create_dir_all(parent).map_err(CheckpointError::io_at("create", parent))?;
+    }
+    std::fs::create_dir(staging).map_err(CheckpointError::io_at("create", staging))?;
+    let root = SafeRoot::open(staging)?;
+    for e in &m.entries {
+        match &e.kind {
+            EntryKind::Dir => root.mkdir(&e.path)?,
+            EntryKind::Symlink { target } => root.symlink(&e.path, target)?,
+            EntryKind::File { .. } => drop(root.create_file(&e.path)?),
+        }
+    }
+    Ok(root)
+}
+
+/// Check sizes, apply metadata (directories last, deepest first), sync the filesystem.
+fn finalize(root: &SafeRoot, m: &Manifest) -> Result<()> {
+    for e in &m.entries {
+        match &e.kind {
+            EntryKind::File { size, .. } => {
+                let actual = root
+                    .open_file(&e.path, false)?
+                    .metadata()
+                    .map(|md| md.len())
+                    .unwrap_or(u64::MAX);
+                if actual != *size {
+                    return Err(CheckpointError::SizeMismatch {
+                        path: e.path.clone(),
+                        expected: *size,
+                        actual,
+                    });
+                }
+                root.set_meta(Some(&e.path), &e.meta, false)?;
+            }
+            EntryKind::Symlink { .. } => root.set_symlink_meta(&e.path, &e.meta)?,
+            EntryKind::Dir => {}
+        }
+    }
+    for e in m.entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
+        root.set_meta(Some(&e.path), &e.meta, true)?;
+    }
+    root.set_meta(None, &m.root, true)?;
+    nix::unistd::syncfs(root.fd())
+        .map_err(|e| CheckpointError::io("sync", std::path::Path::new("staging"), e.into()))
+}
+
+/// Index the restored files so the next checkpoint does not read them again.
+fn remember_restored(env_dir: &std::path::Path, state_dir: &std::path::Path, m: &Manifest) {
+    let mut local = LocalState::load(state_dir);
+    let now = super::stage::now_ns();
+    local.files.clear();
+    for e in &m.entries {
+        let EntryKind::File {
+            chunks,
+            content,
+            size,
+        } = &e.kind
+        else {
+            continue;
+        };
+        let Ok(md) = std::fs::symlink_metadata(env_dir.join(&e.path)) else {
+            continue;
+        };
+        let stat = stat_of(&md);
+        let entry = IndexEntry {
+            stat,
+            racy: !trustworthy(&stat, *size, now),
+            chunks: chunks.clone(),
+            content: *content,
+        };
+        local.files.insert(e.path.clone(), entry);
+        local.known.extend(chunks.iter().map(|c| c.hash));
+    }
+    if let Err(e) = std::fs::create_dir_all(state_dir)
+        .map_err(CheckpointError::io_at("create", state_dir))
+        .and_then(|_| local.save(state_dir))
+    {
+        tracing::warn!(error = %e, "cannot save the checkpoint index after a restore");
+    }
+}

@@ -1,0 +1,237 @@
+//! Every failure of the API as one type, [`ApiError`], answered as `application/problem+json`
+//! (RFC 9457: `type`, `title`, `status`, `detail`, plus `problems` for an invalid config).
+//!
+//! Invariants: a handler never builds an error response by hand; every extractor the API uses
+//! (JSON body, query, path) rejects through `ApiError`, so a client sees one shape for every
+//! 4xx and 5xx. Server-side causes are logged here, once, and never echoed beyond `detail`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::config::Problem;
+use crate::supervisor::SupervisorError;
+
+/// The content type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: bad JSON, bad query value, invalid glob.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or bad credentials. The detail says which; the response carries `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed scope.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request conflicts with the current state (e.g. a second `POST /config`).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A body that parses as JSON but has the wrong shape for the request.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A config that parses as JSON but is not valid; every problem is listed.
+    #[error("config has {} problem(s)", .0.len())]
+    InvalidConfig(Vec<Problem>),
+    /// The request took longer than its route allows.
+    #[error("{0}")]
+    Timeout(String),
+    /// The service is shutting down or otherwise unable to act now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure of ours. `detail` is shown; `cause` is only logged.
+    #[error("{detail}: {cause}")]
+    Internal { detail: String, cause: String },
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<&'a [Problem]>,
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) | ApiError::InvalidConfig(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable name of the kind of problem (the tail of `type`).
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::InvalidConfig(_) => "invalid-config",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal { .. } => "internal",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::InvalidConfig(p) => format!(
+                "the config has {} problem(s); fix each one listed in `problems` and POST it again",
+                p.len()
+            ),
+            ApiError::Internal { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn log(&self) {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::debug!(status = status.as_u16(), "{self}");
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status_code();
+        let problems = match &self {
+            ApiError::InvalidConfig(p) => Some(p.as_slice()),
+            _ => None,
+        };
+        let body = ProblemBody {
+            kind: format!("urn:state-manager:problem:{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            problems,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut resp = (status, bytes).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"state-manager\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<SupervisorError> for ApiError {
+    fn from(e: SupervisorError) -> Self {
+        match e {
+            SupervisorError::NoMatch { .. } | SupervisorError::NotFound { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            SupervisorError::BadPattern { .. } => ApiError::BadRequest(e.to_string()),
+            SupervisorError::AlreadyLoaded => ApiError::Conflict(e.to_string()),
+            SupervisorError::ShuttingDown => ApiError::Unavailable(e.to_string()),
+            SupervisorError::Probe(_) => ApiError::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let text = r.body_text();
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+                "{text}; the request body is limited to {} bytes",
+                super::BODY_LIMIT
+            )),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(format!(
+                "{text}; send the header `Content-Type: application/json` (curl: --json)"
+            )),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(text),
+            _ => ApiError::BadRequest(text),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// `Query` whose rejections are problem+json.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `Path` whose rejections are problem+json.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `Json` whose rejections are problem+json: 400 bad JSON, 415 wrong content type, 413 too
+/// large, 422 well-formed but wrong shape.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+/// The 404 for a path no route matches.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no endpoint at {}; GET / shows the status, the README lists every endpoint",
+        uri.path()
+    ))
+}
+
+/// The 405 for a known path with the wrong method.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; the README lists the methods of each endpoint",
+        uri.path()
+    ))
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,178 @@
+//! Lifecycle events: `GET /events` (recent history) and `GET /events/stream` (live, as
+//! server-sent events).
+//!
+//! History sits behind the [`EventLog`] seam so that where it lives can change without touching
+//! the handlers: today an in-memory bounded ring fed from the supervisor's broadcast
+//! ([`MemoryEventLog`]); the SQLite store implements the same trait.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::response::sse::Event as SseEvent;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::AppState;
+use super::auth::Claims;
+use super::error::{ApiError, Query};
+use crate::events::Event;
+
+/// Events `GET /events` returns when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Events the in-memory history keeps (and the largest `limit`).
+pub const MEMORY_CAPACITY: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("the event history cannot be read: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where the history of lifecycle events is kept.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The last `limit` events of the processes matching `process` (all when `None`), oldest first.
+    async fn recent(
+        &self,
+        limit: usize,
+        process: Option<&glob::Pattern>,
+    ) -> Result<Vec<Event>, EventLogError>;
+}
+
+/// The last [`MEMORY_CAPACITY`] events, in memory; lost on restart.
+#[derive(Default)]
+pub struct MemoryEventLog {
+    ring: Mutex<VecDeque<Event>>,
+}
+
+impl MemoryEventLog {
+    /// A log fed by a task reading `rx` until the supervisor ends.
+    pub fn spawn(mut rx: broadcast::Receiver<Event>) -> Arc<Self> {
+        let log = Arc::new(MemoryEventLog::default());
+        let feed = log.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => feed.push(e),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("event history missed {n} events (too many at once)")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        log
+    }
+
+    pub fn push(&self, event: Event) {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.len() == MEMORY_CAPACITY {
+            ring.pop_front();
+        }
+        ring.push_back(event);
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for MemoryEventLog {
+    async fn recent(
+        &self,
+        limit: usize,
+        process: Option<&glob::Pattern>,
+    ) -> Result<Vec<Event>, EventLogError> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Event> = ring
+            .iter()
+            .rev()
+            .filter(|e| process.is_none_or(|g| g.matches(&e.process)))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    limit: Option<usize>,
+    process: Option<String>,
+}
+
+/// A glob from a query parameter, or 400 naming it.
+pub fn glob_param(name: &str, value: Option<&str>) -> Result<Option<glob::Pattern>, ApiError> {
+    value
+        .map(|v| {
+            glob::Pattern::new(v).map_err(|e| {
+                ApiError::BadRequest(format!("{name}: invalid glob pattern {v:?}: {}", e.msg))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /events?limit=N&process=GLOB`: recent transitions, oldest first.
+pub async fn list(
+    _: Claims,
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MEMORY_CAPACITY {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MEMORY_CAPACITY}, not {limit}"
+        )));
+    }
+    let pattern = glob_param("process", q.process.as_deref())?;
+    let events = state
+        .events()
+        .recent(limit, pattern.as_ref())
+        .await
+        .map_err(|e| ApiError::Internal {
+            detail: "the event history cannot be read now; try again".into(),
+            cause: e.to_string(),
+        })?;
+    Ok(axum::Json(events).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    process: Option<String>,
+}
+
+/// `GET /events/stream[?process=GLOB]`: every transition as it happens (`event: transition`).
+/// If the reader falls behind, an `event: lagged` says how many it missed.
+pub async fn stream(
+    _: Claims,
+    State(state): State<AppState>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let pattern = glob_param("process", q.process.as_deref())?;
+    let rx = state.supervisor().subscribe();
+    let events = BroadcastStream::new(rx).filter_map(move |item| {
+        let out = match item {
+            Ok(e) if pattern.as_ref().is_none_or(|g| g.matches(&e.process)) => {
+                Some(sse_json("transition", &e))
+            }
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Some(sse_json("lagged", &serde_json::json!({ "missed": n })))
+            }
+        };
+        std::future::ready(out.map(Ok::<_, Infallible>))
+    });
+    Ok(state.sse(events))
+}
+
+/// One SSE event named `name` carrying `value` as JSON.
+pub fn sse_json<T: serde::Serialize>(name: &str, value: &T) -> SseEvent {
+    let data = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    SseEvent::default().event(name).data(data)
+}

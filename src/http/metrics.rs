@@ -1,0 +1,286 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4), rendered here.
+//!
+//! The families are few and fixed, so they are written out directly rather than through a
+//! metrics registry crate: per-process `up` and restarts and per-state counts are read from the
+//! supervisor at scrape time (no second copy of process state to keep in sync); transitions are
+//! counted from the supervisor's event broadcast; HTTP requests are counted and timed by the
+//! [`track`] middleware, labelled by route *template* (`/processes/{name}`), never by raw path,
+//! so cardinality stays bounded.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast;
+
+use super::AppState;
+use super::auth::Claims;
+use super::error::ApiError;
+use crate::events::{Event, StateName};
+use crate::supervisor::ProcessInfo;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Counters shared by the middleware, the event counter task and the scrape handler.
+#[derive(Default)]
+pub struct Metrics {
+    http: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    transitions: [AtomicU64; StateName::ALL.len()],
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SeriesKey {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Default)]
+struct Series {
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    /// Non-cumulative counts per bucket; the last slot is `+Inf` only.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+}
+
+impl Metrics {
+    /// Metrics whose transition counters are fed from `rx` until the supervisor ends.
+    pub fn spawn(mut rx: broadcast::Receiver<Event>) -> Arc<Self> {
+        let m = Arc::new(Metrics::default());
+        let feed = m.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => feed.count_transition(e.to),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("transition metrics missed {n} events")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        m
+    }
+
+    fn count_transition(&self, to: StateName) {
+        if let Some(i) = StateName::ALL.iter().position(|s| *s == to) {
+            self.transitions[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn observe(&self, key: SeriesKey, secs: f64) {
+        let series = {
+            let read = self.http.read().unwrap_or_else(|p| p.into_inner());
+            read.get(&key).cloned()
+        };
+        let series = series.unwrap_or_else(|| {
+            let mut write = self.http.write().unwrap_or_else(|p| p.into_inner());
+            write.entry(key).or_default().clone()
+        });
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        series.buckets[slot].fetch_add(1, Relaxed);
+        series.count.fetch_add(1, Relaxed);
+        series.sum_ns.fetch_add((secs * 1e9) as u64, Relaxed);
+    }
+}
+
+/// Middleware counting and timing every request by method, route template and status.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let method = req.method().as_str().to_string();
+    let resp = next.run(req).await;
+    let key = SeriesKey {
+        route,
+        method,
+        status: resp.status().as_u16(),
+    };
+    state.metrics().observe(key, start.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics`.
+pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
+    let procs = state.supervisor().list(None).await?;
+    let mut out = String::with_capacity(4096 + procs.len() * 200);
+    render_service(&mut out, &state);
+    render_processes(&mut out, &procs);
+    render_transitions(&mut out, state.metrics());
+    render_http(&mut out, state.metrics());
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn esc(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn render_service(out: &mut String, state: &AppState) {
+    family(
+        out,
+        "state_manager_build_info",
+        "gauge",
+        "Version of state-manager.",
+    );
+    let _ = writeln!(
+        out,
+        "state_manager_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        out,
+        "state_manager_uptime_seconds",
+        "gauge",
+        "Seconds since the service started.",
+    );
+    let _ = writeln!(
+        out,
+        "state_manager_uptime_seconds {:.3}",
+        state.uptime().as_secs_f64()
+    );
+    family(
+        out,
+        "state_manager_configured",
+        "gauge",
+        "1 once a configuration is applied.",
+    );
+    let _ = writeln!(
+        out,
+        "state_manager_configured {}",
+        u8::from(state.configured())
+    );
+}
+
+fn render_processes(out: &mut String, procs: &[ProcessInfo]) {
+    family(
+        out,
+        "state_manager_process_up",
+        "gauge",
+        "1 if the process is running.",
+    );
+    for p in procs {
+        let up = u8::from(p.state == StateName::Running);
+        let _ = writeln!(
+            out,
+            "state_manager_process_up{{process=\"{}\"}} {up}",
+            esc(&p.name)
+        );
+    }
+    family(
+        out,
+        "state_manager_process_restarts_total",
+        "counter",
+        "Restarts of the process since state-manager started.",
+    );
+    for p in procs {
+        let _ = writeln!(
+            out,
+            "state_manager_process_restarts_total{{process=\"{}\"}} {}",
+            esc(&p.name),
+            p.restarts
+        );
+    }
+    family(
+        out,
+        "state_manager_processes",
+        "gauge",
+        "Processes in each state.",
+    );
+    for s in StateName::ALL {
+        let n = procs.iter().filter(|p| p.state == s).count();
+        let _ = writeln!(out, "state_manager_processes{{state=\"{s}\"}} {n}");
+    }
+}
+
+fn render_transitions(out: &mut String, m: &Metrics) {
+    family(
+        out,
+        "state_manager_process_transitions_total",
+        "counter",
+        "State transitions of all processes, by the state entered.",
+    );
+    for (i, s) in StateName::ALL.iter().enumerate() {
+        let n = m.transitions[i].load(Relaxed);
+        let _ = writeln!(
+            out,
+            "state_manager_process_transitions_total{{state=\"{s}\"}} {n}"
+        );
+    }
+}
+
+fn render_http(out: &mut String, m: &Metrics) {
+    let mut series: Vec<(SeriesKey, Arc<Series>)> = {
+        let read = m.http.read().unwrap_or_else(|p| p.into_inner());
+        read.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    let labels = |k: &SeriesKey| {
+        format!(
+            "method=\"{}\",route=\"{}\",status=\"{}\"",
+            esc(&k.method),
+            esc(&k.route),
+            k.status
+        )
+    };
+    family(
+        out,
+        "state_manager_http_requests_total",
+        "counter",
+        "HTTP requests answered.",
+    );
+    for (k, s) in &series {
+        let _ = writeln!(
+            out,
+            "state_manager_http_requests_total{{{}}} {}",
+            labels(k),
+            s.count.load(Relaxed)
+        );
+    }
+    let name = "state_manager_http_request_duration_seconds";
+    family(
+        out,
+        name,
+        "histogram",
+        "Time to answer an HTTP request (to the response head).",
+    );
+    for (k, s) in &series {
+        let l = labels(k);
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += s.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += s.buckets[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {cumulative}");
+        let sum = s.sum_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{l}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{l}}} {cumulative}");
+    }
+}

@@ -1,1 +1,0 @@
-//! The storage lease: one owner per environment.

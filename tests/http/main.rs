@@ -1,0 +1,13 @@
+//! The HTTP API end to end: the real server on 127.0.0.1:0, real child processes, reqwest.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod config_flow;
+mod errors;
+mod health;
+mod metrics;
+mod processes;
+mod streams;
+mod support;
