@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{wait_for, wait_for_async};
 use state_manager::config;
-use state_manager::events::{Event, StateName};
+use state_manager::events::{Event, ExitStatus, StateName};
 use state_manager::ports;
 use state_manager::supervisor::{self, OpenRun, Options, RunLedger, SupervisorHandle};
 use tokio::sync::broadcast;
@@ -132,10 +132,16 @@ impl RunLedger for MemLedger {
     async fn earlier_runs(&self) -> Vec<OpenRun> {
         self.earlier.clone()
     }
-    fn opened(&self, run: &OpenRun) {
-        self.opened.lock().unwrap().push(run.clone());
+    fn opened(&self, process: &str, pid: u32, start_ticks: Option<u64>) {
+        let start_ticks = start_ticks.unwrap_or_default();
+        let run = OpenRun {
+            process: process.into(),
+            pid,
+            start_ticks,
+        };
+        self.opened.lock().unwrap().push(run);
     }
-    fn closed(&self, process: &str, pid: u32) {
+    fn closed(&self, process: &str, pid: u32, _exit: Option<ExitStatus>) {
         self.closed.lock().unwrap().push((process.into(), pid));
     }
 }

@@ -195,7 +195,7 @@ impl Actor {
                     return;
                 };
                 if let Some(ledger) = &self.opts.ledger {
-                    ledger.closed(&name, pid);
+                    ledger.closed(&name, pid, Some(status));
                 }
                 if self.procs[i].m.state.pid() != Some(pid) {
                     return; // an earlier incarnation

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 
+use crate::events::ExitStatus;
 use crate::ports::{self, Holder};
 use crate::proc;
 
@@ -37,10 +38,11 @@ pub trait RunLedger: Send + Sync + std::fmt::Debug {
     /// process of this run starts. An implementation that cannot read them logs why and returns
     /// what it could read.
     async fn earlier_runs(&self) -> Vec<OpenRun>;
-    /// A process was spawned.
-    fn opened(&self, run: &OpenRun);
-    /// A run ended (it exited, or it was an earlier run's leftover and is now stopped or gone).
-    fn closed(&self, process: &str, pid: u32);
+    /// A process was spawned (`start_ticks`: its start time, if it could be read).
+    fn opened(&self, process: &str, pid: u32, start_ticks: Option<u64>);
+    /// A run ended: it exited with `exit`, or it was an earlier run's leftover and is now
+    /// stopped or gone (`None`). Always after `opened` for this run's own processes.
+    fn closed(&self, process: &str, pid: u32, exit: Option<ExitStatus>);
 }
 
 /// The earlier runs, for telling leftovers from foreign processes.

@@ -16,6 +16,7 @@ mod child;
 pub mod leftovers;
 pub mod logs;
 pub mod state;
+mod store_ledger;
 pub mod watch;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::proc::Stdio3;
 pub use child::read_env_file;
 pub use leftovers::{OpenRun, RunLedger};
 pub use logs::{LogBuffer, LogLine, Stream};
+pub use store_ledger::StoreLedger;
 
 /// How the supervisor is set up.
 #[derive(Clone, Debug)]

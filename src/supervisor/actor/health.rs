@@ -16,7 +16,7 @@ use super::Actor;
 use crate::config::ProcessSpec;
 use crate::probes::{self, ProbeError, ProbeSpec, Report, Role, Target, Verdict};
 use crate::supervisor::child::{IsOurs, Started};
-use crate::supervisor::leftovers::{self, Cleanup, Earlier, OpenRun};
+use crate::supervisor::leftovers::{self, Cleanup, Earlier};
 use crate::supervisor::state::{AfterStop, Input, ProcState};
 
 /// Stop timeout for a leftover whose process is no longer configured.
@@ -59,7 +59,7 @@ impl Actor {
                 if *what != Cleanup::Gone {
                     tracing::warn!(process = %r.process, pid = r.pid, "earlier run: {what:?}");
                 }
-                ledger.closed(&r.process, r.pid);
+                ledger.closed(&r.process, r.pid, None);
             }
             let _ = tx.send(Earlier { runs });
         });
@@ -86,12 +86,8 @@ impl Actor {
     }
 
     pub(super) fn opened(&self, i: usize, started: Started) {
-        if let (Some(ledger), Some(start_ticks)) = (&self.opts.ledger, started.start_ticks) {
-            ledger.opened(&OpenRun {
-                process: self.procs[i].name.to_string(),
-                pid: started.pid,
-                start_ticks,
-            });
+        if let Some(ledger) = &self.opts.ledger {
+            ledger.opened(&self.procs[i].name, started.pid, started.start_ticks);
         }
     }
 

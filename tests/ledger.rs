@@ -1,0 +1,96 @@
+//! The run ledger on the real state database: an earlier run's leftover recorded in SQLite is
+//! stopped at start-up and its run closed; this run's processes are recorded and closed with
+//! their exit status.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{wait_for, wait_for_async};
+use state_manager::config;
+use state_manager::events::{ExitStatus, StateName};
+use state_manager::store::{RunStart, Store};
+use state_manager::supervisor::{self, Options, RunLedger, StoreLedger};
+use time::OffsetDateTime;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn leftovers_recorded_in_the_store_are_stopped_and_runs_are_kept_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db")).await.unwrap();
+    // A process of "an earlier run", leading its own group as supervised processes do.
+    let mut stray = std::process::Command::new("setsid")
+        .args(["sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let pid = stray.id();
+    wait_for("the stray running sleep", LONG, || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    });
+    let now = OffsetDateTime::now_utc();
+    store
+        .run_started(RunStart::for_pid("old", pid, now))
+        .await
+        .unwrap();
+    // A run of another boot: whatever holds that pid now is not it.
+    let me = std::process::id();
+    let mut other_boot = RunStart::for_pid("older", me, now);
+    other_boot.boot_id = Some("another-boot".into());
+    store.run_started(other_boot).await.unwrap();
+
+    let ledger: Arc<dyn RunLedger> = Arc::new(StoreLedger::new(store.clone()));
+    let h = supervisor::start(Options {
+        forward_output: false,
+        ledger: Some(ledger),
+        ..Options::default()
+    });
+    let c = config::parse(r#"{"stacks": [{"name": "new", "command": "sleep", "args": ["1000"], "stop_timeout": "10s"}]}"#).unwrap();
+    h.load(config::resolve(&c, Path::new("/"))).await.unwrap();
+    let new = common::wait_for_async("new running", LONG, || async {
+        let p = h.get("new").await.unwrap();
+        (p.state == StateName::Running).then_some(p)
+    })
+    .await;
+    assert!(!alive(pid), "the leftover was stopped");
+    let runs = wait_for_async("only this run's process open", LONG, || async {
+        let open = store.open_runs().await.unwrap();
+        (open.len() == 1).then_some(open)
+    })
+    .await;
+    assert_eq!(
+        (runs[0].process.as_str(), Some(runs[0].pid)),
+        ("new", new.pid)
+    );
+    assert!(runs[0].same_process_alive());
+    h.stop("new", None).await.unwrap();
+    let id = runs[0].id;
+    let ended = wait_for_async("the run closed with its exit", LONG, || async {
+        store
+            .run(id)
+            .await
+            .unwrap()
+            .filter(|r| r.ended_at.is_some())
+    })
+    .await;
+    assert_eq!(ended.exit, Some(ExitStatus::Signal(15)));
+    assert!(store.open_runs().await.unwrap().is_empty());
+    h.shutdown().await.unwrap();
+    // Reaped by the supervisor's reaper already, most likely (ECHILD, ignored).
+    let _ = stray.try_wait();
+}
