@@ -1,26 +1,31 @@
 //! Wiring of the service: ordered start-up and shutdown.
 //!
 //! Start-up: lock the data directory → load the config (if any) → start the supervisor and the
-//! webhook sinks → `pre_start` hook → load the stacks → serve the API. Shutdown (on the
-//! `shutdown` future, or when a process with `on_exit: shutdown` ends): stop accepting requests
-//! and end event streams, finish in-flight requests, then stop every process, dependants first,
-//! in parallel, with their timeouts → `post_stop` hook → flush the sinks → `on_shutdown` hook.
+//! webhook sinks → `pre_start` hook → set up the environment (the node: storage, lease; it
+//! starts the stacks once it owns the lease) → serve the API. Shutdown (on the `shutdown`
+//! future, or when a process with `on_exit: shutdown` ends): stop accepting requests and end
+//! event streams, finish in-flight requests, then hand the environment over (stop every
+//! process, dependants first, in parallel, with their timeouts; final checkpoint; flush
+//! replication; release the lease) → `post_stop` hook → flush the sinks → `on_shutdown` hook.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
+use crate::events::Event;
 use crate::http::auth::Auth;
+use crate::http::error::ApiError;
 use crate::http::events::MemoryEventLog;
-use crate::http::status::Sections;
 use crate::http::{self, AppState, StateParts};
+use crate::node::{Node, NodeError, NodeEvents, NodeSlot};
 use crate::supervisor::{self, Options, SupervisorHandle};
 
 /// Settings of `serve` that do not come from the config file.
@@ -43,6 +48,8 @@ pub enum AppError {
     Subreaper(std::io::Error),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot set up the environment: {0}")]
+    Node(#[from] NodeError),
 }
 
 /// Warning logged at start and shown in `GET /` when the API has no authentication.
@@ -63,22 +70,41 @@ pub async fn serve(
         crate::proc::set_subreaper().map_err(AppError::Subreaper)?;
     }
     let config = load_config(&settings.config_path)?;
-    let handle = supervisor::start(Options::default());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let handle = supervisor::start(Options {
+        durable_events: Some(events_tx),
+        ..Options::default()
+    });
     let forward = forward_signals(handle.clone());
-    let events = MemoryEventLog::spawn(handle.subscribe());
+    let slot = NodeSlot::default();
+    let configurator = Arc::new(Configurator {
+        data_dir: settings.data_dir.clone(),
+        supervisor: handle.clone(),
+        events: Mutex::new(Some(events_rx)),
+        slot: slot.clone(),
+    });
+    let events = Arc::new(NodeEvents {
+        memory: MemoryEventLog::spawn(handle.subscribe()),
+        node: slot.clone(),
+    });
     // Hooks around the processes' life; history sinks subscribed before the first event.
     let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
     let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
     let sinks = crate::webhooks::Sinks::start(webhooks, || handle.subscribe());
-    let mut parts = state_parts(&settings, &handle, config.clone(), events);
-    parts.sections.hooks = Some(crate::hooks::section(&hooks));
-    parts.sections.webhooks = Some(crate::webhooks::section(&sinks));
+    let mut parts = state_parts(
+        &settings,
+        &handle,
+        config.clone(),
+        events,
+        slot.clone(),
+        configurator.clone(),
+    );
+    (parts.hooks, parts.webhooks) = (hooks.clone(), sinks.monitor());
     let state = AppState::new(parts);
     hooks.run(crate::hooks::HookPoint::PreStart).await;
-    if let Some(c) = &config {
-        let specs = config::resolve(c, &stacks_dir(c, &settings.data_dir));
-        tracing::info!(processes = specs.len(), config = %settings.config_path.display(), "configured");
-        let _ = handle.load(specs).await;
+    if let Some(c) = config {
+        let names = configurator.apply(c).await?;
+        tracing::info!(processes = names.len(), config = %settings.config_path.display(), "configured");
     } else {
         tracing::info!(config = %settings.config_path.display(), "no config file: starting unconfigured; POST /config to configure");
     }
@@ -91,6 +117,11 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await;
     let code = code.load(Ordering::SeqCst);
+    let node = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(node) = node {
+        tracing::info!(code, "handing the environment over");
+        node.shutdown().await;
+    }
     tracing::info!(code, "stopping every process");
     let _ = handle.shutdown().await;
     hooks.run(crate::hooks::HookPoint::PostStop).await;
@@ -105,7 +136,9 @@ fn state_parts(
     settings: &Settings,
     handle: &SupervisorHandle,
     config: Option<Config>,
-    events: Arc<MemoryEventLog>,
+    events: Arc<NodeEvents>,
+    node: NodeSlot,
+    configure: Arc<Configurator>,
 ) -> StateParts {
     let mut warnings = Vec::new();
     match &settings.auth {
@@ -120,10 +153,51 @@ fn state_parts(
         auth: settings.auth.clone(),
         config,
         config_path: settings.config_path.clone(),
-        data_dir: settings.data_dir.clone(),
         events,
-        sections: Sections::default(),
+        node,
+        configure,
+        hooks: Default::default(),
+        webhooks: Default::default(),
         warnings,
+    }
+}
+
+/// Sets up the environment of a config, at start or on `POST /config` (once).
+struct Configurator {
+    data_dir: PathBuf,
+    supervisor: SupervisorHandle,
+    /// Every lifecycle event, for the state database; taken by the node.
+    events: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    slot: NodeSlot,
+}
+
+impl Configurator {
+    async fn apply(&self, config: Config) -> Result<Vec<String>, NodeError> {
+        let specs = config::resolve(&config, &stacks_dir(&config, &self.data_dir));
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let Some(events) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(NodeError::Supervisor(
+                crate::supervisor::SupervisorError::AlreadyLoaded,
+            ));
+        };
+        self.supervisor.register(specs.clone()).await?;
+        let node = Node::start(
+            config,
+            specs,
+            &self.data_dir,
+            self.supervisor.clone(),
+            events,
+        )
+        .await?;
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+        Ok(names)
+    }
+}
+
+#[async_trait::async_trait]
+impl http::config::Configure for Configurator {
+    async fn configure(&self, config: Config) -> Result<Vec<String>, ApiError> {
+        Ok(self.apply(config).await?)
     }
 }
 
@@ -204,4 +278,33 @@ pub fn termination() -> std::io::Result<impl Future<Output = i32>> {
             _ = int.recv() => 130,
         }
     })
+}
+
+/// `state-manager restore-db`: the state database from the storage of a config, into a new file.
+pub async fn restore_db(
+    args: &crate::cli::RestoreDbArgs,
+) -> anyhow::Result<crate::replication::RestoreInfo> {
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("config.json"));
+    let config = load_config(&path)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no config at {}: give --config with the storage to restore from",
+            path.display()
+        )
+    })?;
+    let at = match &args.at {
+        Some(t) => Some(
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "--at {t:?} is not an RFC 3339 time like 2026-11-23T12:00:00Z: {e}"
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let objects = crate::objstore::open(config.storage.as_ref(), &args.data_dir).await?;
+    Ok(crate::replication::restore_db(&objects, &args.to, at).await?)
 }

@@ -166,14 +166,6 @@ impl Hooks {
     }
 }
 
-/// The hooks' latest reports as a section of `GET /`.
-pub fn section(hooks: &Hooks) -> std::sync::Arc<dyn crate::http::status::Section> {
-    let hooks = hooks.clone();
-    Arc::new(crate::http::status::FnSection(move || {
-        serde_json::to_value(hooks.reports()).unwrap_or_default()
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

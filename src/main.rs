@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     let code = match command {
         Cmd::Check(args) => check(&args),
         Cmd::Token(args) => token(&args),
+        Cmd::RestoreDb(args) => block_on(|| async {
+            let info = app::restore_db(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+            Ok(0)
+        }),
         Cmd::Serve(args) => {
             proc::init();
             block_on(|| serve(args))

@@ -226,14 +226,6 @@ impl Sinks {
     }
 }
 
-/// The sinks' counters as a section of `GET /`.
-pub fn section(sinks: &Sinks) -> Arc<dyn crate::http::status::Section> {
-    let monitor = sinks.monitor();
-    Arc::new(crate::http::status::FnSection(move || {
-        serde_json::to_value(monitor.stats()).unwrap_or_default()
-    }))
-}
-
 /// Read-only counters of every sink.
 #[derive(Clone, Debug, Default)]
 pub struct SinksMonitor(Vec<(String, Arc<Shared>)>);

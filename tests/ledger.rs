@@ -94,3 +94,61 @@ async fn leftovers_recorded_in_the_store_are_stopped_and_runs_are_kept_current()
     // Reaped by the supervisor's reaper already, most likely (ECHILD, ignored).
     let _ = stray.try_wait();
 }
+
+#[tokio::test]
+async fn a_ledger_given_after_register_cleans_up_before_start_all() {
+    // The order of a node taking over: processes registered stopped, the database opened, then
+    // the ledger handed over and the stacks started.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db")).await.unwrap();
+    let mut stray = std::process::Command::new("setsid")
+        .args(["sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let pid = stray.id();
+    wait_for("the stray running sleep", LONG, || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    });
+    let start = RunStart::for_pid("new", pid, OffsetDateTime::now_utc());
+    store.run_started(start).await.unwrap();
+    let check = dir.path().join("seen");
+    let json = format!(
+        r#"{{"stacks": [{{"name": "new", "command": "sh", "stop_timeout": "10s", "args": ["-c",
+            "st=$(cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null); if [ -n \"$st\" ] && [ \"$st\" != Z ]; then echo alive; else echo gone; fi > {c}; exec sleep 1000"]}}]}}"#,
+        c = check.display()
+    );
+    let h = supervisor::start(Options {
+        forward_output: false,
+        ..Options::default()
+    });
+    let c = config::parse(&json).unwrap();
+    h.register(config::resolve(&c, Path::new("/")))
+        .await
+        .unwrap();
+    assert!(alive(pid), "registering starts nothing and stops nothing");
+    h.set_ledger(Some(Arc::new(StoreLedger::new(store.clone()))))
+        .await
+        .unwrap();
+    h.start_all().await.unwrap();
+    let seen = wait_for_async("the new process's check", LONG, || async {
+        std::fs::read_to_string(&check)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    assert_eq!(
+        seen.trim(),
+        "gone",
+        "the leftover was stopped before the start"
+    );
+    let open = wait_for_async("only the new run open", LONG, || async {
+        let open = store.open_runs().await.unwrap();
+        (open.len() == 1 && open[0].pid != pid).then_some(open)
+    })
+    .await;
+    assert_eq!(Some(open[0].pid), h.get("new").await.unwrap().pid);
+    h.set_ledger(None).await.unwrap();
+    h.shutdown().await.unwrap();
+    let _ = stray.try_wait();
+}

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod environment;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -33,12 +34,14 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::hooks::Hooks;
+use crate::node::{Node, NodeSlot};
 use crate::supervisor::SupervisorHandle;
+use crate::webhooks::SinksMonitor;
 use auth::Auth;
 use error::ApiError;
 use events::EventLog;
 use metrics::Metrics;
-use status::Sections;
 
 /// Largest request body accepted (a config is a few kB).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -62,7 +65,10 @@ struct Inner {
     config: config::ConfigSlot,
     events: Arc<dyn EventLog>,
     metrics: Arc<Metrics>,
-    sections: Sections,
+    node: NodeSlot,
+    configure: Arc<dyn config::Configure>,
+    hooks: Hooks,
+    webhooks: SinksMonitor,
     warnings: Vec<String>,
     started: Instant,
     closing: CancellationToken,
@@ -76,10 +82,16 @@ pub struct StateParts {
     pub config: Option<crate::config::Config>,
     /// Where `POST /config` persists the config.
     pub config_path: PathBuf,
-    pub data_dir: PathBuf,
     /// History for `GET /events`.
     pub events: Arc<dyn EventLog>,
-    pub sections: Sections,
+    /// The environment, once configured.
+    pub node: NodeSlot,
+    /// Applies the config of a `POST /config` (it is already persisted).
+    pub configure: Arc<dyn config::Configure>,
+    /// The hooks, for their latest reports in `GET /`.
+    pub hooks: Hooks,
+    /// The webhook sinks' counters, for `GET /`.
+    pub webhooks: SinksMonitor,
     /// Shown in `GET /` (e.g. running without authentication).
     pub warnings: Vec<String>,
 }
@@ -89,12 +101,15 @@ impl AppState {
         let metrics = Metrics::spawn(p.supervisor.subscribe());
         AppState {
             inner: Arc::new(Inner {
-                config: config::ConfigSlot::new(p.config, p.config_path, p.data_dir),
+                config: config::ConfigSlot::new(p.config, p.config_path),
                 supervisor: p.supervisor,
                 auth: p.auth,
                 events: p.events,
                 metrics,
-                sections: p.sections,
+                node: p.node,
+                configure: p.configure,
+                hooks: p.hooks,
+                webhooks: p.webhooks,
                 warnings: p.warnings,
                 started: Instant::now(),
                 closing: CancellationToken::new(),
@@ -102,6 +117,12 @@ impl AppState {
         }
     }
 
+    pub fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
+    }
+    pub fn webhooks(&self) -> &SinksMonitor {
+        &self.inner.webhooks
+    }
     pub fn supervisor(&self) -> &SupervisorHandle {
         &self.inner.supervisor
     }
@@ -120,8 +141,16 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
-    pub fn sections(&self) -> &Sections {
-        &self.inner.sections
+    /// The environment, once the service is configured.
+    pub fn node(&self) -> Option<Arc<Node>> {
+        self.inner
+            .node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn configurator(&self) -> &dyn config::Configure {
+        self.inner.configure.as_ref()
     }
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
@@ -163,6 +192,15 @@ pub fn router(state: AppState) -> Router {
         .route("/processes/{pattern}/start", post(processes::start))
         .route("/processes/{pattern}/stop", post(processes::stop))
         .route("/processes/{pattern}/restart", post(processes::restart))
+        .route("/checkpoint", post(environment::create))
+        .route("/checkpoints", get(environment::list))
+        .route(
+            "/checkpoints/{id}",
+            get(environment::get).delete(environment::delete),
+        )
+        .route("/restore", post(environment::restore))
+        .route("/release-lease", post(environment::release))
+        .route("/acquire-lease", post(environment::acquire))
         .layer(from_fn_with_state(LONG_REQUEST_TIMEOUT, deadline));
     // Streams: no timeout; they end when the client leaves or at shutdown.
     let streams = Router::new()

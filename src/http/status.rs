@@ -1,9 +1,7 @@
 //! `GET /` (the status an operator reads first) and `GET /healthz` (liveness, no auth).
 //!
-//! Sections that later subsystems own (role, lease, replication, last checkpoint) come from
-//! optional [`Section`] providers in the app state: `null` until one is plugged in.
-
-use std::sync::Arc;
+//! The environment's sections (role, lease, replication, last checkpoint, operation under way)
+//! come from the node once the service is configured; `null` before.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,45 +11,9 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Claims;
 use super::error::{ApiError, Json};
+use crate::hooks::HookReport;
 use crate::supervisor::Summary;
-
-/// A part of `GET /` owned by another subsystem; read on every request, so it must be cheap
-/// and must not block (a `watch::Receiver` of the subsystem's latest state is the usual form).
-pub trait Section: Send + Sync + 'static {
-    fn snapshot(&self) -> Value;
-}
-
-impl<T: Serialize + Send + Sync + 'static> Section for tokio::sync::watch::Receiver<T> {
-    fn snapshot(&self) -> Value {
-        serde_json::to_value(&*self.borrow()).unwrap_or(Value::Null)
-    }
-}
-
-/// A section computed by a function on every request (it must be cheap and must not block).
-pub struct FnSection<F>(pub F);
-
-impl<F: Fn() -> Value + Send + Sync + 'static> Section for FnSection<F> {
-    fn snapshot(&self) -> Value {
-        (self.0)()
-    }
-}
-
-/// The optional providers of `GET /`'s sections.
-#[derive(Clone, Default)]
-pub struct Sections {
-    pub role: Option<Arc<dyn Section>>,
-    pub lease: Option<Arc<dyn Section>>,
-    pub replication: Option<Arc<dyn Section>>,
-    pub last_checkpoint: Option<Arc<dyn Section>>,
-    /// The latest report of each hook that ran.
-    pub hooks: Option<Arc<dyn Section>>,
-    /// The counters of each webhook sink.
-    pub webhooks: Option<Arc<dyn Section>>,
-}
-
-fn snap(s: &Option<Arc<dyn Section>>) -> Value {
-    s.as_ref().map_or(Value::Null, |s| s.snapshot())
-}
+use crate::webhooks::SinkStats;
 
 #[derive(Serialize)]
 pub struct Status<'a> {
@@ -63,26 +25,43 @@ pub struct Status<'a> {
     pub lease: Value,
     pub replication: Value,
     pub last_checkpoint: Value,
-    pub hooks: Value,
-    pub webhooks: Value,
+    /// A checkpoint, restore, release or takeover under way.
+    pub operation: Value,
+    pub storage: Value,
+    /// The last failure to bring the environment up or of a scheduled checkpoint.
+    pub node_error: Value,
+    /// The latest report of each hook that ran.
+    pub hooks: Vec<HookReport>,
+    /// The counters of each webhook sink.
+    pub webhooks: Vec<SinkStats>,
     pub warnings: &'a [String],
 }
 
 /// `GET /`.
 pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let processes = state.supervisor().summary().await?;
-    let s = state.sections();
+    let node = state
+        .node()
+        .map(|n| serde_json::to_value(n.overview()).unwrap_or(Value::Null));
+    let part = |k: &str| {
+        node.as_ref()
+            .and_then(|n| n.get(k).cloned())
+            .unwrap_or(Value::Null)
+    };
     let body = Status {
         configured: state.configured(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: (state.uptime().as_secs_f64() * 1000.0).round() / 1000.0,
-        role: snap(&s.role),
+        role: part("role"),
         processes,
-        lease: snap(&s.lease),
-        replication: snap(&s.replication),
-        last_checkpoint: snap(&s.last_checkpoint),
-        hooks: snap(&s.hooks),
-        webhooks: snap(&s.webhooks),
+        lease: part("lease"),
+        replication: part("replication"),
+        last_checkpoint: part("last_checkpoint"),
+        operation: part("operation"),
+        storage: part("storage"),
+        node_error: part("last_error"),
+        hooks: state.hooks().reports(),
+        webhooks: state.webhooks().stats(),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())

@@ -38,6 +38,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub use fence::{Fence, Fenced};
+
+/// Set the local state database aside (as `<db>.<tag>`, with its WAL files) so that the next
+/// [`open`] restores it from storage; returns where it went.
+pub fn set_aside(db: &std::path::Path, tag: &str) -> std::io::Result<PathBuf> {
+    let _ = sidecar::take(db);
+    files::move_aside(db, tag)
+}
 pub use restore::{RestoreInfo, restore_db};
 pub use segment::SegmentError;
 pub use startup::{LOCATION_FACT, open};

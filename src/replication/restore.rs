@@ -153,8 +153,12 @@ async fn apply_segments(
     db: &Arc<File>,
 ) -> Result<(), ReplicationError> {
     let mut chain = Chain::new(generation, page_size);
-    let mut fetched =
-        futures::stream::iter(segments.iter().map(|s| fetch(objects, s))).buffered(PREFETCH);
+    // Owned items (not borrows) in the stream, so the restore future is `Send` for any caller.
+    let owned = segments.iter().cloned().map(|s| {
+        let objects = objects.clone();
+        async move { fetch(&objects, &s).await }
+    });
+    let mut fetched = futures::stream::iter(owned).buffered(PREFETCH);
     while let Some((seg_ref, seg)) = fetched.try_next().await? {
         chain.check(&seg_ref, &seg)?;
         let (db, frames) = (db.clone(), seg.frames);

@@ -10,7 +10,7 @@ mod view;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use time::OffsetDateTime;
@@ -81,14 +81,17 @@ pub(super) struct Actor {
     probe_rx: mpsc::UnboundedReceiver<Report>,
     cleanup_tx: mpsc::UnboundedSender<Earlier>,
     cleanup_rx: mpsc::UnboundedReceiver<Earlier>,
-    /// Leftovers of an earlier run are being stopped: nothing starts until they are.
-    cleaning: bool,
+    /// Start-up cleanups under way (leftovers of an earlier run being stopped): nothing starts
+    /// until none is.
+    cleaning: u32,
     earlier: Arc<Earlier>,
     waiters: Vec<Waiter>,
     /// Asked to start, waiting for their dependencies to be running.
     pending_start: BTreeSet<usize>,
     /// Asked to stop, waiting for their dependants to be down.
     pending_stop: BTreeSet<usize>,
+    /// Cap on stop timeouts of the stop-all under way.
+    stop_cap: Option<Duration>,
     frozen: bool,
     loaded: bool,
     shutdown: Option<Vec<super::Reply<()>>>,
@@ -122,11 +125,12 @@ impl Actor {
             probe_rx,
             cleanup_tx,
             cleanup_rx,
-            cleaning: false,
+            cleaning: 0,
             earlier: Arc::new(Earlier::default()),
             waiters: Vec::new(),
             pending_start: BTreeSet::new(),
             pending_stop: BTreeSet::new(),
+            stop_cap: None,
             frozen: false,
             loaded: false,
             shutdown: None,
@@ -317,7 +321,7 @@ impl Actor {
 
     /// Start what waits for its dependencies and stop what waits for its dependants, until
     /// nothing changes; then answer the waiters that are satisfied.
-    pub(super) fn freeze(&mut self, frozen: bool) -> usize {
+    pub(super) fn freeze(&mut self, frozen: bool) -> Vec<u32> {
         self.frozen = frozen;
         let sig = if frozen {
             Signal::SIGSTOP
@@ -335,7 +339,9 @@ impl Actor {
         live.iter().for_each(|&i| self.signal(i, sig));
         // A frozen process cannot answer its probes: they pause while it is frozen.
         (0..self.procs.len()).for_each(|i| self.sync_probes(i));
-        live.len()
+        live.iter()
+            .filter_map(|&i| self.procs[i].m.state.pid().filter(|&p| p != 0))
+            .collect()
     }
 
     pub(super) fn thaw_if_frozen(&mut self) {

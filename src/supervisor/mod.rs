@@ -131,6 +131,7 @@ type Reply<T> = oneshot::Sender<Result<T, SupervisorError>>;
 pub(crate) enum Command {
     Load {
         specs: Vec<ProcessSpec>,
+        start: bool,
         reply: Reply<()>,
     },
     List {
@@ -151,6 +152,7 @@ pub(crate) enum Command {
         reply: Reply<Vec<String>>,
     },
     StopAll {
+        timeout: Option<Duration>,
         reply: Reply<()>,
     },
     StartAll {
@@ -158,7 +160,7 @@ pub(crate) enum Command {
     },
     Freeze {
         frozen: bool,
-        reply: Reply<usize>,
+        reply: Reply<Vec<u32>>,
     },
     Logs {
         name: String,
@@ -166,6 +168,10 @@ pub(crate) enum Command {
     },
     Ports {
         reply: Reply<Vec<(String, u16, Option<u32>)>>,
+    },
+    SetLedger {
+        ledger: Option<Arc<dyn RunLedger>>,
+        reply: Reply<()>,
     },
     Signal {
         signal: nix::sys::signal::Signal,
@@ -214,7 +220,23 @@ impl SupervisorHandle {
     /// Take over the processes of a configuration and start those with `autostart`, each after
     /// its dependencies are up. Only once per supervisor.
     pub async fn load(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::Load { specs, reply }).await
+        self.ask(|reply| Command::Load {
+            specs,
+            start: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Take over the processes of a configuration, all `stopped`: they start with
+    /// [`SupervisorHandle::start_all`] (once this node owns the environment). Only once.
+    pub async fn register(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::Load {
+            specs,
+            start: false,
+            reply,
+        })
+        .await
     }
 
     /// Processes whose names match the glob `pattern` (all when `None`), in configuration order.
@@ -272,7 +294,21 @@ impl SupervisorHandle {
 
     /// Stop every process, dependants before their dependencies; returns when all are down.
     pub async fn stop_all(&self) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::StopAll { reply }).await
+        self.ask(|reply| Command::StopAll {
+            timeout: None,
+            reply,
+        })
+        .await
+    }
+
+    /// [`SupervisorHandle::stop_all`], with every stop timeout capped at `timeout` (a node that
+    /// lost its lease must be down before the lease can pass to another).
+    pub async fn stop_all_within(&self, timeout: Duration) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::StopAll {
+            timeout: Some(timeout),
+            reply,
+        })
+        .await
     }
 
     /// Start every `autostart` process again (after a restore), respecting dependencies.
@@ -280,8 +316,9 @@ impl SupervisorHandle {
         self.ask(|reply| Command::StartAll { reply }).await
     }
 
-    /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns how many.
-    pub async fn freeze(&self, frozen: bool) -> Result<usize, SupervisorError> {
+    /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns the groups
+    /// (their leaders' pids).
+    pub async fn freeze(&self, frozen: bool) -> Result<Vec<u32>, SupervisorError> {
         self.ask(|reply| Command::Freeze { frozen, reply }).await
     }
 
@@ -292,6 +329,16 @@ impl SupervisorHandle {
             reply,
         })
         .await
+    }
+
+    /// Record runs in `ledger` from now on (the state database, once it is open): leftovers of
+    /// an earlier run it records are stopped first, and nothing starts until they are. `None`
+    /// stops recording (before the database closes).
+    pub async fn set_ledger(
+        &self,
+        ledger: Option<Arc<dyn RunLedger>>,
+    ) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::SetLedger { ledger, reply }).await
     }
 
     /// Every managed port (`ports` of each process) with whether it is in use and by whom.

@@ -20,8 +20,12 @@ impl Actor {
             return self.during_shutdown(cmd);
         }
         match cmd {
-            Command::Load { specs, reply } => {
-                let _ = reply.send(self.load(specs));
+            Command::Load {
+                specs,
+                start,
+                reply,
+            } => {
+                let _ = reply.send(self.load(specs, start));
             }
             Command::Start { pattern, reply } => match self.select_some(&pattern) {
                 Ok(ix) => {
@@ -73,8 +77,9 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::StopAll { reply } => {
+            Command::StopAll { timeout, reply } => {
                 self.thaw_if_frozen();
+                self.stop_cap = timeout;
                 self.pending_start.clear();
                 self.pending_stop = (0..self.procs.len()).collect();
                 let all = (0..self.procs.len()).collect();
@@ -87,11 +92,18 @@ impl Actor {
                 let _ = reply.send(Ok(()));
             }
             Command::Freeze { frozen, reply } => {
-                let n = self.freeze(frozen);
-                let _ = reply.send(Ok(n));
+                let groups = self.freeze(frozen);
+                let _ = reply.send(Ok(groups));
             }
             Command::Signal { signal } => self.signal_all(signal),
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+            Command::SetLedger { ledger, reply } => {
+                self.opts.ledger = ledger;
+                if self.loaded {
+                    self.begin_cleanup();
+                }
+                let _ = reply.send(Ok(()));
+            }
             read => drop(self.answer_read(read)),
         }
     }
@@ -101,6 +113,11 @@ impl Actor {
         match cmd {
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
             Command::Signal { signal } => self.signal_all(signal),
+            // The database may close while processes stop; nothing starts any more.
+            Command::SetLedger { ledger, reply } => {
+                self.opts.ledger = ledger;
+                let _ = reply.send(Ok(()));
+            }
             other => self.refuse(other),
         }
     }
@@ -111,7 +128,7 @@ impl Actor {
         }
         match cmd {
             Command::Load { reply, .. }
-            | Command::StopAll { reply }
+            | Command::StopAll { reply, .. }
             | Command::StartAll { reply } => drop(reply.send(e())),
             Command::Shutdown { reply } => drop(reply.send(Ok(()))),
             Command::List { reply, .. } => drop(reply.send(e())),
@@ -121,11 +138,16 @@ impl Actor {
             Command::Freeze { reply, .. } => drop(reply.send(e())),
             Command::Logs { reply, .. } => drop(reply.send(e())),
             Command::Ports { reply } => drop(reply.send(e())),
+            Command::SetLedger { reply, .. } => drop(reply.send(e())),
             Command::Signal { .. } => {}
         }
     }
 
-    pub(super) fn load(&mut self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub(super) fn load(
+        &mut self,
+        specs: Vec<ProcessSpec>,
+        start: bool,
+    ) -> Result<(), SupervisorError> {
         if self.loaded {
             return Err(SupervisorError::AlreadyLoaded);
         }
@@ -134,7 +156,6 @@ impl Actor {
             .map(health::probes_of)
             .collect::<Result<Vec<_>, _>>()?;
         self.loaded = true;
-        self.begin_cleanup(&specs);
         for (spec, (readiness, liveness)) in specs.into_iter().zip(probes) {
             let name: Arc<str> = spec.name.as_str().into();
             let watch = (!spec.watch.is_empty()).then(|| {
@@ -153,7 +174,7 @@ impl Actor {
                 .ok()
             });
             let i = self.procs.len();
-            if spec.autostart {
+            if start && spec.autostart {
                 self.pending_start.insert(i);
             }
             self.index.insert(name.clone(), i);
@@ -175,6 +196,7 @@ impl Actor {
                 log_mark: 0,
             });
         }
+        self.begin_cleanup();
         Ok(())
     }
 }

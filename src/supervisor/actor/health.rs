@@ -36,19 +36,32 @@ pub(super) fn probes_of(spec: &ProcessSpec) -> Result<Probes, ProbeError> {
 
 impl Actor {
     /// With a ledger, stop the leftovers of an earlier run in the background; nothing starts
-    /// until that is done ([`Actor::on_cleanup`]).
-    pub(super) fn begin_cleanup(&mut self, specs: &[ProcessSpec]) {
+    /// until that is done ([`Actor::on_cleanup`]). A recorded run that is one of our live
+    /// processes is not a leftover.
+    pub(super) fn begin_cleanup(&mut self) {
         let Some(ledger) = self.opts.ledger.clone() else {
             return;
         };
-        self.cleaning = true;
-        let how: HashMap<String, (Signal, Duration)> = specs
+        self.cleaning += 1;
+        let how: HashMap<String, (Signal, Duration)> = self
+            .procs
             .iter()
-            .map(|s| (s.name.clone(), (s.stop_signal, s.stop_timeout)))
+            .map(|p| {
+                (
+                    p.name.to_string(),
+                    (p.spec.stop_signal, p.spec.stop_timeout),
+                )
+            })
+            .collect();
+        let ours: HashSet<u32> = self
+            .procs
+            .iter()
+            .filter_map(|p| p.m.state.pid().filter(|&pid| pid != 0))
             .collect();
         let tx = self.cleanup_tx.clone();
         tokio::spawn(async move {
-            let runs = ledger.earlier_runs().await;
+            let mut runs = ledger.earlier_runs().await;
+            runs.retain(|r| !ours.contains(&r.pid));
             let done = leftovers::stop_leftovers(&runs, |name| {
                 how.get(name)
                     .copied()
@@ -67,7 +80,7 @@ impl Actor {
 
     pub(super) fn on_cleanup(&mut self, earlier: Earlier) {
         self.earlier = Arc::new(earlier);
-        self.cleaning = false;
+        self.cleaning = self.cleaning.saturating_sub(1);
     }
 
     /// The decision handed to launches: is a port's holder ours to kill? Never a process of

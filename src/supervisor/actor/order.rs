@@ -13,7 +13,7 @@ impl Actor {
                 .pending_start
                 .iter()
                 .copied()
-                .filter(|&i| !self.cleaning && self.deps_running(i))
+                .filter(|&i| self.cleaning == 0 && self.deps_running(i))
                 .collect();
             let stoppable: Vec<usize> = self
                 .pending_stop
@@ -35,7 +35,8 @@ impl Actor {
             }
             for i in stoppable {
                 self.pending_stop.remove(&i);
-                let timeout = self.procs[i].spec.stop_timeout;
+                let own = self.procs[i].spec.stop_timeout;
+                let timeout = self.stop_cap.map_or(own, |cap| own.min(cap));
                 let reason = if self.shutdown.is_some() {
                     "shutting down"
                 } else {
@@ -99,6 +100,7 @@ impl Actor {
 
     pub(super) fn begin_shutdown(&mut self, reply: Option<crate::supervisor::Reply<()>>) {
         self.thaw_if_frozen();
+        self.stop_cap = None;
         self.pending_start.clear();
         let replies = self.shutdown.get_or_insert_with(Vec::new);
         replies.extend(reply);

@@ -1,0 +1,67 @@
+//! The checkpoint [`Freezer`] of a node: SIGSTOP every supervised process group, and wait until
+//! each leader is really stopped before the tree is read; SIGCONT afterwards.
+
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{FreezeError, Freezer};
+use crate::supervisor::SupervisorHandle;
+
+/// Longest wait for stopped groups to show as stopped. A process inside a system call in
+/// uninterruptible sleep (state `D`, e.g. throttled by a busy disk) stops when it returns.
+const SETTLE: Duration = Duration::from_secs(10);
+
+pub struct SupervisorFreezer {
+    supervisor: SupervisorHandle,
+}
+
+impl SupervisorFreezer {
+    pub fn new(supervisor: SupervisorHandle) -> Self {
+        SupervisorFreezer { supervisor }
+    }
+}
+
+#[async_trait::async_trait]
+impl Freezer for SupervisorFreezer {
+    async fn freeze(&self) -> Result<(), FreezeError> {
+        let groups = self
+            .supervisor
+            .freeze(true)
+            .await
+            .map_err(|e| FreezeError::from(e.to_string()))?;
+        let deadline = Instant::now() + SETTLE;
+        let mut pause = Duration::from_micros(200);
+        while let Some((pid, state)) = groups
+            .iter()
+            .find_map(|&pid| running(pid).map(|s| (pid, s)))
+        {
+            if Instant::now() > deadline {
+                return Err(FreezeError::from(format!(
+                    "process {pid} is still in state {state} {SETTLE:?} after SIGSTOP (a busy disk?); retry the checkpoint"
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    async fn thaw(&self) -> Result<(), FreezeError> {
+        self.supervisor
+            .freeze(false)
+            .await
+            .map(|_| ())
+            .map_err(|e| FreezeError::from(e.to_string()))
+    }
+}
+
+/// The state letter of `pid` if it exists and is neither stopped nor a zombie.
+fn running(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .to_string();
+    (!matches!(state.as_str(), "T" | "t" | "Z" | "X")).then_some(state)
+}
