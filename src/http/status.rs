@@ -28,6 +28,8 @@ pub struct Status<'a> {
     pub storage: Value,
     /// The last failure to bring the environment up or of a scheduled checkpoint.
     pub node_error: Value,
+    /// How this node last became the owner, step by step.
+    pub last_takeover: Value,
     pub warnings: &'a [String],
 }
 
@@ -54,6 +56,7 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         operation: part("operation"),
         storage: part("storage"),
         node_error: part("last_error"),
+        last_takeover: part("last_takeover"),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())
