@@ -35,6 +35,9 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Print a bearer token for the HTTP API, signed with STATE_MANAGER_JWT_SECRET(_FILE).
     Token(TokenArgs),
+    /// Operate a running state-manager over its HTTP API (status, processes, logs, checkpoints,
+    /// lease).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -159,6 +162,7 @@ impl Cmd {
             Cmd::Run(a) => &a.log,
             Cmd::Check(a) => &a.log,
             Cmd::Token(a) => &a.log,
+            Cmd::Ctl(_) => &crate::ctl::LOG,
         }
     }
 }
