@@ -1,25 +1,30 @@
 //! Wiring of the service: ordered start-up and shutdown.
 //!
-//! Start-up: lock the data directory → load the config (if any) → start the supervisor → load
-//! the stacks → serve the API. Shutdown (on the `shutdown` future, or when a process with
-//! `on_exit: shutdown` ends): stop accepting requests and end event streams, finish in-flight
-//! requests, then stop every process, dependants first, in parallel, with their timeouts.
+//! Start-up: lock the data directory → load the config (if any) → start the supervisor → set up
+//! the environment (the node: storage, lease; it starts the stacks once it owns the lease) →
+//! serve the API. Shutdown (on the `shutdown` future, or when a process with `on_exit:
+//! shutdown` ends): stop accepting requests and end event streams, finish in-flight requests,
+//! then hand the environment over (stop every process, dependants first, in parallel, with
+//! their timeouts; final checkpoint; flush replication; release the lease).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
+use crate::events::Event;
 use crate::http::auth::Auth;
+use crate::http::error::ApiError;
 use crate::http::events::MemoryEventLog;
-use crate::http::status::Sections;
 use crate::http::{self, AppState, StateParts};
+use crate::node::{Node, NodeError, NodeEvents, NodeSlot};
 use crate::supervisor::{self, Options, SupervisorHandle};
 
 /// Settings of `serve` that do not come from the config file.
@@ -42,6 +47,8 @@ pub enum AppError {
     Subreaper(std::io::Error),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot set up the environment: {0}")]
+    Node(#[from] NodeError),
 }
 
 /// Warning logged at start and shown in `GET /` when the API has no authentication.
@@ -62,14 +69,35 @@ pub async fn serve(
         crate::proc::set_subreaper().map_err(AppError::Subreaper)?;
     }
     let config = load_config(&settings.config_path)?;
-    let handle = supervisor::start(Options::default());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let handle = supervisor::start(Options {
+        durable_events: Some(events_tx),
+        ..Options::default()
+    });
     let forward = forward_signals(handle.clone());
-    let events = MemoryEventLog::spawn(handle.subscribe());
-    let state = AppState::new(state_parts(&settings, &handle, config.clone(), events));
-    if let Some(c) = &config {
-        let specs = config::resolve(c, &stacks_dir(c, &settings.data_dir));
-        tracing::info!(processes = specs.len(), config = %settings.config_path.display(), "configured");
-        let _ = handle.load(specs).await;
+    let slot = NodeSlot::default();
+    let configurator = Arc::new(Configurator {
+        data_dir: settings.data_dir.clone(),
+        supervisor: handle.clone(),
+        events: Mutex::new(Some(events_rx)),
+        slot: slot.clone(),
+    });
+    let events = Arc::new(NodeEvents {
+        memory: MemoryEventLog::spawn(handle.subscribe()),
+        node: slot.clone(),
+    });
+    let parts = state_parts(
+        &settings,
+        &handle,
+        config.clone(),
+        events,
+        slot.clone(),
+        configurator.clone(),
+    );
+    let state = AppState::new(parts);
+    if let Some(c) = config {
+        let names = configurator.apply(c).await?;
+        tracing::info!(processes = names.len(), config = %settings.config_path.display(), "configured");
     } else {
         tracing::info!(config = %settings.config_path.display(), "no config file: starting unconfigured; POST /config to configure");
     }
@@ -82,6 +110,11 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await;
     let code = code.load(Ordering::SeqCst);
+    let node = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(node) = node {
+        tracing::info!(code, "handing the environment over");
+        node.shutdown().await;
+    }
     tracing::info!(code, "stopping every process");
     let _ = handle.shutdown().await;
     forward.abort();
@@ -93,7 +126,9 @@ fn state_parts(
     settings: &Settings,
     handle: &SupervisorHandle,
     config: Option<Config>,
-    events: Arc<MemoryEventLog>,
+    events: Arc<NodeEvents>,
+    node: NodeSlot,
+    configure: Arc<Configurator>,
 ) -> StateParts {
     let mut warnings = Vec::new();
     match &settings.auth {
@@ -108,10 +143,49 @@ fn state_parts(
         auth: settings.auth.clone(),
         config,
         config_path: settings.config_path.clone(),
-        data_dir: settings.data_dir.clone(),
         events,
-        sections: Sections::default(),
+        node,
+        configure,
         warnings,
+    }
+}
+
+/// Sets up the environment of a config, at start or on `POST /config` (once).
+struct Configurator {
+    data_dir: PathBuf,
+    supervisor: SupervisorHandle,
+    /// Every lifecycle event, for the state database; taken by the node.
+    events: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    slot: NodeSlot,
+}
+
+impl Configurator {
+    async fn apply(&self, config: Config) -> Result<Vec<String>, NodeError> {
+        let specs = config::resolve(&config, &stacks_dir(&config, &self.data_dir));
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let Some(events) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(NodeError::Supervisor(
+                crate::supervisor::SupervisorError::AlreadyLoaded,
+            ));
+        };
+        self.supervisor.register(specs.clone()).await?;
+        let node = Node::start(
+            config,
+            specs,
+            &self.data_dir,
+            self.supervisor.clone(),
+            events,
+        )
+        .await?;
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+        Ok(names)
+    }
+}
+
+#[async_trait::async_trait]
+impl http::config::Configure for Configurator {
+    async fn configure(&self, config: Config) -> Result<Vec<String>, ApiError> {
+        Ok(self.apply(config).await?)
     }
 }
 

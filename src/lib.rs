@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod events;
 pub mod http;
 pub mod lease;
+pub mod node;
 pub mod objstore;
 pub mod probes;
 pub mod proc;

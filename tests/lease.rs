@@ -162,6 +162,7 @@ macro_rules! both_backends {
 both_backends!(
     cases::second_node_is_standby_while_the_first_owns,
     cases::release_hands_over_within_one_poll_interval,
+    cases::released_node_stays_passive_until_someone_else_holds,
     cases::killed_owner_is_taken_over_after_the_ttl_and_never_before,
     cases::frozen_owner_wakes_up_fenced_and_its_late_write_is_refused,
     race::three_nodes_racing_never_own_at_once,

@@ -345,7 +345,7 @@ async fn freeze_stops_and_thaw_resumes_the_process_group() {
             .unwrap()
             .to_string()
     };
-    assert_eq!(h.freeze(true).await.unwrap(), 1);
+    assert_eq!(h.freeze(true).await.unwrap(), [pid]);
     wait_for_async("stopped (T)", LONG, || async {
         (state(pid) == "T").then_some(())
     })

@@ -30,6 +30,11 @@ pub struct CreateRequest {
     pub epoch: Option<u64>,
     /// Stops the writers while changed files are staged; `None` reads the live tree.
     pub freezer: Option<Arc<dyn Freezer>>,
+    /// The id to use (so hooks that ran before can be told it); `None`: a new one.
+    pub id: Option<CheckpointId>,
+    /// Asked right before the manifest is written: the checkpoint is published only while this
+    /// node still holds the lease under `epoch`.
+    pub fence: Option<crate::lease::Fence>,
 }
 
 /// Everything a checkpoint in progress carries between its steps.
@@ -50,7 +55,10 @@ impl CheckpointEngine {
         let _busy = self.busy()?;
         let started = Instant::now();
         let created_at = OffsetDateTime::now_utc();
-        let id = CheckpointId::generate(created_at);
+        let id = req
+            .id
+            .clone()
+            .unwrap_or_else(|| CheckpointId::generate(created_at));
         let state_dir = self.state_dir.clone();
         let local = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&state_dir)
@@ -107,6 +115,11 @@ impl CheckpointEngine {
         let mut manifest = build_manifest(header, &plan, &files, upload, freeze_ms)?;
         manifest.stats.duration_ms = run.started.elapsed().as_millis() as u64;
         self.final_gc_check(run, &manifest).await?;
+        if let Some(fence) = &req.fence {
+            fence
+                .check_epoch(req.epoch.unwrap_or(0))
+                .map_err(|source| CheckpointError::Fenced { source })?;
+        }
         let body = serde_json::to_vec(&manifest).map_err(|e| CheckpointError::Task {
             reason: format!("serialising the manifest: {e}"),
         })?;

@@ -71,6 +71,10 @@ pub enum CheckpointError {
     Swap { env_dir: PathBuf, reason: String },
     #[error("internal task failed: {reason}")]
     Task { reason: String },
+    /// The lease was lost (or moved to another epoch) before the manifest was written: nothing
+    /// was published.
+    #[error("the checkpoint was not published: {source}")]
+    Fenced { source: crate::lease::Fenced },
 }
 
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;

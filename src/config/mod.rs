@@ -365,7 +365,9 @@ pub struct LeaseConfig {
     /// How often a standby looks at the lease (jittered).
     pub poll_interval: Dur,
     /// A standby takes the lease as soon as it is free or expired (default true). A node that
-    /// released its lease waits for `POST /acquire-lease` either way.
+    /// released the lease never takes that release back by itself: it waits for
+    /// `POST /acquire-lease`, or until another node has held the lease, after which it is an
+    /// ordinary standby again.
     pub auto_acquire: bool,
     /// Allowance for clock skew between nodes.
     pub clock_skew: Dur,

@@ -18,21 +18,26 @@ use super::auth::{Admin, Claims};
 use super::error::ApiError;
 use crate::config::{self, Config, ConfigError};
 
+/// Applies a config: sets up the environment and (once it owns the lease) starts its stacks.
+#[async_trait::async_trait]
+pub trait Configure: Send + Sync + 'static {
+    /// Apply `config`, which is valid and already persisted; returns its process names.
+    async fn configure(&self, config: Config) -> Result<Vec<String>, ApiError>;
+}
+
 /// The applied config, and the lock that makes applying it happen once.
 pub struct ConfigSlot {
     current: RwLock<Option<Arc<Config>>>,
     apply: tokio::sync::Mutex<()>,
     path: PathBuf,
-    data_dir: PathBuf,
 }
 
 impl ConfigSlot {
-    pub fn new(current: Option<Config>, path: PathBuf, data_dir: PathBuf) -> Self {
+    pub fn new(current: Option<Config>, path: PathBuf) -> Self {
         ConfigSlot {
             current: RwLock::new(current.map(Arc::new)),
             apply: tokio::sync::Mutex::new(()),
             path,
-            data_dir,
         }
     }
 
@@ -122,10 +127,8 @@ pub async fn post(
     }
     let config = parse(&body)?;
     persist(slot.path.clone(), body).await?;
-    let specs = config::resolve(&config, &crate::app::stacks_dir(&config, &slot.data_dir));
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let names = state.configurator().configure(config.clone()).await?;
     tracing::info!(config = %slot.path.display(), processes = names.len(), "configured by POST /config");
-    state.supervisor().load(specs).await?;
     slot.set(config);
     let body = serde_json::json!({
         "configured": true,

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod environment;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -32,12 +33,12 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::node::{Node, NodeSlot};
 use crate::supervisor::SupervisorHandle;
 use auth::Auth;
 use error::ApiError;
 use events::EventLog;
 use metrics::Metrics;
-use status::Sections;
 
 /// Largest request body accepted (a config is a few kB).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -61,7 +62,8 @@ struct Inner {
     config: config::ConfigSlot,
     events: Arc<dyn EventLog>,
     metrics: Arc<Metrics>,
-    sections: Sections,
+    node: NodeSlot,
+    configure: Arc<dyn config::Configure>,
     warnings: Vec<String>,
     started: Instant,
     closing: CancellationToken,
@@ -75,10 +77,12 @@ pub struct StateParts {
     pub config: Option<crate::config::Config>,
     /// Where `POST /config` persists the config.
     pub config_path: PathBuf,
-    pub data_dir: PathBuf,
     /// History for `GET /events`.
     pub events: Arc<dyn EventLog>,
-    pub sections: Sections,
+    /// The environment, once configured.
+    pub node: NodeSlot,
+    /// Applies the config of a `POST /config` (it is already persisted).
+    pub configure: Arc<dyn config::Configure>,
     /// Shown in `GET /` (e.g. running without authentication).
     pub warnings: Vec<String>,
 }
@@ -88,12 +92,13 @@ impl AppState {
         let metrics = Metrics::spawn(p.supervisor.subscribe());
         AppState {
             inner: Arc::new(Inner {
-                config: config::ConfigSlot::new(p.config, p.config_path, p.data_dir),
+                config: config::ConfigSlot::new(p.config, p.config_path),
                 supervisor: p.supervisor,
                 auth: p.auth,
                 events: p.events,
                 metrics,
-                sections: p.sections,
+                node: p.node,
+                configure: p.configure,
                 warnings: p.warnings,
                 started: Instant::now(),
                 closing: CancellationToken::new(),
@@ -119,8 +124,16 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
-    pub fn sections(&self) -> &Sections {
-        &self.inner.sections
+    /// The environment, once the service is configured.
+    pub fn node(&self) -> Option<Arc<Node>> {
+        self.inner
+            .node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn configurator(&self) -> &dyn config::Configure {
+        self.inner.configure.as_ref()
     }
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
@@ -161,6 +174,15 @@ pub fn router(state: AppState) -> Router {
         .route("/processes/{pattern}/start", post(processes::start))
         .route("/processes/{pattern}/stop", post(processes::stop))
         .route("/processes/{pattern}/restart", post(processes::restart))
+        .route("/checkpoint", post(environment::create))
+        .route("/checkpoints", get(environment::list))
+        .route(
+            "/checkpoints/{id}",
+            get(environment::get).delete(environment::delete),
+        )
+        .route("/restore", post(environment::restore))
+        .route("/release-lease", post(environment::release))
+        .route("/acquire-lease", post(environment::acquire))
         .layer(from_fn_with_state(LONG_REQUEST_TIMEOUT, deadline));
     // Streams: no timeout; they end when the client leaves or at shutdown.
     let streams = Router::new()

@@ -1,9 +1,7 @@
 //! `GET /` (the status an operator reads first) and `GET /healthz` (liveness, no auth).
 //!
-//! Sections that later subsystems own (role, lease, replication, last checkpoint) come from
-//! optional [`Section`] providers in the app state: `null` until one is plugged in.
-
-use std::sync::Arc;
+//! The environment's sections (role, lease, replication, last checkpoint, operation under way)
+//! come from the node once the service is configured; `null` before.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -15,31 +13,6 @@ use super::auth::Claims;
 use super::error::{ApiError, Json};
 use crate::supervisor::Summary;
 
-/// A part of `GET /` owned by another subsystem; read on every request, so it must be cheap
-/// and must not block (a `watch::Receiver` of the subsystem's latest state is the usual form).
-pub trait Section: Send + Sync + 'static {
-    fn snapshot(&self) -> Value;
-}
-
-impl<T: Serialize + Send + Sync + 'static> Section for tokio::sync::watch::Receiver<T> {
-    fn snapshot(&self) -> Value {
-        serde_json::to_value(&*self.borrow()).unwrap_or(Value::Null)
-    }
-}
-
-/// The optional providers of `GET /`'s sections.
-#[derive(Clone, Default)]
-pub struct Sections {
-    pub role: Option<Arc<dyn Section>>,
-    pub lease: Option<Arc<dyn Section>>,
-    pub replication: Option<Arc<dyn Section>>,
-    pub last_checkpoint: Option<Arc<dyn Section>>,
-}
-
-fn snap(s: &Option<Arc<dyn Section>>) -> Value {
-    s.as_ref().map_or(Value::Null, |s| s.snapshot())
-}
-
 #[derive(Serialize)]
 pub struct Status<'a> {
     pub configured: bool,
@@ -50,22 +23,37 @@ pub struct Status<'a> {
     pub lease: Value,
     pub replication: Value,
     pub last_checkpoint: Value,
+    /// A checkpoint, restore, release or takeover under way.
+    pub operation: Value,
+    pub storage: Value,
+    /// The last failure to bring the environment up or of a scheduled checkpoint.
+    pub node_error: Value,
     pub warnings: &'a [String],
 }
 
 /// `GET /`.
 pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let processes = state.supervisor().summary().await?;
-    let s = state.sections();
+    let node = state
+        .node()
+        .map(|n| serde_json::to_value(n.overview()).unwrap_or(Value::Null));
+    let part = |k: &str| {
+        node.as_ref()
+            .and_then(|n| n.get(k).cloned())
+            .unwrap_or(Value::Null)
+    };
     let body = Status {
         configured: state.configured(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: (state.uptime().as_secs_f64() * 1000.0).round() / 1000.0,
-        role: snap(&s.role),
+        role: part("role"),
         processes,
-        lease: snap(&s.lease),
-        replication: snap(&s.replication),
-        last_checkpoint: snap(&s.last_checkpoint),
+        lease: part("lease"),
+        replication: part("replication"),
+        last_checkpoint: part("last_checkpoint"),
+        operation: part("operation"),
+        storage: part("storage"),
+        node_error: part("last_error"),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())

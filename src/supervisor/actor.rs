@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use time::OffsetDateTime;
@@ -61,6 +61,8 @@ pub(super) struct Actor {
     pending_start: BTreeSet<usize>,
     /// Asked to stop, waiting for their dependants to be down.
     pending_stop: BTreeSet<usize>,
+    /// Cap on stop timeouts of the stop-all under way.
+    stop_cap: Option<Duration>,
     frozen: bool,
     loaded: bool,
     shutdown: Option<Vec<super::Reply<()>>>,
@@ -91,6 +93,7 @@ impl Actor {
             waiters: Vec::new(),
             pending_start: BTreeSet::new(),
             pending_stop: BTreeSet::new(),
+            stop_cap: None,
             frozen: false,
             loaded: false,
             shutdown: None,
@@ -134,8 +137,12 @@ impl Actor {
             return self.during_shutdown(cmd);
         }
         match cmd {
-            Command::Load { specs, reply } => {
-                let _ = reply.send(self.load(specs));
+            Command::Load {
+                specs,
+                start,
+                reply,
+            } => {
+                let _ = reply.send(self.load(specs, start));
             }
             Command::List { pattern, reply } => {
                 let _ = reply.send(
@@ -193,8 +200,9 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::StopAll { reply } => {
+            Command::StopAll { timeout, reply } => {
                 self.thaw_if_frozen();
+                self.stop_cap = timeout;
                 self.pending_start.clear();
                 self.pending_stop = (0..self.procs.len()).collect();
                 let all = (0..self.procs.len()).collect();
@@ -207,8 +215,8 @@ impl Actor {
                 let _ = reply.send(Ok(()));
             }
             Command::Freeze { frozen, reply } => {
-                let n = self.freeze(frozen);
-                let _ = reply.send(Ok(n));
+                let groups = self.freeze(frozen);
+                let _ = reply.send(Ok(groups));
             }
             Command::Logs { name, reply } => {
                 let r = self
@@ -250,7 +258,7 @@ impl Actor {
         }
         match cmd {
             Command::Load { reply, .. }
-            | Command::StopAll { reply }
+            | Command::StopAll { reply, .. }
             | Command::StartAll { reply } => drop(reply.send(e())),
             Command::Shutdown { reply } => drop(reply.send(Ok(()))),
             Command::List { reply, .. } => drop(reply.send(e())),
@@ -263,7 +271,7 @@ impl Actor {
         }
     }
 
-    fn load(&mut self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    fn load(&mut self, specs: Vec<ProcessSpec>, start: bool) -> Result<(), SupervisorError> {
         if self.loaded {
             return Err(SupervisorError::AlreadyLoaded);
         }
@@ -283,7 +291,7 @@ impl Actor {
                     .ok()
             });
             let i = self.procs.len();
-            if spec.autostart {
+            if start && spec.autostart {
                 self.pending_start.insert(i);
             }
             self.index.insert(name.clone(), i);
@@ -476,7 +484,8 @@ impl Actor {
             }
             for i in stoppable {
                 self.pending_stop.remove(&i);
-                let timeout = self.procs[i].spec.stop_timeout;
+                let own = self.procs[i].spec.stop_timeout;
+                let timeout = self.stop_cap.map_or(own, |cap| own.min(cap));
                 let reason = if self.shutdown.is_some() {
                     "shutting down"
                 } else {
@@ -535,6 +544,7 @@ impl Actor {
 
     fn begin_shutdown(&mut self, reply: Option<super::Reply<()>>) {
         self.thaw_if_frozen();
+        self.stop_cap = None;
         self.pending_start.clear();
         let replies = self.shutdown.get_or_insert_with(Vec::new);
         replies.extend(reply);
@@ -543,7 +553,7 @@ impl Actor {
             .collect();
     }
 
-    fn freeze(&mut self, frozen: bool) -> usize {
+    fn freeze(&mut self, frozen: bool) -> Vec<u32> {
         self.frozen = frozen;
         let sig = if frozen {
             Signal::SIGSTOP
@@ -559,7 +569,9 @@ impl Actor {
             })
             .collect();
         live.iter().for_each(|&i| self.signal(i, sig));
-        live.len()
+        live.iter()
+            .filter_map(|&i| self.procs[i].m.state.pid().filter(|&p| p != 0))
+            .collect()
     }
 
     fn thaw_if_frozen(&mut self) {

@@ -97,6 +97,7 @@ type Reply<T> = oneshot::Sender<Result<T, SupervisorError>>;
 pub(crate) enum Command {
     Load {
         specs: Vec<ProcessSpec>,
+        start: bool,
         reply: Reply<()>,
     },
     List {
@@ -117,6 +118,7 @@ pub(crate) enum Command {
         reply: Reply<Vec<String>>,
     },
     StopAll {
+        timeout: Option<Duration>,
         reply: Reply<()>,
     },
     StartAll {
@@ -124,7 +126,7 @@ pub(crate) enum Command {
     },
     Freeze {
         frozen: bool,
-        reply: Reply<usize>,
+        reply: Reply<Vec<u32>>,
     },
     Logs {
         name: String,
@@ -177,7 +179,23 @@ impl SupervisorHandle {
     /// Take over the processes of a configuration and start those with `autostart`, each after
     /// its dependencies are up. Only once per supervisor.
     pub async fn load(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::Load { specs, reply }).await
+        self.ask(|reply| Command::Load {
+            specs,
+            start: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Take over the processes of a configuration, all `stopped`: they start with
+    /// [`SupervisorHandle::start_all`] (once this node owns the environment). Only once.
+    pub async fn register(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::Load {
+            specs,
+            start: false,
+            reply,
+        })
+        .await
     }
 
     /// Processes whose names match the glob `pattern` (all when `None`), in configuration order.
@@ -235,7 +253,21 @@ impl SupervisorHandle {
 
     /// Stop every process, dependants before their dependencies; returns when all are down.
     pub async fn stop_all(&self) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::StopAll { reply }).await
+        self.ask(|reply| Command::StopAll {
+            timeout: None,
+            reply,
+        })
+        .await
+    }
+
+    /// [`SupervisorHandle::stop_all`], with every stop timeout capped at `timeout` (a node that
+    /// lost its lease must be down before the lease can pass to another).
+    pub async fn stop_all_within(&self, timeout: Duration) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::StopAll {
+            timeout: Some(timeout),
+            reply,
+        })
+        .await
     }
 
     /// Start every `autostart` process again (after a restore), respecting dependencies.
@@ -243,8 +275,9 @@ impl SupervisorHandle {
         self.ask(|reply| Command::StartAll { reply }).await
     }
 
-    /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns how many.
-    pub async fn freeze(&self, frozen: bool) -> Result<usize, SupervisorError> {
+    /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns the groups
+    /// (their leaders' pids).
+    pub async fn freeze(&self, frozen: bool) -> Result<Vec<u32>, SupervisorError> {
         self.ask(|reply| Command::Freeze { frozen, reply }).await
     }
 

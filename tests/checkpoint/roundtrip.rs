@@ -43,6 +43,7 @@ pub async fn round_trip(fx: Fx) {
         label: Some("before-upgrade".into()),
         epoch: Some(7),
         freezer: Some(freezer.clone() as Arc<dyn Freezer>),
+        ..CreateRequest::default()
     };
     let summary = a.create(req).await.unwrap();
     let expected = describe(&env);

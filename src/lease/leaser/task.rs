@@ -108,6 +108,11 @@ impl Task {
             self.lease.read().await.map(|cur| {
                 let now = self.lease.clock().now();
                 let rec = cur.as_ref().map(|c| &c.0);
+                // Once a successor holds the lease we gave up, be an ordinary standby again
+                // (ready to take over if it dies), as configured.
+                if rec.is_some_and(|r| r.holder != self.lease.node_id() && !r.released) {
+                    self.desire = self.configured_desire();
+                }
                 self.seen = Some(self.timing().claim(now, rec, self.lease.node_id(), None));
                 self.saw(rec.map(LeaseView::from));
             })

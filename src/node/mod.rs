@@ -1,0 +1,377 @@
+//! The node: one configured environment on this machine. It owns the storage handle, the lease,
+//! the checkpoint engine and (while it owns the lease) the state database with its replication,
+//! and it decides when the supervisor runs the stacks.
+//!
+//! Invariants:
+//! - Stacks run, the state database is open and anything is written to storage only while the
+//!   lease says this node is the owner ([`owner`] brings the environment up and down as the
+//!   lease's role changes). Writes are also fenced by the lease epoch where they happen.
+//! - Taking over from another node restores its state first: the state database from
+//!   replication and env_dir from the latest checkpoint. A node that was itself the previous
+//!   holder (epoch − 1) keeps its local state, which is at least as new as storage's.
+//! - Checkpoint, restore, release and bring-up/down are serialised by one operation lock; a
+//!   request that finds it taken is refused (409), never queued behind a long operation.
+
+mod events;
+mod freezer;
+mod ops;
+mod owner;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, RwLock, mpsc, watch};
+
+use crate::checkpoint::{CheckpointEngine, CheckpointError, CheckpointSummary, EngineOptions};
+use crate::config::{Config, ProcessSpec};
+use crate::events::Event;
+use crate::lease::{LeaseError, LeaseHandle, Leaser, Role};
+use crate::objstore::{self, DynStore, StoreError};
+use crate::replication::{ReplicationError, ReplicationStatus, Replicator};
+use crate::store::Store;
+use crate::supervisor::{SupervisorError, SupervisorHandle};
+
+pub use events::NodeEvents;
+pub use ops::{ReleaseReport, RestoreReport};
+
+/// Everything that can go wrong at the node level.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error(transparent)]
+    Database(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// This node does not own the environment; `detail` says who does.
+    #[error("{detail}")]
+    NotOwner { detail: String },
+    /// Another checkpoint, restore, release or takeover is under way.
+    #[error("{what} is under way (since {since}); retry when it has finished")]
+    Busy { what: &'static str, since: String },
+    #[error("{0}")]
+    Hook(String),
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What `GET /` shows of an operation under way.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Operation {
+    pub kind: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+/// The node's own state, published on a watch channel (cheap to read for `GET /`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct NodeStatus {
+    /// Stacks are up on this node (it owns the lease and brought the environment up).
+    pub up: bool,
+    pub operation: Option<Operation>,
+    pub last_checkpoint: Option<CheckpointSummary>,
+    /// The last failure to bring the environment up or take a scheduled checkpoint.
+    pub last_error: Option<String>,
+}
+
+/// The state database while this node owns the environment.
+struct Db {
+    store: Store,
+    replicator: Option<Replicator>,
+}
+
+/// One configured environment. Shared as `Arc<Node>`.
+pub struct Node {
+    config: Arc<Config>,
+    specs: Vec<ProcessSpec>,
+    data_dir: PathBuf,
+    objects: DynStore,
+    supervisor: SupervisorHandle,
+    lease: LeaseHandle,
+    engine: Arc<CheckpointEngine>,
+    db: RwLock<Option<Db>>,
+    ops: Mutex<()>,
+    status: watch::Sender<NodeStatus>,
+    replication: watch::Sender<Option<ReplicationStatus>>,
+    persist: events::Persister,
+}
+
+/// Where a node keeps its files under the data directory.
+pub struct Paths;
+
+impl Paths {
+    pub fn db(data_dir: &Path) -> PathBuf {
+        data_dir.join("state.db")
+    }
+    pub fn env_dir(config: &Config, data_dir: &Path) -> PathBuf {
+        config
+            .storage
+            .as_ref()
+            .and_then(|s| s.env_dir.clone())
+            .unwrap_or_else(|| data_dir.join("env"))
+    }
+    fn checkpoint_state(data_dir: &Path) -> PathBuf {
+        data_dir.join("checkpoint")
+    }
+    fn owner_record(data_dir: &Path) -> PathBuf {
+        data_dir.join("owner.json")
+    }
+}
+
+impl Node {
+    /// Set up the environment of `config` and start following the lease: `specs` (registered
+    /// with the supervisor, stopped) start once this node owns it. Fails only on local
+    /// problems; storage trouble is retried.
+    pub async fn start(
+        config: Config,
+        specs: Vec<ProcessSpec>,
+        data_dir: &Path,
+        supervisor: SupervisorHandle,
+        durable_events: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<Arc<Node>, NodeError> {
+        let data_dir = std::path::absolute(data_dir).map_err(|source| NodeError::Io {
+            path: data_dir.into(),
+            source,
+        })?;
+        let objects = objstore::open(config.storage.as_ref(), &data_dir).await?;
+        let env_dir = Paths::env_dir(&config, &data_dir);
+        let state_dir = Paths::checkpoint_state(&data_dir);
+        for dir in [&env_dir, &state_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let opts = EngineOptions::from_config(&config.checkpoint);
+        let engine = Arc::new(CheckpointEngine::new(
+            objects.clone(),
+            env_dir,
+            state_dir,
+            opts,
+        )?);
+        let node_id = crate::lease::node_id(config.node_id.as_deref(), &data_dir)?;
+        let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease).spawn()?;
+        tracing::info!(node = %node_id, storage = %objects.describe(), "environment configured; looking at the lease");
+        let node = Arc::new(Node {
+            config: Arc::new(config),
+            specs,
+            data_dir,
+            objects,
+            supervisor,
+            lease,
+            engine,
+            db: RwLock::new(None),
+            ops: Mutex::new(()),
+            status: watch::channel(NodeStatus::default()).0,
+            replication: watch::channel(None).0,
+            persist: events::Persister::spawn(durable_events),
+        });
+        tokio::spawn(owner::follow(node.clone()));
+        if let Some(every) = node.config.checkpoint.interval {
+            tokio::spawn(ops::scheduled(Arc::downgrade(&node), every.get()));
+        }
+        Ok(node)
+    }
+
+    pub fn node_id(&self) -> &str {
+        self.lease.node_id()
+    }
+    pub fn role(&self) -> Role {
+        self.lease.role()
+    }
+    pub fn lease(&self) -> &LeaseHandle {
+        &self.lease
+    }
+    pub fn status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.subscribe()
+    }
+    /// Replication's status while the database is open here (`None` otherwise).
+    pub fn replication(&self) -> watch::Receiver<Option<ReplicationStatus>> {
+        self.replication.subscribe()
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn storage(&self) -> String {
+        self.objects.describe()
+    }
+
+    /// The open state database, while this node owns the environment.
+    pub async fn store(&self) -> Option<Store> {
+        self.db.read().await.as_ref().map(|d| d.store.clone())
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut NodeStatus)) {
+        self.status.send_modify(f);
+    }
+
+    /// Take the operation lock for `kind`, or say what holds it.
+    fn begin(&self, kind: &'static str) -> Result<OpGuard<'_>, NodeError> {
+        let guard = self.ops.try_lock().map_err(|_| {
+            let current = self.status.borrow().operation.clone();
+            NodeError::Busy {
+                what: current.as_ref().map_or("another operation", |o| o.kind),
+                since: current
+                    .map_or_else(|| "moments ago".into(), |o| crate::lease::rfc3339(o.since)),
+            }
+        })?;
+        self.set_status(|s| {
+            s.operation = Some(Operation {
+                kind,
+                since: OffsetDateTime::now_utc(),
+            })
+        });
+        Ok(OpGuard {
+            node: self,
+            _guard: guard,
+        })
+    }
+
+    fn is_up(&self) -> bool {
+        self.status.borrow().up
+    }
+
+    /// Refuse unless this node owns the environment and has it up.
+    fn require_owner(&self) -> Result<u64, NodeError> {
+        match (self.lease.role(), self.is_up()) {
+            (Role::Owner { epoch, .. }, true) => Ok(epoch),
+            (Role::Owner { .. }, false) => Err(NodeError::NotOwner {
+                detail: "this node has just taken the lease and is still bringing the environment up; retry in a moment".into(),
+            }),
+            (role, _) => Err(NodeError::NotOwner { detail: not_owner(self.node_id(), &role) }),
+        }
+    }
+
+    /// Stop everything for good (service shutdown): as owner, stop the stacks, take a final
+    /// checkpoint, flush replication and release the lease so a successor can start at once.
+    pub async fn shutdown(&self) {
+        if self.is_up() {
+            match self.release(true).await {
+                Ok(r) => tracing::info!(epoch = r.released_epoch, "released the lease at shutdown"),
+                Err(e) => tracing::warn!("could not hand over cleanly at shutdown: {e}"),
+            }
+        }
+        let _ = self.lease.stop(false).await;
+    }
+}
+
+/// Holds the operation lock; clears the operation from the status when dropped.
+struct OpGuard<'a> {
+    node: &'a Node,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for OpGuard<'_> {
+    fn drop(&mut self) {
+        self.node.set_status(|s| s.operation = None);
+    }
+}
+
+/// Words for a refusal on a node that is not the owner, naming who is.
+pub fn not_owner(node_id: &str, role: &Role) -> String {
+    match role {
+        Role::Standby { lease: Some(l) } if !l.released => format!(
+            "node {node_id} is a standby: the environment is owned by {} (epoch {}) until {}; send this to the owner",
+            l.holder,
+            l.epoch,
+            crate::lease::rfc3339(l.expires_at)
+        ),
+        Role::Standby { .. } => format!(
+            "node {node_id} is a standby and nobody owns the environment now; POST /acquire-lease to take it"
+        ),
+        Role::Released { epoch } => format!(
+            "node {node_id} released the lease (epoch {epoch}); POST /acquire-lease to take it back"
+        ),
+        Role::Lost { epoch, .. } => {
+            format!("node {node_id} lost the lease (epoch {epoch}) and is a standby now")
+        }
+        Role::Starting => {
+            format!("node {node_id} has not looked at the lease yet; retry in a moment")
+        }
+        Role::Owner { .. } => format!("node {node_id} owns the environment"),
+    }
+}
+
+/// Shared slot for the node: empty until the service is configured.
+pub type NodeSlot = Arc<std::sync::Mutex<Option<Arc<Node>>>>;
+
+/// The node's part of `GET /`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    /// `owner`, `standby`, `released`, `lost` or `starting`.
+    pub role: &'static str,
+    pub lease: LeaseOverview,
+    pub replication: Option<ReplicationStatus>,
+    pub last_checkpoint: Option<CheckpointSummary>,
+    pub operation: Option<Operation>,
+    pub storage: String,
+    pub last_error: Option<String>,
+}
+
+/// Who holds the lease, as this node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaseOverview {
+    pub node_id: String,
+    /// The holder (this node when it is the owner), if anyone holds it.
+    pub holder: Option<String>,
+    pub epoch: Option<u64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The holder gave it up: it can be taken at once.
+    pub released: bool,
+}
+
+impl Node {
+    pub fn overview(&self) -> Overview {
+        let node_id = self.node_id().to_string();
+        let (role, holder, epoch, expires_at, released) = match self.lease.role() {
+            Role::Owner {
+                epoch, expires_at, ..
+            } => (
+                "owner",
+                Some(node_id.clone()),
+                Some(epoch),
+                Some(expires_at),
+                false,
+            ),
+            Role::Standby { lease: Some(l) } => (
+                "standby",
+                Some(l.holder),
+                Some(l.epoch),
+                Some(l.expires_at),
+                l.released,
+            ),
+            Role::Standby { lease: None } => ("standby", None, None, None, false),
+            Role::Released { epoch } => ("released", None, Some(epoch), None, true),
+            Role::Lost { epoch, .. } => ("lost", None, Some(epoch), None, false),
+            Role::Starting => ("starting", None, None, None, false),
+        };
+        let status = self.status.borrow().clone();
+        Overview {
+            role,
+            lease: LeaseOverview {
+                node_id,
+                holder,
+                epoch,
+                expires_at,
+                released,
+            },
+            replication: self.replication.borrow().clone(),
+            last_checkpoint: status.last_checkpoint,
+            operation: status.operation,
+            storage: self.storage(),
+            last_error: status.last_error,
+        }
+    }
+}

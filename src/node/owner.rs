@@ -1,0 +1,217 @@
+//! Following the lease: bring the environment up when this node becomes the owner, down when it
+//! stops being the owner.
+//!
+//! Bringing up, in order: decide whose state is newest (ours if we held the previous epoch, or
+//! if storage holds nothing; else storage's) → open the state database (restored from
+//! replication when storage's is newer) → reconcile the checkpoint catalog → restore the latest
+//! checkpoint into env_dir (when storage's is newer) → record the epoch we own → start the
+//! stacks. A failure is retried with backoff for as long as the lease is ours.
+//!
+//! Bringing down (the lease was lost or taken): stop the stacks within a short cap, so they are
+//! down before the lease can pass on; then close the database (the fence already refuses
+//! writes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Db, Node, NodeError};
+use crate::lease::Role;
+use crate::replication;
+
+/// First and longest wait between attempts to bring the environment up.
+const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+pub(super) async fn follow(node: Arc<Node>) {
+    let mut roles = node.lease.watch();
+    loop {
+        let role = roles.borrow_and_update().clone();
+        match role {
+            Role::Owner { epoch, .. } => bring_up_retrying(&node, epoch, &mut roles).await,
+            other => bring_down(&node, &other).await,
+        }
+        if roles.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn bring_up_retrying(
+    node: &Arc<Node>,
+    epoch: u64,
+    roles: &mut tokio::sync::watch::Receiver<Role>,
+) {
+    let mut wait = RETRY.0;
+    loop {
+        if node.lease.role().owned_epoch() != Some(epoch) {
+            return;
+        }
+        match bring_up(node, epoch).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(
+                    epoch,
+                    "cannot bring the environment up (retrying in {wait:?}): {e}"
+                );
+                node.set_status(|s| {
+                    s.last_error = Some(format!("bringing the environment up: {e}"))
+                });
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            r = roles.changed() => if r.is_err() { return },
+        }
+        wait = (wait * 2).min(RETRY.1);
+    }
+}
+
+async fn bring_up(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
+    if node.is_up() {
+        return Ok(());
+    }
+    let _lock = node.ops.lock().await;
+    node.set_status(|s| {
+        s.operation = Some(super::Operation {
+            kind: "takeover",
+            since: time::OffsetDateTime::now_utc(),
+        })
+    });
+    let result = bring_up_locked(node, epoch).await;
+    node.set_status(|s| s.operation = None);
+    result
+}
+
+async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
+    let db_path = super::Paths::db(&node.data_dir);
+    let keep_local =
+        previous_epoch(node) == Some(epoch.saturating_sub(1)) || storage_is_empty(node).await?;
+    if !keep_local && db_path.exists() {
+        let tag = format!("before-epoch-{epoch}");
+        let aside = replication::set_aside(&db_path, &tag).map_err(|source| NodeError::Io {
+            path: db_path.clone(),
+            source,
+        })?;
+        tracing::info!(moved_to = %aside.display(), "another node owned the environment since: restoring its state database");
+    }
+    node.engine.recover().await?;
+    let fence = node.lease.fence();
+    let repl_fence: replication::Fence =
+        Arc::new(move || fence.check().map_err(|_| replication::Fenced));
+    let (store, replicator) = replication::open(
+        &db_path,
+        node.objects.clone(),
+        &node.config.replication,
+        Some(repl_fence),
+    )
+    .await?;
+    let last = super::ops::reconcile_catalog(node, &store).await?;
+    if !keep_local && let Some(latest) = &last {
+        let manifest = node.engine.load_manifest(latest.id.as_str()).await?;
+        let restored = node.engine.restore(&manifest).await?;
+        tracing::info!(checkpoint = %restored.restored, files = restored.files, "restored the latest checkpoint into env_dir");
+    }
+    write_owner_record(node, epoch)?;
+    if let Some(r) = &replicator {
+        forward_status(node, r.status());
+    }
+    node.persist.set_store(Some(store.clone()));
+    *node.db.write().await = Some(Db { store, replicator });
+    start_stacks(node).await?;
+    node.set_status(|s| {
+        s.up = true;
+        s.last_error = None;
+        s.last_checkpoint = last;
+    });
+    tracing::info!(
+        epoch,
+        keep_local,
+        "this node owns the environment; stacks started"
+    );
+    Ok(())
+}
+
+async fn start_stacks(node: &Node) -> Result<(), NodeError> {
+    Ok(node.supervisor.start_all().await?)
+}
+
+async fn bring_down(node: &Arc<Node>, role: &Role) {
+    if !node.is_up() {
+        return;
+    }
+    let _lock = node.ops.lock().await;
+    if !node.is_up() {
+        return;
+    }
+    let cap = (node.lease.timing().safety_margin / 2).max(Duration::from_millis(500));
+    tracing::warn!(
+        ?cap,
+        "this node no longer owns the environment ({}); stopping the stacks",
+        super::not_owner(node.node_id(), role)
+    );
+    if let Err(e) = node.supervisor.stop_all_within(cap).await {
+        tracing::error!("stopping the stacks after losing the lease: {e}");
+    }
+    close_db(node).await;
+    node.set_status(|s| s.up = false);
+}
+
+/// Flush persisted events, stop replication (a final sync, refused by the fence if the lease is
+/// gone) and close the state database.
+pub(super) async fn close_db(node: &Node) {
+    node.persist.flush().await;
+    node.persist.set_store(None);
+    if let Some(db) = node.db.write().await.take() {
+        if let Some(r) = &db.replicator
+            && let Err(e) = r.shutdown().await
+        {
+            tracing::warn!("final replication sync: {e}");
+        }
+        if let Err(e) = db.store.close().await {
+            tracing::warn!("closing the state database: {e}");
+        }
+    }
+    node.replication.send_replace(None);
+}
+
+fn forward_status(
+    node: &Arc<Node>,
+    mut rx: tokio::sync::watch::Receiver<replication::ReplicationStatus>,
+) {
+    let weak = Arc::downgrade(node);
+    tokio::spawn(async move {
+        loop {
+            let Some(node) = weak.upgrade() else { break };
+            node.replication
+                .send_replace(Some(rx.borrow_and_update().clone()));
+            drop(node);
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Storage holds no state of this environment yet: nothing to restore.
+async fn storage_is_empty(node: &Node) -> Result<bool, NodeError> {
+    let db = node.objects.list(replication::layout::ROOT).await?;
+    Ok(db.is_empty() && node.engine.latest().await?.is_none())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OwnerRecord {
+    epoch: u64,
+}
+
+/// The last epoch this data directory owned the environment under, if it ever did.
+fn previous_epoch(node: &Node) -> Option<u64> {
+    let text = std::fs::read_to_string(super::Paths::owner_record(&node.data_dir)).ok()?;
+    serde_json::from_str::<OwnerRecord>(&text)
+        .ok()
+        .map(|r| r.epoch)
+}
+
+fn write_owner_record(node: &Node, epoch: u64) -> Result<(), NodeError> {
+    let path = super::Paths::owner_record(&node.data_dir);
+    let body = serde_json::to_vec(&OwnerRecord { epoch }).unwrap_or_default();
+    crate::config::persist(&path, &body).map_err(|source| NodeError::Io { path, source })
+}

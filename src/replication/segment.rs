@@ -1,0 +1,103 @@
+//! The body of a WAL segment object: a small header, then raw WAL frames of whole transactions,
+//! all zstd-compressed with a content checksum.
+//!
+//! The header carries what is needed to verify the frames on their own: the page size, the WAL
+//! cycle's salts, the byte order of checksums and the checksum chain value before the first
+//! frame. Restore checks every frame against that chain, and that each segment's seed is the
+//! previous segment's end, so a missing, reordered or damaged segment is detected.
+
+use std::io::Write;
+
+use super::wal::{self, WalHeader};
+
+const MAGIC: &[u8; 8] = b"SMWALSG1";
+const HEADER_LEN: usize = 32;
+const ZSTD_LEVEL: i32 = 3;
+
+/// A decoded, verified segment.
+#[derive(Debug)]
+pub struct Segment {
+    pub page_size: u32,
+    pub salt: [u32; 2],
+    pub seed: [u32; 2],
+    /// The chain after the last frame: the next segment of the same WAL cycle starts from it.
+    pub end: [u32; 2],
+    pub frames: Vec<u8>,
+}
+
+/// Why a segment body is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("not a WAL segment (bad magic or too short)")]
+    NotSegment,
+    #[error("decompression failed: {0}")]
+    Zstd(std::io::Error),
+    #[error("frame {index} fails its checksum or salt check")]
+    BadFrame { index: usize },
+    #[error("{0}")]
+    Shape(&'static str),
+}
+
+/// Compress frames read from a WAL with `header`, whose chain before the first frame is `seed`.
+pub fn encode(header: &WalHeader, seed: [u32; 2], frames: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(HEADER_LEN);
+    raw.extend_from_slice(MAGIC);
+    raw.extend_from_slice(&u32::from(header.big_endian).to_be_bytes());
+    raw.extend_from_slice(&header.page_size.to_be_bytes());
+    for v in header.salt.iter().chain(&seed) {
+        raw.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(frames.len() / 3), ZSTD_LEVEL)?;
+    enc.include_checksum(true)?;
+    enc.write_all(&raw)?;
+    enc.write_all(frames)?;
+    enc.finish()
+}
+
+/// Decompress and verify a segment body.
+pub fn decode(body: &[u8]) -> Result<Segment, SegmentError> {
+    let raw = zstd::stream::decode_all(body).map_err(SegmentError::Zstd)?;
+    if raw.len() < HEADER_LEN || &raw[..8] != MAGIC {
+        return Err(SegmentError::NotSegment);
+    }
+    let word = |i: usize| wal::be32(&raw, 8 + 4 * i);
+    let header = WalHeader {
+        big_endian: word(0) == 1,
+        page_size: word(1),
+        salt: [word(2), word(3)],
+        checksum: [0, 0],
+    };
+    let seed = [word(4), word(5)];
+    if !header.page_size.is_power_of_two() || !(512..=65536).contains(&header.page_size) {
+        return Err(SegmentError::Shape("bad page size"));
+    }
+    let frames = raw[HEADER_LEN..].to_vec();
+    let end = verify(&header, seed, &frames)?;
+    Ok(Segment {
+        page_size: header.page_size,
+        salt: header.salt,
+        seed,
+        end,
+        frames,
+    })
+}
+
+fn verify(header: &WalHeader, seed: [u32; 2], frames: &[u8]) -> Result<[u32; 2], SegmentError> {
+    let frame_len = header.frame_len();
+    if frames.is_empty() || !frames.len().is_multiple_of(frame_len) {
+        return Err(SegmentError::Shape(
+            "not a whole, non-zero number of frames",
+        ));
+    }
+    let mut chain = seed;
+    for (index, frame) in frames.chunks_exact(frame_len).enumerate() {
+        chain = wal::check_frame(frame, header, chain).ok_or(SegmentError::BadFrame { index })?;
+    }
+    let last = &frames[frames.len() - frame_len..];
+    if wal::be32(last, 4) == 0 {
+        return Err(SegmentError::Shape(
+            "the last frame does not commit a transaction",
+        ));
+    }
+    Ok(chain)
+}

@@ -1,0 +1,125 @@
+//! Schema migrations: the SQL files in `migrations/`, embedded at build time and applied in order,
+//! each in its own transaction together with the `user_version` it brings the database to.
+//!
+//! Invariant: `MIGRATIONS[i]` has version `i + 1`; files are never edited once released, only
+//! added.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// One schema step.
+pub(super) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_checkpoints",
+        sql: include_str!("../../migrations/0002_checkpoints.sql"),
+    },
+];
+
+/// The schema version this binary writes.
+pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Bring the database to [`LATEST_VERSION`], or refuse one that is newer.
+pub(super) fn apply(conn: &Connection, path: &Path) -> Result<()> {
+    let found = user_version(conn)?;
+    if found > LATEST_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: LATEST_VERSION,
+        });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+        apply_one(conn, m).map_err(|source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        })?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    Ok(())
+}
+
+pub(super) fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+fn apply_one(conn: &Connection, m: &Migration) -> rusqlite::Result<()> {
+    // BEGIN IMMEDIATE: take the write lock before reading anything, so the step is all or nothing.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let step = conn
+        .execute_batch(m.sql)
+        .and_then(|()| conn.pragma_update(None, "user_version", m.version));
+    match step {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::StateName;
+
+    #[test]
+    fn versions_are_consecutive() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{}",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn state_check_constraint_lists_every_state_name() {
+        let sql = MIGRATIONS[0].sql;
+        for n in StateName::ALL {
+            assert!(sql.contains(&format!("'{}'", n.as_str())), "{n} missing");
+        }
+    }
+
+    #[test]
+    fn applies_to_an_empty_database_and_is_idempotent() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, Path::new(":memory:")).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST_VERSION);
+        apply(&conn, Path::new(":memory:")).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('events', 'runs', 'facts')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 3);
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
+        let err = apply(&conn, Path::new("x.db")).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found, .. } if found == LATEST_VERSION + 1));
+    }
+}
