@@ -1,14 +1,10 @@
 //! `state-manager ctl` end to end: the real binary against the real server (`serve` on an
-//! ephemeral port with a JWT secret and `sleep` processes) for status, processes, start, stop,
-//! restart, logs and health, in table and `--json` form, and the exit codes scripts rely on.
-//! The checkpoint, restore and lease commands run against a stand-in server (see
-//! `ctl/stand_in.rs`) until the real one serves those routes.
+//! ephemeral port with a JWT secret, `sleep` processes and local storage) for every command, in
+//! table and `--json` form, and the exit codes scripts rely on.
 
 #[path = "ctl/checkpoints.rs"]
 mod checkpoints;
 mod common;
-#[path = "ctl/stand_in.rs"]
-mod stand_in;
 #[path = "ctl/support.rs"]
 mod support;
 
@@ -32,7 +28,8 @@ fn status_and_processes_print_aligned_tables_and_json() {
         run.stdout.contains("processes        4 total: 4 running\n"),
         "{run:?}"
     );
-    assert!(run.stdout.contains("role             -\n"), "{run:?}");
+    assert!(run.stdout.contains("role             owner\n"), "{run:?}");
+    assert!(run.stdout.contains("lease            held by "), "{run:?}");
     let doc = s.ctl(Some(&admin), &["status", "--json"]).json();
     assert_eq!(doc["configured"], true);
     assert_eq!(doc["processes"]["running"], 4);

@@ -118,11 +118,11 @@ fn details(v: &Value) -> Vec<(&'static str, String)> {
         ("size", output::bytes(&v["bytes"])),
     ];
     if !v["uploaded_bytes"].is_null() || !v["chunks_new"].is_null() {
-        let uploaded = format!(
-            "{} in {} new chunks",
-            output::bytes(&v["uploaded_bytes"]),
-            output::count(&v["chunks_new"])
-        );
+        let chunks = match v["chunks_new"].as_u64() {
+            Some(1) => "1 new chunk".to_string(),
+            _ => format!("{} new chunks", output::count(&v["chunks_new"])),
+        };
+        let uploaded = format!("{} in {chunks}", output::bytes(&v["uploaded_bytes"]));
         pairs.push(("uploaded", uploaded));
     }
     if !v["freeze_ms"].is_null() {

@@ -33,9 +33,12 @@ pub fn render(v: &Value, now: OffsetDateTime) -> String {
         ("uptime", output::secs(&v["uptime_s"])),
         ("role", role(&v["role"])),
         ("lease", lease(&v["lease"], now)),
+        ("storage", output::text(&v["storage"])),
         ("processes", processes(&v["processes"])),
         ("replication", replication(&v["replication"], now)),
         ("last checkpoint", checkpoint(&v["last_checkpoint"], now)),
+        ("operation", operation(&v["operation"], now)),
+        ("last error", output::text(&v["node_error"])),
     ];
     let warnings = v["warnings"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     for w in warnings {
@@ -44,6 +47,7 @@ pub fn render(v: &Value, now: OffsetDateTime) -> String {
     kv(&pairs)
 }
 
+/// `owner`, `standby`…; also the older form `{"role": "owner", "epoch": 3}`.
 fn role(v: &Value) -> String {
     let name = match v {
         Value::Object(_) => output::text(&v["role"]),
@@ -59,16 +63,33 @@ fn lease(v: &Value, now: OffsetDateTime) -> String {
     if !v.is_object() {
         return output::text(v);
     }
-    let mut parts = vec![format!("held by {}", output::text(&v["holder"]))];
-    if let Some(epoch) = v["epoch"].as_u64() {
-        parts.push(format!("epoch {epoch}"));
-    }
-    if v["released"].as_bool() == Some(true) {
-        parts.push("released".into());
-    } else if v["expires_at"].is_string() {
+    let epoch = v["epoch"].as_u64().map(|e| format!("epoch {e}"));
+    let mut parts = match (v["released"].as_bool(), v["holder"].as_str()) {
+        (Some(true), _) => vec!["released".to_string()],
+        (_, Some(holder)) => vec![format!("held by {holder}")],
+        (_, None) => vec!["not held".to_string()],
+    };
+    parts.extend(epoch);
+    if v["released"].as_bool() != Some(true) && v["expires_at"].is_string() {
         parts.push(format!("expires {}", output::age(&v["expires_at"], now)));
     }
     parts.join(", ")
+}
+
+/// `{"kind": "checkpoint", "since": …}` as `checkpoint, for 3s`.
+fn operation(v: &Value, now: OffsetDateTime) -> String {
+    if !v.is_object() {
+        return output::text(v);
+    }
+    let kind = output::text(&v["kind"]);
+    match output::parse_time(&v["since"]) {
+        Some(since) => {
+            let took = (now - since).max(time::Duration::ZERO);
+            let took = std::time::Duration::from_secs(took.whole_seconds() as u64);
+            format!("{kind}, for {}", output::duration(took))
+        }
+        None => kind,
+    }
 }
 
 fn processes(v: &Value) -> String {
@@ -160,12 +181,16 @@ mod tests {
     fn a_full_status_reads_as_one_line_per_section() {
         let now = OffsetDateTime::parse("2026-11-23T20:20:00Z", &Rfc3339).unwrap();
         let v = json!({
-            "configured": true, "version": "0.1.0", "uptime_s": 192.5,
-            "role": {"role": "owner", "epoch": 3, "acquired_at": "2026-11-23T20:00:00Z"},
+            "configured": true, "version": "0.1.0", "uptime_s": 192.5, "role": "owner",
             "processes": {"total": 4, "running": 3, "backoff": 1, "stopped": 0, "ready": 3},
-            "lease": {"holder": "node-a", "epoch": 3, "expires_at": "2026-11-23T20:20:25Z", "released": false},
+            "lease": {"node_id": "node-a", "holder": "node-a", "epoch": 3,
+                      "expires_at": "2026-11-23T20:20:25Z", "released": false},
+            "storage": "s3://bucket/env-1",
             "replication": {"lag_ms": 0, "last_sync_at": "2026-11-23T20:19:58Z", "last_error": null},
-            "last_checkpoint": {"id": "20261123T201500.000Z-0a1b2c3d", "label": "nightly", "created_at": "2026-11-23T20:15:00Z"},
+            "last_checkpoint": {"id": "20261123T201500.000Z-0a1b2c3d", "label": "nightly",
+                                "created_at": "2026-11-23T20:15:00Z"},
+            "operation": {"kind": "checkpoint", "since": "2026-11-23T20:19:57Z"},
+            "node_error": null,
             "warnings": ["authentication is disabled"],
             "something_new": 1
         });
@@ -175,14 +200,33 @@ mod tests {
 configured       yes
 version          0.1.0
 uptime           3m 12s
-role             owner, epoch 3
+role             owner
 lease            held by node-a, epoch 3, expires in 25s
+storage          s3://bucket/env-1
 processes        4 total: 3 running, 1 backoff
 replication      lag 0ms, last sync 2s ago
 last checkpoint  20261123T201500.000Z-0a1b2c3d (nightly), 5m ago
+operation        checkpoint, for 3s
+last error       -
 warning          authentication is disabled
 "
         );
+    }
+
+    #[test]
+    fn a_released_or_unheld_lease_and_the_older_role_form() {
+        let now = OffsetDateTime::now_utc();
+        let released = json!({"holder": null, "epoch": 1, "released": true, "expires_at": "2026-11-23T20:20:25Z"});
+        assert_eq!(lease(&released, now), "released, epoch 1");
+        assert_eq!(
+            lease(&json!({"holder": null, "released": false}), now),
+            "not held"
+        );
+        assert_eq!(
+            role(&json!({"role": "owner", "epoch": 3})),
+            "owner, epoch 3"
+        );
+        assert_eq!(role(&json!("standby")), "standby");
     }
 
     #[test]

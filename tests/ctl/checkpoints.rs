@@ -1,139 +1,142 @@
 //! `ctl checkpoint`, `checkpoints`, `restore`, `release-lease` and `acquire-lease` against the
-//! stand-in server of `stand_in.rs` (the real server does not serve these routes yet): tables,
-//! `--json`, the 404/409/422 exit codes, and no spinner when stderr is not a terminal.
+//! real server with local storage: tables, `--json`, files really restored, the 404/409 exit
+//! codes, and no spinner when stderr is not a terminal.
+
+use std::fs;
 
 use serde_json::Value;
 
-use crate::stand_in::{StandIn, TOKEN};
-use crate::support::{Run, column, ctl};
+use crate::support::{CONFIG, Server, column, token};
 
-fn run(api: &StandIn, args: &[&str]) -> Run {
-    ctl(&api.url, Some(TOKEN), args)
+/// A server whose processes run and whose env_dir holds `a.txt` = "one".
+fn started() -> (Server, String) {
+    let s = Server::start(CONFIG);
+    let admin = token("admin");
+    s.wait_all_running(&admin);
+    fs::create_dir_all(s.env_dir()).unwrap();
+    fs::write(s.env_dir().join("a.txt"), "one").unwrap();
+    (s, admin)
 }
 
 #[test]
 fn checkpoints_are_taken_listed_shown_and_deleted() {
-    let api = StandIn::start();
-    let out = run(&api, &["checkpoint", "--label", "before-upgrade"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stderr, "", "no spinner off a terminal");
-    let first = "20261123T201801.000Z-00000001";
-    assert_eq!(
-        out.stdout,
-        format!(
-            "checkpoint {first} created\n\
-label     before-upgrade\n\
-created   2026-11-23 20:18:01Z\n\
-files     12\n\
-size      1.2 MiB\n\
-uploaded  300.0 KiB in 4 new chunks\n\
-frozen    12ms\n\
-took      1.3s\n\
-epoch     3\n"
-        )
+    let (s, admin) = started();
+    let run = s.ctl(Some(&admin), &["checkpoint", "--label", "before-upgrade"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "", "no spinner off a terminal");
+    let id_line = run.stdout.lines().next().unwrap();
+    let first = id_line
+        .strip_prefix("checkpoint ")
+        .and_then(|l| l.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("{run:?}"))
+        .to_string();
+    assert!(
+        run.stdout.contains("\nlabel     before-upgrade\n"),
+        "{run:?}"
     );
-    let second = run(&api, &["--json", "checkpoint"]).json();
+    assert!(
+        run.stdout.contains("\nfiles     1\nsize      3 B\n"),
+        "{run:?}"
+    );
+    let second = s.ctl(Some(&admin), &["--json", "checkpoint"]).json();
     let second = second["id"].as_str().unwrap().to_string();
 
-    let out = run(&api, &["checkpoints"]);
-    let table = &out.stdout;
+    let table = s.ctl(Some(&admin), &["checkpoints"]).stdout;
     assert_eq!(table.lines().count(), 3, "{table}");
-    let label_at = column(table, "LABEL");
-    let row = table.lines().find(|l| l.starts_with(first)).unwrap();
+    let label_at = column(&table, "LABEL");
+    let row = table.lines().find(|l| l.starts_with(&first)).unwrap();
     assert_eq!(&row[label_at..label_at + 14], "before-upgrade", "{table}");
-    let listed = run(&api, &["checkpoints", "list", "--json"]).json();
+    let listed = s
+        .ctl(Some(&admin), &["checkpoints", "list", "--json"])
+        .json();
     let ids: Vec<&Value> = listed["checkpoints"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| &c["id"])
         .collect();
-    assert_eq!(ids, [second.as_str(), first]);
+    assert_eq!(ids, [second.as_str(), first.as_str()]);
 
-    let out = run(&api, &["checkpoints", "show", first]);
-    assert!(
-        out.stdout
-            .starts_with(&format!("id        {first}\nlabel     before-upgrade\n")),
-        "{out:?}"
-    );
-    let out = run(&api, &["checkpoints", "delete", first]);
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (0, format!("deleted checkpoint {first}\n").as_str())
-    );
-    let out = run(&api, &["checkpoints", "show", first]);
-    assert_eq!(out.code, 5, "{out:?}");
-    assert!(out.stderr.contains("no checkpoint"), "{out:?}");
-    assert_eq!(
-        run(&api, &["--json", "checkpoints", "delete", first]).code,
-        5
-    );
+    let run = s.ctl(Some(&admin), &["checkpoints", "show", &first]);
+    let head = format!("id        {first}\nlabel     before-upgrade\n");
+    assert!(run.stdout.starts_with(&head), "{run:?}");
+    let run = s.ctl(Some(&admin), &["checkpoints", "delete", &first]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, format!("deleted checkpoint {first}\n"));
+    let run = s.ctl(Some(&admin), &["checkpoints", "show", &first]);
+    assert_eq!(run.code, 5, "{run:?}");
+    let run = s.ctl(Some(&admin), &["checkpoints", "show", "nope"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("invalid checkpoint id"), "{run:?}");
 }
 
 #[test]
-fn restore_reports_its_undo_checkpoint_and_lists_problems() {
-    let api = StandIn::start();
-    assert_eq!(run(&api, &["checkpoint"]).code, 0);
-    let out = run(&api, &["restore", "latest"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let undo = "20261123T201802.000Z-00000002";
-    assert!(
-        out.stdout
-            .starts_with("restored 20261123T201801.000Z-00000001\n"),
-        "{out:?}"
-    );
-    assert!(out.stdout.contains("took   2.1s\n"), "{out:?}");
-    assert!(
-        out.stdout
-            .ends_with(&format!("to undo: state-manager ctl restore {undo}\n")),
-        "{out:?}"
-    );
-    let doc = run(&api, &["--json", "restore", undo]).json();
-    assert_eq!(doc["restored"], undo);
+fn restore_brings_the_files_back_and_names_the_undo_checkpoint() {
+    let (s, admin) = started();
+    let taken = s.ctl(Some(&admin), &["--json", "checkpoint"]).json();
+    let id = taken["id"].as_str().unwrap().to_string();
+    fs::write(s.env_dir().join("a.txt"), "two").unwrap();
 
-    let out = run(&api, &["restore", ""]);
-    assert_eq!(out.code, 1, "{out:?}");
+    let run = s.ctl(Some(&admin), &["restore", "latest"]);
+    assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        out.stderr
-            .contains("  - checkpoint: must be a checkpoint id"),
-        "{out:?}"
+        run.stdout.starts_with(&format!("restored {id}\n")),
+        "{run:?}"
     );
     assert_eq!(
-        run(&api, &["restore", "20200101T000000.000Z-00000000"]).code,
-        5
+        fs::read_to_string(s.env_dir().join("a.txt")).unwrap(),
+        "one"
     );
+    let undo = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("to undo: state-manager ctl restore "))
+        .unwrap_or_else(|| panic!("{run:?}"))
+        .to_string();
+
+    let doc = s.ctl(Some(&admin), &["--json", "restore", &undo]).json();
+    assert_eq!(doc["restored"], undo.as_str());
+    assert_eq!(
+        fs::read_to_string(s.env_dir().join("a.txt")).unwrap(),
+        "two"
+    );
+    let run = s.ctl(Some(&admin), &["restore", "20200101T000000.000Z-00000000"]);
+    assert_eq!(run.code, 5, "{run:?}");
+    let read = token("read");
+    assert_eq!(s.ctl(Some(&read), &["restore", "latest"]).code, 4);
 }
 
 #[test]
 fn the_lease_moves_and_conflicts_are_exit_6() {
-    let api = StandIn::start();
-    let out = run(&api, &["release-lease"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(
-        out.stdout,
-        "released the lease (epoch 3); this node is now standby\n\
-final checkpoint  20261123T201801.000Z-00000001\n"
-    );
+    let (s, admin) = started();
+    let epoch = s.ctl(Some(&admin), &["--json", "status"]).json()["lease"]["epoch"]
+        .as_u64()
+        .unwrap();
+    let run = s.ctl(Some(&admin), &["release-lease"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let expected = format!("released the lease (epoch {epoch}); this node is now standby\n");
+    assert!(run.stdout.starts_with(&expected), "{run:?}");
+    assert!(run.stdout.contains("final checkpoint  2"), "{run:?}");
+    let status = s.ctl(Some(&admin), &["status"]).stdout;
+    assert!(status.contains("role             released\n"), "{status}");
+
     for args in [&["release-lease", "--no-checkpoint"][..], &["checkpoint"]] {
-        let out = run(&api, args);
-        assert_eq!(out.code, 6, "{args:?}: {out:?}");
-        assert!(out.stderr.contains("does not hold the lease"), "{out:?}");
+        let run = s.ctl(Some(&admin), args);
+        assert_eq!(run.code, 6, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("released the lease"), "{run:?}");
     }
-    let out = run(&api, &["acquire-lease"]);
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (
-            0,
-            "acquired the lease (epoch 4); this node is now the owner\n"
-        ),
-        "{out:?}"
-    );
-    assert_eq!(run(&api, &["--json", "acquire-lease"]).code, 6);
-    let doc = run(&api, &["--json", "release-lease", "--no-checkpoint"]).json();
-    assert_eq!(
-        doc,
-        serde_json::json!({"released_epoch": 4, "final_checkpoint": null})
-    );
-    let out = ctl(&api.url, Some("wrong"), &["acquire-lease"]);
-    assert_eq!(out.code, 4, "{out:?}");
+    let run = s.ctl(Some(&admin), &["acquire-lease"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let expected = format!("acquired the lease (epoch {}); this node", epoch + 1);
+    assert!(run.stdout.starts_with(&expected), "{run:?}");
+    s.wait_all_running(&admin);
+
+    let doc = s
+        .ctl(
+            Some(&admin),
+            &["--json", "release-lease", "--no-checkpoint"],
+        )
+        .json();
+    assert_eq!(doc["released_epoch"], epoch + 1);
+    assert_eq!(doc["final_checkpoint"], Value::Null);
 }

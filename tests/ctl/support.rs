@@ -52,7 +52,7 @@ pub const CONFIG: &str = r#"{ "stacks": [
 pub struct Server {
     child: Child,
     pub url: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Server {
@@ -73,8 +73,13 @@ impl Server {
         Server {
             child,
             url: format!("http://{addr}"),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The environment directory checkpoints capture (the default, `<data-dir>/env`).
+    pub fn env_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("env")
     }
 
     /// `ctl ARGS --url URL` with `token` in STATE_MANAGER_TOKEN.
