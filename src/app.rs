@@ -267,3 +267,32 @@ pub fn termination() -> std::io::Result<impl Future<Output = i32>> {
         }
     })
 }
+
+/// `state-manager restore-db`: the state database from the storage of a config, into a new file.
+pub async fn restore_db(
+    args: &crate::cli::RestoreDbArgs,
+) -> anyhow::Result<crate::replication::RestoreInfo> {
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("config.json"));
+    let config = load_config(&path)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no config at {}: give --config with the storage to restore from",
+            path.display()
+        )
+    })?;
+    let at = match &args.at {
+        Some(t) => Some(
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "--at {t:?} is not an RFC 3339 time like 2026-11-23T12:00:00Z: {e}"
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let objects = crate::objstore::open(config.storage.as_ref(), &args.data_dir).await?;
+    Ok(crate::replication::restore_db(&objects, &args.to, at).await?)
+}

@@ -38,6 +38,27 @@ pub enum Cmd {
     /// Operate a running state-manager over its HTTP API (status, processes, logs, checkpoints,
     /// lease).
     Ctl(crate::ctl::CtlArgs),
+    /// Restore the replicated state database from storage into a new file (optionally as it
+    /// was at a point in time), without touching a running service.
+    RestoreDb(RestoreDbArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RestoreDbArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The file to create; it must not exist.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Point in time to restore to, RFC 3339 (e.g. 2026-11-23T12:00:00Z); default: the latest.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The config whose `storage` holds the database. Default `<data-dir>/config.json`.
+    #[arg(long, env = "STATE_MANAGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (the local storage backend lives under it).
+    #[arg(long, env = "STATE_MANAGER_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -163,6 +184,7 @@ impl Cmd {
             Cmd::Check(a) => &a.log,
             Cmd::Token(a) => &a.log,
             Cmd::Ctl(_) => &crate::ctl::LOG,
+            Cmd::RestoreDb(a) => &a.log,
         }
     }
 }

@@ -16,6 +16,11 @@ fn main() -> ExitCode {
         Cmd::Check(args) => check(&args),
         Cmd::Token(args) => token(&args),
         Cmd::Ctl(args) => ctl::main(args),
+        Cmd::RestoreDb(args) => block_on(|| async {
+            let info = app::restore_db(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+            Ok(0)
+        }),
         Cmd::Serve(args) => {
             proc::init();
             block_on(|| serve(args))

@@ -201,6 +201,7 @@ impl From<NodeError> for ApiError {
         let text = e.to_string();
         match e {
             NodeError::NotOwner { .. } | NodeError::Busy { .. } => ApiError::Conflict(text),
+            NodeError::NoCheckpoint => ApiError::NotFound(text),
             NodeError::Checkpoint(c) => checkpoint_error(c, text),
             NodeError::Lease(l) => lease_error(l, text),
             NodeError::Storage(_) | NodeError::Replication(_) => ApiError::Unavailable(format!(

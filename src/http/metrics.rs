@@ -120,6 +120,9 @@ pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response
     let procs = state.supervisor().list(None).await?;
     let mut out = String::with_capacity(4096 + procs.len() * 200);
     render_service(&mut out, &state);
+    if let Some(node) = state.node() {
+        render_node(&mut out, &node);
+    }
     render_processes(&mut out, &procs);
     render_transitions(&mut out, state.metrics());
     render_http(&mut out, state.metrics());
@@ -129,6 +132,123 @@ pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(resp)
+}
+
+/// The environment: lease, replication, checkpoints.
+fn render_node(out: &mut String, node: &crate::node::Node) {
+    let o = node.overview();
+    let stats = node.lease().stats();
+    let one = |out: &mut String, name: &str, kind: &str, help: &str, value: f64| {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    };
+    family(
+        out,
+        "state_manager_lease_role",
+        "gauge",
+        "1 for this node's current lease role.",
+    );
+    for role in [
+        "owner",
+        "taking_over",
+        "standby",
+        "released",
+        "lost",
+        "starting",
+    ] {
+        let v = u8::from(o.role == role);
+        let _ = writeln!(out, "state_manager_lease_role{{role=\"{role}\"}} {v}");
+    }
+    let epoch = o.lease.epoch.unwrap_or(0) as f64;
+    one(
+        out,
+        "state_manager_lease_epoch",
+        "gauge",
+        "Epoch (fencing token) of the lease as last seen.",
+        epoch,
+    );
+    let expires = o
+        .lease
+        .expires_at
+        .map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9);
+    one(
+        out,
+        "state_manager_lease_expires_timestamp_seconds",
+        "gauge",
+        "When the lease expires unless renewed.",
+        expires,
+    );
+    let counters = [
+        (
+            "state_manager_lease_acquisitions_total",
+            "Leases this node acquired.",
+            stats.acquisitions,
+        ),
+        (
+            "state_manager_lease_renewals_total",
+            "Successful lease renewals.",
+            stats.renewals,
+        ),
+        (
+            "state_manager_lease_renew_failures_total",
+            "Failed lease renewals.",
+            stats.renew_failures,
+        ),
+        (
+            "state_manager_lease_releases_total",
+            "Leases this node released.",
+            stats.releases,
+        ),
+        (
+            "state_manager_lease_losses_total",
+            "Leases this node lost without releasing.",
+            stats.losses,
+        ),
+    ];
+    for (name, help, v) in counters {
+        one(out, name, "counter", help, v as f64);
+    }
+    if let Some(r) = &o.replication {
+        one(
+            out,
+            "state_manager_replication_lag_milliseconds",
+            "gauge",
+            "Age of the oldest commit not yet in storage.",
+            r.lag_ms as f64,
+        );
+        one(
+            out,
+            "state_manager_replication_pending_bytes",
+            "gauge",
+            "WAL bytes committed and not yet in storage.",
+            r.pending_bytes as f64,
+        );
+        let ok = u8::from(r.last_error.is_none()) as f64;
+        one(
+            out,
+            "state_manager_replication_healthy",
+            "gauge",
+            "1 when the last replication sync succeeded.",
+            ok,
+        );
+    }
+    if let Some(c) = &o.last_checkpoint {
+        let at = c.created_at.unix_timestamp_nanos() as f64 / 1e9;
+        one(
+            out,
+            "state_manager_last_checkpoint_timestamp_seconds",
+            "gauge",
+            "When the newest checkpoint was taken.",
+            at,
+        );
+        one(
+            out,
+            "state_manager_last_checkpoint_bytes",
+            "gauge",
+            "Bytes of env_dir in the newest checkpoint.",
+            c.bytes as f64,
+        );
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::{FreezeError, Freezer};
 use crate::supervisor::SupervisorHandle;
 
-/// Longest wait for stopped groups to show as stopped.
-const SETTLE: Duration = Duration::from_secs(2);
+/// Longest wait for stopped groups to show as stopped. A process inside a system call in
+/// uninterruptible sleep (state `D`, e.g. throttled by a busy disk) stops when it returns.
+const SETTLE: Duration = Duration::from_secs(10);
 
 pub struct SupervisorFreezer {
     supervisor: SupervisorHandle,
@@ -29,10 +30,13 @@ impl Freezer for SupervisorFreezer {
             .map_err(|e| FreezeError::from(e.to_string()))?;
         let deadline = Instant::now() + SETTLE;
         let mut pause = Duration::from_micros(200);
-        while groups.iter().any(|&pid| running(pid)) {
+        while let Some((pid, state)) = groups
+            .iter()
+            .find_map(|&pid| running(pid).map(|s| (pid, s)))
+        {
             if Instant::now() > deadline {
                 return Err(FreezeError::from(format!(
-                    "processes did not stop within {SETTLE:?}"
+                    "process {pid} is still in state {state} {SETTLE:?} after SIGSTOP (a busy disk?); retry the checkpoint"
                 )));
             }
             tokio::time::sleep(pause).await;
@@ -50,13 +54,14 @@ impl Freezer for SupervisorFreezer {
     }
 }
 
-/// Whether `pid` exists and is neither stopped nor a zombie.
-fn running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
+/// The state letter of `pid` if it exists and is neither stopped nor a zombie.
+fn running(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, Some("T" | "t" | "Z" | "X") | None)
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .to_string();
+    (!matches!(state.as_str(), "T" | "t" | "Z" | "X")).then_some(state)
 }

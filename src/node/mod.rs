@@ -59,6 +59,8 @@ pub enum NodeError {
     Busy { what: &'static str, since: String },
     #[error("{0}")]
     Hook(String),
+    #[error("there is no checkpoint yet; POST /checkpoint takes one")]
+    NoCheckpoint,
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -309,7 +311,8 @@ pub type NodeSlot = Arc<std::sync::Mutex<Option<Arc<Node>>>>;
 /// The node's part of `GET /`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Overview {
-    /// `owner`, `standby`, `released`, `lost` or `starting`.
+    /// `owner` (the environment runs here), `taking_over` (the lease is ours, the environment
+    /// is being brought up), `standby`, `released`, `lost` or `starting`.
     pub role: &'static str,
     pub lease: LeaseOverview,
     pub replication: Option<ReplicationStatus>,
@@ -358,6 +361,12 @@ impl Node {
             Role::Starting => ("starting", None, None, None, false),
         };
         let status = self.status.borrow().clone();
+        // The lease is ours but the environment is still being restored and started.
+        let role = if role == "owner" && !status.up {
+            "taking_over"
+        } else {
+            role
+        };
         Overview {
             role,
             lease: LeaseOverview {

@@ -177,11 +177,7 @@ impl Node {
 
     async fn resolve(&self, which: &str) -> Result<Manifest, NodeError> {
         if which == "latest" {
-            let latest = self.engine.latest().await?.ok_or_else(|| {
-                NodeError::Checkpoint(crate::checkpoint::CheckpointError::NotFound {
-                    id: "latest (there is no checkpoint yet; POST /checkpoint takes one)".into(),
-                })
-            })?;
+            let latest = self.engine.latest().await?.ok_or(NodeError::NoCheckpoint)?;
             return Ok(self.engine.load_manifest(latest.id.as_str()).await?);
         }
         Ok(self.engine.load_manifest(which).await?)

@@ -1,0 +1,150 @@
+//! Unplanned changes of owner: a killed owner, a partitioned owner, a lost disk.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{Backend, config};
+use crate::common::node::{LONG, Node};
+
+fn sleeper() -> serde_json::Value {
+    json!({"name": "sleeper", "command": "sleep", "args": ["100000"]})
+}
+
+fn expires_at(status: &serde_json::Value) -> OffsetDateTime {
+    let t = status["lease"]["expires_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no expiry in {status}"));
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+pub async fn a_killed_owner_is_taken_over_after_the_ttl_and_never_before(b: &Backend) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Node::spawn_binary(da.path(), &config(b, da.path(), vec![sleeper()])).await;
+    a.wait_role("owner").await;
+    let a_child = a.wait_running("sleeper").await;
+    std::fs::write(a.env_dir().join("state"), "from a").unwrap();
+    let (code, c) = a.post("/checkpoint", None).await;
+    assert_eq!(code, StatusCode::CREATED, "{c}");
+    let bn = Node::start(db.path(), &config(b, db.path(), vec![sleeper()])).await;
+    bn.wait_role("standby").await;
+
+    let last_seen = expires_at(&a.get("/").await);
+    a.kill();
+    // The killed supervisor's child dies with it (PDEATHSIG).
+    bn.wait("a's child to die", LONG, |_| async move {
+        (!std::path::Path::new(&format!("/proc/{a_child}")).exists()).then_some(())
+    })
+    .await;
+    loop {
+        let status = bn.get("/").await;
+        if status["role"] == "owner" {
+            break;
+        }
+        assert!(
+            OffsetDateTime::now_utc() < last_seen + time::Duration::seconds(30),
+            "no takeover: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took_over = OffsetDateTime::now_utc();
+    assert!(
+        took_over >= last_seen,
+        "taken at {took_over}, before the lease a held expired at {last_seen}"
+    );
+    bn.wait_running("sleeper").await;
+    assert_eq!(
+        std::fs::read_to_string(bn.env_dir().join("state")).unwrap(),
+        "from a"
+    );
+    assert_eq!(bn.get("/").await["lease"]["epoch"], 2);
+}
+
+pub async fn a_partitioned_owner_stops_in_time(b: &Backend) {
+    let moto = b.moto().expect("a partition needs the S3 server");
+    let d = tempfile::tempdir().unwrap();
+    let n = Node::start(d.path(), &config(b, d.path(), vec![sleeper()])).await;
+    n.wait_role("owner").await;
+    let child = n.wait_running("sleeper").await;
+    moto.pause();
+    let last_seen = expires_at(&n.get("/").await);
+    n.wait("the stacks to stop", LONG, |n| async move {
+        let p = n.try_get("/processes/sleeper").await?;
+        (p["state"] == "stopped").then_some(())
+    })
+    .await;
+    let stopped = OffsetDateTime::now_utc();
+    moto.resume();
+    assert!(
+        stopped < last_seen,
+        "stacks stopped at {stopped}, after the lease expired at {last_seen}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{child}")).exists() || zombie(child));
+    let status = n.get("/").await;
+    assert_ne!(status["role"], "owner", "{status}");
+    // Back in touch with storage, it takes the environment again and starts its stacks.
+    n.wait_role("owner").await;
+    n.wait_running("sleeper").await;
+}
+
+fn zombie(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+pub async fn the_state_database_survives_a_kill_and_the_loss_of_the_disk(b: &Backend) {
+    let d = tempfile::tempdir().unwrap();
+    let crasher = json!({"name": "crasher", "command": "sh", "args": ["-c", "sleep 0.1; exit 3"], "restart_delay": "50ms", "max_restarts": 5});
+    let cfg = config(b, d.path(), vec![crasher, sleeper()]);
+    let mut n = Node::spawn_binary(d.path(), &cfg).await;
+    n.wait_role("owner").await;
+    n.wait("crasher to give up", LONG, |n| async move {
+        let p = n.try_get("/processes/crasher").await?;
+        (p["state"] == "fatal").then_some(())
+    })
+    .await;
+    let events = n.get("/events?process=crasher&limit=1000").await;
+    let before = events.as_array().unwrap().len();
+    assert!(before >= 15, "{events}");
+    // Wait until replication has shipped everything committed so far.
+    n.wait("replication to catch up", LONG, |n| async move {
+        let r = n.try_get("/").await?["replication"].clone();
+        (r["lag_ms"] == 0 && r["pending_bytes"] == 0 && r["last_sync_at"].is_string()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    n.kill();
+    for f in std::fs::read_dir(d.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("state.db")
+        {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let n = Node::spawn_binary(d.path(), &cfg).await;
+    n.wait_role("owner").await;
+    let events = n.get("/events?process=crasher&limit=1000").await;
+    let after = events.as_array().unwrap();
+    assert!(
+        after.len() >= before,
+        "{} events before, {} after: {events}",
+        before,
+        after.len()
+    );
+    assert!(after.iter().any(|e| e["to"] == "fatal"), "{events}");
+    assert_eq!(
+        n.get("/").await["lease"]["epoch"],
+        2,
+        "a new tenure after the kill"
+    );
+}
