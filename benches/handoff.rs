@@ -51,7 +51,11 @@ fn fill(env: &Path, seed: u64) -> u64 {
             .collect()
     };
     let mut total = 0u64;
-    for (dir, count, size) in [("big", 5, 10 << 20), ("mid", 200, 100 << 10), ("small", 2000, 10 << 10)] {
+    for (dir, count, size) in [
+        ("big", 5, 10 << 20),
+        ("mid", 200, 100 << 10),
+        ("small", 2000, 10 << 10),
+    ] {
         std::fs::create_dir_all(env.join(dir)).unwrap();
         for i in 0..count {
             std::fs::write(env.join(dir).join(format!("f{i}")), bytes(size)).unwrap();
@@ -75,10 +79,14 @@ fn touch(env: &Path) {
 }
 
 async fn wait_running(n: &Node) {
-    n.wait("the successor's stacks", Duration::from_secs(300), |n| async move {
-        let s = n.try_get("/").await?;
-        (s["role"] == "owner" && s["processes"]["running"] == 1).then_some(())
-    })
+    n.wait(
+        "the successor's stacks",
+        Duration::from_secs(300),
+        |n| async move {
+            let s = n.try_get("/").await?;
+            (s["role"] == "owner" && s["processes"]["running"] == 1).then_some(())
+        },
+    )
     .await;
 }
 
@@ -136,15 +144,22 @@ async fn unplanned(name: &str, moto: Option<&MotoServer>) {
     let t0 = Instant::now();
     a.kill();
     wait_running(&b).await;
-    println!("| {name} | 10 s | {POLL} | 1 s | **{:.2} s** | ≤ 11 s (+ 1 s skew allowance) |", t0.elapsed().as_secs_f64());
+    println!(
+        "| {name} | 10 s | {POLL} | 1 s | **{:.2} s** | ≤ 11 s (+ 1 s skew allowance) |",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let moto = MotoServer::start();
     moto.create_bucket("env");
-    println!("Planned handoff (ms per step; the total is release call → successor's stacks running):\n");
-    println!("| run | stop | final checkpoint | flush | release | successor notices | database | env_dir | start | total |");
+    println!(
+        "Planned handoff (ms per step; the total is release call → successor's stacks running):\n"
+    );
+    println!(
+        "| run | stop | final checkpoint | flush | release | successor notices | database | env_dir | start | total |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     planned("local", None).await;
     planned("S3 (moto)", Some(&moto)).await;

@@ -195,7 +195,10 @@ impl Node {
         self.supervisor.stop_all().await?;
         timings.lap("stop");
         let checkpoint = match final_checkpoint {
-            true => Some(self.checkpoint_locked(Some("final before release".into()), epoch, false).await?),
+            true => Some(
+                self.checkpoint_locked(Some("final before release".into()), epoch, false)
+                    .await?,
+            ),
             false => None,
         };
         timings.lap("checkpoint");
@@ -210,8 +213,16 @@ impl Node {
         self.set_status(|s| s.up = false);
         let outcome = self.lease.release().await?;
         timings.lap("release");
-        tracing::info!(epoch = outcome.released_epoch, ?timings, "released the lease");
-        Ok(ReleaseReport { released_epoch: outcome.released_epoch, final_checkpoint: checkpoint, timings })
+        tracing::info!(
+            epoch = outcome.released_epoch,
+            ?timings,
+            "released the lease"
+        );
+        Ok(ReleaseReport {
+            released_epoch: outcome.released_epoch,
+            final_checkpoint: checkpoint,
+            timings,
+        })
     }
 
     /// Take the lease (after a release, or as a standby without `auto_acquire`).

@@ -121,7 +121,12 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     *node.db.write().await = Some(Db { store, replicator });
     start_stacks(node).await?;
     timings.lap("start");
-    let takeover = super::Takeover { epoch, at: time::OffsetDateTime::now_utc(), kept_local_state: keep_local, timings };
+    let takeover = super::Takeover {
+        epoch,
+        at: time::OffsetDateTime::now_utc(),
+        kept_local_state: keep_local,
+        timings,
+    };
     node.set_status(|s| {
         s.up = true;
         s.last_error = None;

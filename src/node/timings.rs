@@ -16,21 +16,31 @@ pub struct Timings {
 impl Timings {
     pub fn start() -> Timings {
         let now = Instant::now();
-        Timings { started: Some(now), last: Some(now), ..Timings::default() }
+        Timings {
+            started: Some(now),
+            last: Some(now),
+            ..Timings::default()
+        }
     }
 
     /// Close step `name`: the time since the previous step ended.
     pub fn lap(&mut self, name: &'static str) {
         let now = Instant::now();
         let since = self.last.unwrap_or(now);
-        self.steps.push((name, now.duration_since(since).as_millis() as u64));
+        self.steps
+            .push((name, now.duration_since(since).as_millis() as u64));
         self.last = Some(now);
-        self.total_ms = self.started.map_or(0, |s| now.duration_since(s).as_millis() as u64);
+        self.total_ms = self
+            .started
+            .map_or(0, |s| now.duration_since(s).as_millis() as u64);
     }
 
     /// Milliseconds of step `name`, if it happened.
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.steps.iter().find(|(n, _)| *n == name).map(|(_, ms)| *ms)
+        self.steps
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, ms)| *ms)
     }
 }
 
@@ -55,7 +65,10 @@ mod tests {
         t.lap("stop");
         t.lap("checkpoint");
         let v = serde_json::to_string(&t).unwrap();
-        assert!(v.starts_with("{\"stop_ms\":") && v.contains("\"checkpoint_ms\":") && v.ends_with('}'), "{v}");
+        assert!(
+            v.starts_with("{\"stop_ms\":") && v.contains("\"checkpoint_ms\":") && v.ends_with('}'),
+            "{v}"
+        );
         assert!(t.get("stop").is_some() && t.get("nope").is_none());
     }
 }
