@@ -35,6 +35,9 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Print a bearer token for the HTTP API, signed with STATE_MANAGER_JWT_SECRET(_FILE).
     Token(TokenArgs),
+    /// Operate a running state-manager over its HTTP API (status, processes, logs, checkpoints,
+    /// lease).
+    Ctl(crate::ctl::CtlArgs),
     /// Restore the replicated state database from storage into a new file (optionally as it
     /// was at a point in time), without touching a running service.
     RestoreDb(RestoreDbArgs),
@@ -180,6 +183,7 @@ impl Cmd {
             Cmd::Run(a) => &a.log,
             Cmd::Check(a) => &a.log,
             Cmd::Token(a) => &a.log,
+            Cmd::Ctl(_) => &crate::ctl::LOG,
             Cmd::RestoreDb(a) => &a.log,
         }
     }

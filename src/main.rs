@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
 use state_manager::http::auth::{Auth, AuthError, Keys};
-use state_manager::{app, config, proc, single, telemetry};
+use state_manager::{app, config, ctl, proc, single, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let code = match command {
         Cmd::Check(args) => check(&args),
         Cmd::Token(args) => token(&args),
+        Cmd::Ctl(args) => ctl::main(args),
         Cmd::RestoreDb(args) => block_on(|| async {
             let info = app::restore_db(&args).await?;
             println!("{}", serde_json::to_string_pretty(&info)?);

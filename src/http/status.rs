@@ -34,6 +34,8 @@ pub struct Status<'a> {
     pub hooks: Vec<HookReport>,
     /// The counters of each webhook sink.
     pub webhooks: Vec<SinkStats>,
+    /// How this node last became the owner, step by step.
+    pub last_takeover: Value,
     pub warnings: &'a [String],
 }
 
@@ -62,6 +64,7 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         node_error: part("last_error"),
         hooks: state.hooks().reports(),
         webhooks: state.webhooks().stats(),
+        last_takeover: part("last_takeover"),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())

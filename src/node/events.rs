@@ -126,7 +126,11 @@ impl EventLog for NodeEvents {
     ) -> Result<Vec<Event>, EventLogError> {
         let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let store = match node {
-            Some(n) => n.store().await,
+            Some(n) => {
+                // Read your writes: what the supervisor emitted before this request is in.
+                n.persist.flush().await;
+                n.store().await
+            }
             None => None,
         };
         let Some(store) = store else {

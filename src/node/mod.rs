@@ -16,6 +16,7 @@ mod events;
 mod freezer;
 mod ops;
 mod owner;
+mod timings;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::supervisor::{SupervisorError, SupervisorHandle};
 
 pub use events::NodeEvents;
 pub use ops::{ReleaseReport, RestoreReport};
+pub use timings::Timings;
 
 /// Everything that can go wrong at the node level.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,19 @@ pub struct NodeStatus {
     pub last_checkpoint: Option<CheckpointSummary>,
     /// The last failure to bring the environment up or take a scheduled checkpoint.
     pub last_error: Option<String>,
+    /// How the last takeover went (this node becoming the owner).
+    pub last_takeover: Option<Takeover>,
+}
+
+/// A takeover: the epoch, whether local state was kept or restored from storage, and the
+/// time of each step (database, env_dir, start).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Takeover {
+    pub epoch: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub kept_local_state: bool,
+    pub timings: Timings,
 }
 
 /// The state database while this node owns the environment.
@@ -320,6 +335,7 @@ pub struct Overview {
     pub operation: Option<Operation>,
     pub storage: String,
     pub last_error: Option<String>,
+    pub last_takeover: Option<Takeover>,
 }
 
 /// Who holds the lease, as this node sees it.
@@ -381,6 +397,7 @@ impl Node {
             operation: status.operation,
             storage: self.storage(),
             last_error: status.last_error,
+            last_takeover: status.last_takeover,
         }
     }
 }

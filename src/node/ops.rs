@@ -30,6 +30,8 @@ pub struct RestoreReport {
 pub struct ReleaseReport {
     pub released_epoch: u64,
     pub final_checkpoint: Option<CheckpointSummary>,
+    /// Milliseconds of each step: stop, checkpoint, flush, release.
+    pub timings: super::Timings,
 }
 
 impl Node {
@@ -189,7 +191,9 @@ impl Node {
     pub async fn release(&self, final_checkpoint: bool) -> Result<ReleaseReport, NodeError> {
         let epoch = self.require_owner()?;
         let _op = self.begin("release")?;
+        let mut timings = super::Timings::start();
         self.supervisor.stop_all().await?;
+        timings.lap("stop");
         let checkpoint = match final_checkpoint {
             true => Some(
                 self.checkpoint_locked(Some("final before release".into()), epoch, false)
@@ -197,6 +201,7 @@ impl Node {
             ),
             false => None,
         };
+        timings.lap("checkpoint");
         if let Some(db) = self.db.read().await.as_ref()
             && let Some(r) = &db.replicator
         {
@@ -204,12 +209,19 @@ impl Node {
             r.sync_now().await?;
         }
         owner::close_db(self).await;
+        timings.lap("flush");
         self.set_status(|s| s.up = false);
         let outcome = self.lease.release().await?;
-        tracing::info!(epoch = outcome.released_epoch, "released the lease");
+        timings.lap("release");
+        tracing::info!(
+            epoch = outcome.released_epoch,
+            ?timings,
+            "released the lease"
+        );
         Ok(ReleaseReport {
             released_epoch: outcome.released_epoch,
             final_checkpoint: checkpoint,
+            timings,
         })
     }
 

@@ -82,6 +82,7 @@ async fn bring_up(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
 }
 
 async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
+    let mut timings = super::Timings::start();
     let db_path = super::Paths::db(&node.data_dir);
     let keep_local =
         previous_epoch(node) == Some(epoch.saturating_sub(1)) || storage_is_empty(node).await?;
@@ -105,11 +106,13 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     )
     .await?;
     let last = super::ops::reconcile_catalog(node, &store).await?;
+    timings.lap("database");
     if !keep_local && let Some(latest) = &last {
         let manifest = node.engine.load_manifest(latest.id.as_str()).await?;
         let restored = node.engine.restore(&manifest).await?;
         tracing::info!(checkpoint = %restored.restored, files = restored.files, "restored the latest checkpoint into env_dir");
     }
+    timings.lap("env_dir");
     write_owner_record(node, epoch)?;
     if let Some(r) = &replicator {
         forward_status(node, r.status());
@@ -117,10 +120,18 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     node.persist.set_store(Some(store.clone()));
     *node.db.write().await = Some(Db { store, replicator });
     start_stacks(node).await?;
+    timings.lap("start");
+    let takeover = super::Takeover {
+        epoch,
+        at: time::OffsetDateTime::now_utc(),
+        kept_local_state: keep_local,
+        timings,
+    };
     node.set_status(|s| {
         s.up = true;
         s.last_error = None;
         s.last_checkpoint = last;
+        s.last_takeover = Some(takeover);
     });
     tracing::info!(
         epoch,
