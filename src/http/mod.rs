@@ -12,6 +12,7 @@ pub mod environment;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod lease;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
@@ -215,8 +216,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(environment::list))
         .routes(routes!(environment::get, environment::delete))
         .routes(routes!(environment::restore))
-        .routes(routes!(environment::release))
-        .routes(routes!(environment::acquire));
+        .routes(routes!(lease::release))
+        .routes(routes!(lease::acquire));
     // Streams: no timeout; they end when the client leaves or at shutdown.
     let streams = OpenApiRouter::new()
         .routes(routes!(logs::logs))
