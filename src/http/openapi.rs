@@ -10,10 +10,10 @@
 //!
 //! Invariant: the document is built once, when the router is, and served as it is.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
@@ -181,14 +181,13 @@ fn problem_body(response: &mut ApiResponse) {
     }
 }
 
-/// The serialised document, shared by every request.
+/// The serialised document, shared by every request (cloning it shares the bytes).
 #[derive(Clone)]
-pub struct Served(Arc<str>);
+pub struct Served(Bytes);
 
 impl Served {
     pub fn new(doc: &Document) -> Served {
-        let text = serde_json::to_string(doc).unwrap_or_else(|_| "{}".into());
-        Served(text.into())
+        Served(serde_json::to_vec(doc).unwrap_or_default().into())
     }
 }
 
@@ -204,10 +203,70 @@ impl Served {
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
 pub async fn serve(_: Claims, Extension(doc): Extension<Served>) -> Response {
-    let mut resp = doc.0.to_string().into_response();
+    let mut resp = doc.0.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every operation of the document, as JSON: (method, path, operation).
+    fn operations() -> Vec<(String, String, Value)> {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_operation_has_a_summary_an_id_a_tag_and_its_auth_answers() {
+        let ops = operations();
+        assert!(ops.len() >= 22, "{}", ops.len());
+        for (method, path, op) in ops {
+            let what = format!("{method} {path}");
+            assert!(
+                op["summary"].as_str().is_some_and(|s| s.len() > 5),
+                "{what}"
+            );
+            assert!(op["operationId"].is_string(), "{what}");
+            assert!(op["tags"][0].is_string(), "{what}");
+            let secured = op.get("security").is_some();
+            assert_eq!(secured, path != "/healthz", "{what}");
+            for status in ["401", "403"] {
+                assert_eq!(
+                    op["responses"].get(status).is_some(),
+                    secured,
+                    "{what} {status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_answer_is_problem_json_and_timed_routes_answer_503() {
+        for (method, path, op) in operations() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                let schema = &response["content"][super::PROBLEM_JSON]["schema"]["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/ProblemDetails",
+                    "{method} {path} {status}"
+                );
+            }
+            let timed = !matches!(path.as_str(), "/healthz" | "/events/stream");
+            let has_503 = op["responses"].get("503").is_some();
+            assert!(has_503 || !timed, "{method} {path} has no 503");
+        }
+    }
 }
