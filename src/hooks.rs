@@ -22,7 +22,7 @@ use crate::proc::{self, RunError, RunOptions};
 const KILL_SLACK: Duration = Duration::from_secs(5);
 
 /// When a hook runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HookPoint {
     PreStart,
@@ -41,7 +41,7 @@ impl HookPoint {
 }
 
 /// How a hook's run went.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HookReport {
     pub point: HookPoint,
     #[serde(with = "time::serde::rfc3339")]

@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(10);
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// A process holding a port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Holder {
     pub pid: u32,
     /// Its command line, arguments separated by spaces (`[name]` for a kernel thread).
@@ -36,7 +36,7 @@ pub struct Holder {
 }
 
 /// One managed port, for `GET /ports`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PortInfo {
     pub port: u16,
     /// The process that owns it in the configuration.

@@ -30,7 +30,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Counters of one sink, for metrics and status.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SinkStats {
     /// The URL without user info or query (which may hold secrets).
     pub url: String,

@@ -74,6 +74,22 @@ impl CheckpointId {
     }
 }
 
+/// In the API description: the id's text form, `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx`.
+impl utoipa::PartialSchema for CheckpointId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A checkpoint id: its creation time (UTC, to the millisecond) and 8 random hex digits.",
+            ))
+            .pattern(Some(r"^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{8}$"))
+            .examples(["20260101T120000.000Z-0a1b2c3d"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CheckpointId {}
+
 fn timestamp_of(s: &str) -> Option<OffsetDateTime> {
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
     let month = Month::try_from(n(4..6)? as u8).ok()?;

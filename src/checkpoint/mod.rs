@@ -55,7 +55,7 @@ use crate::config::CheckpointConfig;
 use crate::objstore::DynStore;
 
 /// What a finished checkpoint reports (the body of `POST /checkpoint`'s 201).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointSummary {
     pub id: CheckpointId,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,21 @@ impl fmt::Display for Dur {
     }
 }
 
+/// In the API description: a string with a unit, as the config file writes it.
+impl utoipa::PartialSchema for Dur {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A duration: a number with a unit, like \"500ms\", \"90s\", \"5m\" or \"1h 30m\".",
+            ))
+            .examples(["90s"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Dur {}
+
 impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

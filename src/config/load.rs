@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use super::{Config, ProcessConfig, validate};
 
 /// One thing wrong with a config, at a field path such as `stacks[1].stop_timeout`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ConfigProblem)]
 pub struct Problem {
     pub path: String,
     pub message: String,

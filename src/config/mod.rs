@@ -24,7 +24,7 @@ pub use resolve::{ProcessSpec, RestartPolicy, StackSource, instance_names, resol
 pub use validate::{is_name, parse_signal, validate};
 
 /// The whole configuration file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where checkpoints, the replicated state database and the lease live. `None`: the local
@@ -35,6 +35,7 @@ pub struct Config {
     pub stacks: Vec<StackEntry>,
     /// Directory holding string stacks (`<stacks_dir>/<name>/run`). Default `<data_dir>/stacks`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub stacks_dir: Option<PathBuf>,
     /// Stable identity of this node for the lease. Default: derived from host name and data dir.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,7 +65,7 @@ pub struct Config {
 
 /// The seed's storage section. With `endpoint` `file:///abs/path` (or no section at all) the
 /// local-directory backend is used. Its `Debug` hides the secrets.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +87,7 @@ pub struct StorageConfig {
     pub key_prefix: Option<String>,
     /// The environment directory that checkpoints capture. Default `<data_dir>/env`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub env_dir: Option<PathBuf>,
     /// Path-style addressing (`endpoint/bucket/key`). Default: on when `endpoint` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +112,7 @@ impl std::fmt::Debug for StorageConfig {
 }
 
 /// A stack: a directory name (s6 style) or a process defined inline.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StackEntry {
     Dir(String),
@@ -142,7 +144,7 @@ impl<'de> Deserialize<'de> for StackEntry {
 }
 
 /// What to do when a process exits on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnExit {
     /// Restart it, with backoff (the default for `serve`).
@@ -154,7 +156,7 @@ pub enum OnExit {
 }
 
 /// A command: a shell string (run with `/bin/sh -c`) or an argv array.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CommandSpec {
     Shell(String),
@@ -178,7 +180,7 @@ impl CommandSpec {
 }
 
 /// One process (or `instances` copies of it) defined inline.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessConfig {
     pub name: String,
@@ -187,6 +189,7 @@ pub struct ProcessConfig {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub cwd: Option<PathBuf>,
     /// Number of copies, named `name-1 … name-N`; `{instance}` in args and env expands.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +213,7 @@ pub struct ProcessConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_exit: Option<OnExit>,
     /// Files whose change restarts the process gracefully.
+    #[schema(value_type = Vec<String>)]
     pub watch: Vec<PathBuf>,
     /// Run before a checkpoint with `CHECKPOINT_ID` set (e.g. a database dumps itself).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,7 +234,7 @@ pub struct ProcessConfig {
 }
 
 /// A probe names its kind by its key: `exec`, `http`, `tcp` or `log_line`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,7 +297,7 @@ impl Default for ProbeConfig {
 }
 
 /// `5050`, `"host:5050"`, or `true` for the first of the process's `ports`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TcpTarget {
     Port(u16),
@@ -302,7 +306,7 @@ pub enum TcpTarget {
     FirstPort(bool),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {
     /// Replicate the state database to storage (default true).
@@ -326,7 +330,7 @@ impl Default for ReplicationConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Keep at least the newest N checkpoints.
@@ -359,7 +363,7 @@ impl Default for CheckpointConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseConfig {
     /// Lifetime of the lease; renewed at about a third of it.
@@ -386,7 +390,7 @@ impl Default for LeaseConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// Before any process starts.
@@ -400,7 +404,7 @@ pub struct HooksConfig {
     pub on_shutdown: Option<HookConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
     pub command: CommandSpec,
@@ -412,7 +416,7 @@ fn default_hook_timeout() -> Dur {
     Dur::secs(30)
 }
 
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     pub url: String,

@@ -60,7 +60,20 @@ impl ConfigSlot {
     }
 }
 
-/// `GET /config`: the applied config with every secret redacted; 404 while unconfigured.
+/// The applied config.
+///
+/// Every secret (storage keys, webhook authorisations) is redacted.
+#[utoipa::path(
+    get,
+    path = "/config",
+    operation_id = "get_config",
+    tag = "config",
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The config, secrets redacted", body = Config),
+        (status = 404, description = "Not configured yet"),
+    )
+)]
 pub async fn get(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     match state.config().get() {
         Some(c) => Ok(axum::Json(config::redacted(&c)).into_response()),
@@ -108,7 +121,41 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
-/// `POST /config`: validate, persist, apply; 201 once, 409 after.
+/// The answer of a successful `POST /config`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Configured {
+    /// Always `true`.
+    pub configured: bool,
+    /// Where the config was persisted.
+    #[schema(value_type = String)]
+    pub config_path: PathBuf,
+    /// The names of the configured processes.
+    pub processes: Vec<String>,
+}
+
+/// Configure the service, once.
+///
+/// Started without a config file, the service is unconfigured: the first valid config is
+/// validated, persisted (0600) at the `--config` path and applied at once. Every later POST is
+/// 409; to change the config, edit the file and restart.
+#[utoipa::path(
+    post,
+    path = "/config",
+    operation_id = "configure",
+    tag = "config",
+    request_body(content = Config, description = "The whole config (`config.example.json` shows every option)", content_type = "application/json"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 201, description = "Configured", body = Configured, headers(("location" = String, description = "`/config`"))),
+        (status = 400, description = "The body is not JSON (or not UTF-8)"),
+        (status = 409, description = "Already configured, or a config file appeared since the start"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
+        (status = 422, description = "The config is not valid: `problems` lists every problem"),
+        (status = 500, description = "The config cannot be written"),
+        (status = 503, description = "Storage cannot be reached or the service is shutting down"),
+    )
+)]
 pub async fn post(
     _: Admin,
     State(state): State<AppState>,
@@ -130,11 +177,11 @@ pub async fn post(
     let names = state.configurator().configure(config.clone()).await?;
     tracing::info!(config = %slot.path.display(), processes = names.len(), "configured by POST /config");
     slot.set(config);
-    let body = serde_json::json!({
-        "configured": true,
-        "config_path": slot.path,
-        "processes": names,
-    });
+    let body = Configured {
+        configured: true,
+        config_path: slot.path.clone(),
+        processes: names,
+    };
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, "/config")],

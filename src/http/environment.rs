@@ -1,6 +1,6 @@
 //! The environment's state: checkpoints (`POST /checkpoint`, `GET /checkpoints`,
-//! `GET|DELETE /checkpoints/{id}`), `POST /restore`, and the lease (`POST /release-lease`,
-//! `POST /acquire-lease`). Handlers only parse and answer; the node does the work.
+//! `GET|DELETE /checkpoints/{id}`) and `POST /restore` (the lease's routes are in [`super::lease`]),
+//! and how the node's errors are answered. Handlers only parse and answer; the node does the work.
 
 use std::sync::Arc;
 
@@ -8,17 +8,19 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::{ApiError, Query};
-use crate::checkpoint::CheckpointError;
+use crate::checkpoint::{CheckpointError, CheckpointSummary};
 use crate::lease::LeaseError;
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, RestoreReport};
+use crate::store::CatalogEntry;
 
-fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
+pub(super) fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
     state.node().ok_or_else(|| {
         ApiError::Conflict(
             "state-manager is not configured yet, so it has no environment; POST /config first"
@@ -70,7 +72,7 @@ impl FromRequest<AppState> for OptionalJson {
 
 impl OptionalJson {
     /// The body parsed as `T`, or `None` when there was no body.
-    fn parse<T: DeserializeOwned>(self) -> Result<Option<T>, ApiError> {
+    pub(super) fn parse<T: DeserializeOwned>(self) -> Result<Option<T>, ApiError> {
         let Some(bytes) = self.0 else { return Ok(None) };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -81,14 +83,36 @@ impl OptionalJson {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointBody {
     /// Free text shown in listings, e.g. "before-upgrade".
     pub label: Option<String>,
 }
 
-/// `POST /checkpoint`: 201 with the checkpoint's summary.
+/// Take a checkpoint of the environment directory.
+///
+/// Runs each process's `checkpoint_command`, freezes the process groups while changed files are
+/// staged, uploads new chunks and the manifest. Only the owner of the lease can. The body is
+/// optional.
+#[utoipa::path(
+    post,
+    path = "/checkpoint",
+    operation_id = "create_checkpoint",
+    tag = "checkpoints",
+    request_body(content = Option<CheckpointBody>, description = "Optional; an empty body takes all defaults", content_type = "application/json"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 201, description = "The checkpoint", body = CheckpointSummary, headers(("location" = String, description = "`/checkpoints/{id}`"))),
+        (status = 400, description = "Malformed JSON or an invalid label"),
+        (status = 409, description = "Not configured yet, not the owner of the lease, or another operation is under way"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
+        (status = 422, description = "The body has the wrong shape"),
+        (status = 500, description = "A checkpoint hook or the state database failed"),
+        (status = 503, description = "Storage cannot be reached"),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -105,13 +129,36 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many of the newest checkpoints (default 100, clamped to 1..=10000).
     pub limit: Option<u32>,
 }
 
-/// `GET /checkpoints[?limit=N]`: newest first.
+/// The answer of `GET /checkpoints`.
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointList {
+    /// Newest first.
+    pub checkpoints: Vec<CatalogEntry>,
+}
+
+/// The checkpoints of the environment, newest first.
+#[utoipa::path(
+    get,
+    path = "/checkpoints",
+    operation_id = "list_checkpoints",
+    tag = "checkpoints",
+    params(ListQuery),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The checkpoints", body = CheckpointList),
+        (status = 400, description = "An invalid `limit` or an unknown query parameter"),
+        (status = 409, description = "Not configured yet"),
+        (status = 500, description = "The state database failed"),
+    )
+)]
 pub async fn list(
     _: Claims,
     State(state): State<AppState>,
@@ -119,10 +166,25 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let checkpoints = node(&state)?.checkpoints(limit).await?;
-    Ok(axum::Json(serde_json::json!({ "checkpoints": checkpoints })).into_response())
+    Ok(axum::Json(CheckpointList { checkpoints }).into_response())
 }
 
-/// `GET /checkpoints/{id}`.
+/// One checkpoint.
+#[utoipa::path(
+    get,
+    path = "/checkpoints/{id}",
+    operation_id = "get_checkpoint",
+    tag = "checkpoints",
+    params(("id" = String, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The checkpoint", body = CatalogEntry),
+        (status = 400, description = "Not a checkpoint id"),
+        (status = 404, description = "No such checkpoint"),
+        (status = 409, description = "Not configured yet"),
+        (status = 500, description = "The state database failed"),
+    )
+)]
 pub async fn get(
     _: Claims,
     State(state): State<AppState>,
@@ -131,7 +193,26 @@ pub async fn get(
     Ok(axum::Json(node(&state)?.checkpoint_info(&id).await?).into_response())
 }
 
-/// `DELETE /checkpoints/{id}`: 204.
+/// Delete a checkpoint.
+///
+/// Its manifest goes at once; chunks no other checkpoint uses are collected later. Only the
+/// owner of the lease can.
+#[utoipa::path(
+    delete,
+    path = "/checkpoints/{id}",
+    operation_id = "delete_checkpoint",
+    tag = "checkpoints",
+    params(("id" = String, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a checkpoint id"),
+        (status = 404, description = "No such checkpoint"),
+        (status = 409, description = "Not configured yet, not the owner of the lease, or another operation is under way"),
+        (status = 500, description = "The state database failed"),
+        (status = 503, description = "Storage cannot be reached"),
+    )
+)]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
@@ -141,14 +222,37 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// A checkpoint id, or "latest".
+    #[schema(examples("latest"))]
     pub checkpoint: String,
 }
 
-/// `POST /restore`.
+/// Restore the environment directory from a checkpoint.
+///
+/// Stops the processes, takes an undo checkpoint, puts the checkpoint's files in place, runs
+/// each `restore_command` and starts the processes again. Only the owner of the lease can.
+#[utoipa::path(
+    post,
+    path = "/restore",
+    operation_id = "restore",
+    tag = "checkpoints",
+    request_body(content = RestoreBody, content_type = "application/json"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Restored", body = RestoreReport),
+        (status = 400, description = "Malformed JSON or not a checkpoint id"),
+        (status = 404, description = "No such checkpoint (or none at all for `latest`)"),
+        (status = 409, description = "Not configured yet, not the owner of the lease, or another operation is under way"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
+        (status = 422, description = "No body, a body of the wrong shape, or a damaged checkpoint"),
+        (status = 500, description = "A restore hook or the state database failed"),
+        (status = 503, description = "Storage cannot be reached"),
+    )
+)]
 pub async fn restore(
     _: Admin,
     State(state): State<AppState>,
@@ -160,40 +264,6 @@ pub async fn restore(
         )
     })?;
     Ok(axum::Json(node(&state)?.restore(&body.checkpoint).await?).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseBody {
-    /// Take a final checkpoint before releasing (default true).
-    #[serde(default = "yes")]
-    pub checkpoint: bool,
-}
-
-impl Default for ReleaseBody {
-    fn default() -> Self {
-        ReleaseBody { checkpoint: true }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// `POST /release-lease`.
-pub async fn release(
-    _: Admin,
-    State(state): State<AppState>,
-    body: OptionalJson,
-) -> Result<Response, ApiError> {
-    let body: ReleaseBody = body.parse()?.unwrap_or_default();
-    Ok(axum::Json(node(&state)?.release(body.checkpoint).await?).into_response())
-}
-
-/// `POST /acquire-lease`.
-pub async fn acquire(_: Admin, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let tenure = node(&state)?.acquire().await.map_err(NodeError::from)?;
-    Ok(axum::Json(tenure).into_response())
 }
 
 impl From<NodeError> for ApiError {

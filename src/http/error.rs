@@ -55,14 +55,23 @@ pub enum ApiError {
     Internal { detail: String, cause: String },
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The body of every error answer (RFC 9457 problem details).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProblemDetails)]
+pub struct ProblemBody<'a> {
+    /// `urn:state-manager:problem:<kind>`, e.g. `urn:state-manager:problem:not-found`.
     #[serde(rename = "type")]
+    #[schema(examples("urn:state-manager:problem:not-found"))]
     kind: String,
+    /// The HTTP reason phrase of `status`.
+    #[schema(examples("Not Found"))]
     title: &'a str,
     status: u16,
+    /// What went wrong and how to fix it.
     detail: String,
+    /// Every problem of an invalid config (only with `invalid-config`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Problem>>)]
     problems: Option<&'a [Problem]>,
 }
 

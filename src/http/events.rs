@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::Claims;
@@ -99,10 +100,14 @@ impl EventLog for MemoryEventLog {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// How many of the latest events (default 100, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// Only the events of processes whose name matches this glob, e.g. `web-*`.
     process: Option<String>,
 }
 
@@ -117,7 +122,22 @@ pub fn glob_param(name: &str, value: Option<&str>) -> Result<Option<glob::Patter
         .transpose()
 }
 
-/// `GET /events?limit=N&process=GLOB`: recent transitions, oldest first.
+/// Recent lifecycle events.
+///
+/// The latest state transitions of the processes, oldest first.
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "list_events",
+    tag = "events",
+    params(EventsQuery),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The events, oldest first", body = Vec<Event>),
+        (status = 400, description = "A `limit` out of range, an invalid glob or an unknown query parameter"),
+        (status = 500, description = "The event history cannot be read"),
+    )
+)]
 pub async fn list(
     _: Claims,
     State(state): State<AppState>,
@@ -141,14 +161,31 @@ pub async fn list(
     Ok(axum::Json(events).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Only the events of processes whose name matches this glob, e.g. `web-*`.
     process: Option<String>,
 }
 
-/// `GET /events/stream[?process=GLOB]`: every transition as it happens (`event: transition`).
-/// If the reader falls behind, an `event: lagged` says how many it missed.
+/// Lifecycle events as they happen.
+///
+/// Server-sent events: `event: transition` with one event as JSON (the schema `Event`); if the
+/// reader falls behind, `event: lagged` with `{"missed": n}`. The stream ends when the client
+/// leaves or the server shuts down.
+#[utoipa::path(
+    get,
+    path = "/events/stream",
+    operation_id = "stream_events",
+    tag = "events",
+    params(StreamQuery),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The stream of events", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "An invalid glob or an unknown query parameter"),
+    )
+)]
 pub async fn stream(
     _: Claims,
     State(state): State<AppState>,

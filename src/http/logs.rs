@@ -15,20 +15,45 @@ use super::AppState;
 use super::auth::Claims;
 use super::error::{ApiError, Json, Path, Query};
 use super::events::sse_json;
-use crate::supervisor::logs::RING_LINES;
+use crate::supervisor::logs::{LogLine, RING_LINES};
 
 /// Lines returned when no `tail` is given.
 pub const DEFAULT_TAIL: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// How many of the last lines (default 100, at most 1000: the lines kept per process).
+    #[param(maximum = 1000)]
     tail: Option<usize>,
+    /// Keep the stream open: the lines, then every new one, as server-sent events.
     #[serde(default)]
     follow: bool,
 }
 
-/// `GET /processes/{name}/logs`.
+/// The last lines a process wrote.
+///
+/// As a JSON array; with `follow=true`, the same lines and then every new one as server-sent
+/// events (`event: log`, data one line as JSON; `event: lagged`, data `{"missed": n}` when the
+/// reader fell behind) until the client leaves or the server shuts down.
+#[utoipa::path(
+    get,
+    path = "/processes/{name}/logs",
+    operation_id = "process_logs",
+    tag = "processes",
+    params(("name" = String, Path, description = "The process name, e.g. `web-1`"), LogsQuery),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The lines, oldest first (JSON), or a stream of them (`follow=true`)", content(
+            (Vec<LogLine> = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "`tail` too large or an unknown query parameter"),
+        (status = 404, description = "No process has this name"),
+        (status = 503, description = "The service is shutting down"),
+    )
+)]
 pub async fn logs(
     _: Claims,
     State(state): State<AppState>,

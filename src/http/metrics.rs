@@ -115,7 +115,18 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     resp
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics.
+///
+/// Text exposition format 0.0.4: the service, the lease, replication and checkpoints, each
+/// process (`up`, restarts, states), transitions, and HTTP requests by route template.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "status",
+    security(("bearer" = ["read"])),
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let procs = state.supervisor().list(None).await?;
     let mut out = String::with_capacity(4096 + procs.len() * 200);

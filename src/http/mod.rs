@@ -12,8 +12,10 @@ pub mod environment;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod lease;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod ports;
 pub mod processes;
 pub mod status;
@@ -23,16 +25,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::hooks::Hooks;
 use crate::node::{Node, NodeSlot};
@@ -179,46 +182,54 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let quick = Router::new()
-        .route("/", get(status::status))
-        .route("/config", get(config::get).post(config::post))
-        .route("/processes", get(processes::list))
-        .route("/processes/{name}", get(processes::get))
-        .route("/ports", get(ports::list))
-        .route("/events", get(events::list))
-        .route("/metrics", get(metrics::scrape))
-        .layer(from_fn_with_state(REQUEST_TIMEOUT, deadline));
-    let long = Router::new()
-        .route("/processes/{pattern}/start", post(processes::start))
-        .route("/processes/{pattern}/stop", post(processes::stop))
-        .route("/processes/{pattern}/restart", post(processes::restart))
-        .route("/checkpoint", post(environment::create))
-        .route("/checkpoints", get(environment::list))
-        .route(
-            "/checkpoints/{id}",
-            get(environment::get).delete(environment::delete),
-        )
-        .route("/restore", post(environment::restore))
-        .route("/release-lease", post(environment::release))
-        .route("/acquire-lease", post(environment::acquire))
-        .layer(from_fn_with_state(LONG_REQUEST_TIMEOUT, deadline));
-    // Streams: no timeout; they end when the client leaves or at shutdown.
-    let streams = Router::new()
-        .route("/processes/{name}/logs", get(logs::logs))
-        .route("/events/stream", get(events::stream));
-    Router::new()
-        .route("/healthz", get(status::healthz))
-        .merge(quick)
-        .merge(long)
-        .merge(streams)
+    let (routes, doc) = api();
+    routes
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .layer(Extension(openapi::Served::new(&doc)))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Every route with its description: the only place routes are registered. Each `routes!`
+/// registers handlers under the path and methods of their `#[utoipa::path]`, so the router and
+/// the OpenAPI document come from the same list.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let quick = OpenApiRouter::new()
+        .routes(routes!(status::status))
+        .routes(routes!(config::get, config::post))
+        .routes(routes!(processes::list))
+        .routes(routes!(processes::get))
+        .routes(routes!(ports::list))
+        .routes(routes!(events::list))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(openapi::serve));
+    let long = OpenApiRouter::new()
+        .routes(routes!(processes::start))
+        .routes(routes!(processes::stop))
+        .routes(routes!(processes::restart))
+        .routes(routes!(environment::create))
+        .routes(routes!(environment::list))
+        .routes(routes!(environment::get, environment::delete))
+        .routes(routes!(environment::restore))
+        .routes(routes!(lease::release))
+        .routes(routes!(lease::acquire));
+    // Streams: no timeout; they end when the client leaves or at shutdown.
+    let streams = OpenApiRouter::new()
+        .routes(routes!(logs::logs))
+        .routes(routes!(events::stream));
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(status::healthz))
+        .merge(openapi::with_deadline(quick, REQUEST_TIMEOUT))
+        .merge(openapi::with_deadline(long, LONG_REQUEST_TIMEOUT))
+        .merge(streams)
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    (routes, doc)
 }
 
 fn span(req: &Request) -> tracing::Span {
@@ -246,6 +257,7 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     use super::*;

@@ -9,7 +9,18 @@ use super::auth::Claims;
 use super::error::{ApiError, Json};
 use crate::ports::PortInfo;
 
-/// `GET /ports`.
+/// The managed ports.
+///
+/// Every port of every process's `ports`, whether it is in use, by which process (pid and
+/// command line) and whether that is the owning process itself.
+#[utoipa::path(
+    get,
+    path = "/ports",
+    operation_id = "list_ports",
+    tag = "processes",
+    security(("bearer" = ["read"])),
+    responses((status = 200, description = "The managed ports", body = Vec<PortInfo>))
+)]
 pub async fn list(
     _: Claims,
     State(state): State<AppState>,

@@ -7,19 +7,36 @@ use std::time::Duration;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::{ApiError, Json, Path, Query};
 use crate::supervisor::ProcessInfo;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only the processes whose name matches this glob, e.g. `web-*`.
     pattern: Option<String>,
 }
 
-/// `GET /processes[?pattern=GLOB]`.
+/// The supervised processes.
+///
+/// Each with its state, pid, restarts, uptime, last exit, readiness and health.
+#[utoipa::path(
+    get,
+    path = "/processes",
+    operation_id = "list_processes",
+    tag = "processes",
+    params(ListQuery),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The processes, in configuration order", body = Vec<ProcessInfo>),
+        (status = 400, description = "An invalid glob or an unknown query parameter"),
+    )
+)]
 pub async fn list(
     _: Claims,
     State(state): State<AppState>,
@@ -28,7 +45,19 @@ pub async fn list(
     Ok(Json(state.supervisor().list(q.pattern.as_deref()).await?))
 }
 
-/// `GET /processes/{name}`.
+/// One process.
+#[utoipa::path(
+    get,
+    path = "/processes/{name}",
+    operation_id = "get_process",
+    tag = "processes",
+    params(("name" = String, Path, description = "The process name, e.g. `web-1`")),
+    security(("bearer" = ["read"])),
+    responses(
+        (status = 200, description = "The process", body = ProcessInfo),
+        (status = 404, description = "No process has this name"),
+    )
+)]
 pub async fn get(
     _: Claims,
     State(state): State<AppState>,
@@ -38,13 +67,31 @@ pub async fn get(
 }
 
 /// The answer of start, stop and restart: which processes the pattern selected.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Affected {
+    /// `start`, `stop` or `restart`.
+    #[schema(examples("restart"))]
     pub action: &'static str,
+    /// The names of the processes the pattern selected.
     pub processes: Vec<String>,
 }
 
-/// `POST /processes/{pattern}/start`: returns once they are spawned.
+/// Start the processes matching a glob.
+///
+/// Answers once they are spawned.
+#[utoipa::path(
+    post,
+    path = "/processes/{pattern}/start",
+    operation_id = "start_processes",
+    tag = "processes",
+    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The processes started", body = Affected),
+        (status = 400, description = "An invalid glob"),
+        (status = 404, description = "No process matches the pattern"),
+    )
+)]
 pub async fn start(
     _: Admin,
     State(state): State<AppState>,
@@ -57,14 +104,32 @@ pub async fn start(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StopQuery {
+    /// Overrides each process's stop timeout (time between the stop signal and SIGKILL), e.g.
+    /// `10s`.
     timeout: Option<String>,
 }
 
-/// `POST /processes/{pattern}/stop[?timeout=DUR]`: returns once they are all down. `timeout`
-/// overrides each process's stop timeout (time between the stop signal and SIGKILL).
+/// Stop the processes matching a glob.
+///
+/// Sends each its stop signal, then SIGKILL after the stop timeout; answers once they are all
+/// down.
+#[utoipa::path(
+    post,
+    path = "/processes/{pattern}/stop",
+    operation_id = "stop_processes",
+    tag = "processes",
+    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`"), StopQuery),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The processes stopped", body = Affected),
+        (status = 400, description = "An invalid glob or timeout"),
+        (status = 404, description = "No process matches the pattern"),
+    )
+)]
 pub async fn stop(
     _: Admin,
     State(state): State<AppState>,
@@ -87,7 +152,22 @@ fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
     })
 }
 
-/// `POST /processes/{pattern}/restart`: returns once they are started again.
+/// Restart the processes matching a glob.
+///
+/// Stops them, then starts them again; answers once they are started.
+#[utoipa::path(
+    post,
+    path = "/processes/{pattern}/restart",
+    operation_id = "restart_processes",
+    tag = "processes",
+    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "The processes restarted", body = Affected),
+        (status = 400, description = "An invalid glob"),
+        (status = 404, description = "No process matches the pattern"),
+    )
+)]
 pub async fn restart(
     _: Admin,
     State(state): State<AppState>,

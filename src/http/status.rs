@@ -11,35 +11,68 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Claims;
 use super::error::{ApiError, Json};
+use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
+use crate::node::{LeaseOverview, Operation, Takeover};
+use crate::replication::ReplicationStatus;
 use crate::supervisor::Summary;
 use crate::webhooks::SinkStats;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Status<'a> {
+    /// A config was applied (from the file at start or by `POST /config`).
     pub configured: bool,
+    /// The version of state-manager.
     pub version: &'static str,
     pub uptime_s: f64,
+    /// `owner` (the environment runs here), `taking_over`, `standby`, `released`, `lost` or
+    /// `starting`; `null` while unconfigured.
+    #[schema(value_type = Option<String>, examples("owner"))]
     pub role: Value,
     pub processes: Summary,
+    /// Who holds the lease, as this node sees it; `null` while unconfigured.
+    #[schema(value_type = Option<LeaseOverview>)]
     pub lease: Value,
+    /// The state database's replication to storage; `null` unless this node owns the lease.
+    #[schema(value_type = Option<ReplicationStatus>)]
     pub replication: Value,
+    #[schema(value_type = Option<CheckpointSummary>)]
     pub last_checkpoint: Value,
     /// A checkpoint, restore, release or takeover under way.
+    #[schema(value_type = Option<Operation>)]
     pub operation: Value,
+    /// Where checkpoints, the database and the lease are kept (no secrets); `null` while
+    /// unconfigured.
+    #[schema(value_type = Option<String>)]
     pub storage: Value,
     /// The last failure to bring the environment up or of a scheduled checkpoint.
+    #[schema(value_type = Option<String>)]
     pub node_error: Value,
     /// The latest report of each hook that ran.
     pub hooks: Vec<HookReport>,
     /// The counters of each webhook sink.
     pub webhooks: Vec<SinkStats>,
     /// How this node last became the owner, step by step.
+    #[schema(value_type = Option<Takeover>)]
     pub last_takeover: Value,
+    /// Things the operator should know, e.g. that authentication is off.
+    #[schema(value_type = Vec<String>)]
     pub warnings: &'a [String],
 }
 
-/// `GET /`.
+/// The status an operator reads first.
+///
+/// The service (configured, version, uptime), the processes by state, and the environment's
+/// sections: role, lease, replication, last checkpoint, operation under way, hooks, webhooks and
+/// the last takeover. The environment's sections are `null` until the service is configured.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "status",
+    tag = "status",
+    security(("bearer" = ["read"])),
+    responses((status = 200, description = "The status", body = Status))
+)]
 pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let processes = state.supervisor().summary().await?;
     let node = state
@@ -70,12 +103,23 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
     Ok(axum::Json(body).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// Always `ok`.
+    #[schema(examples("ok"))]
     status: &'static str,
 }
 
-/// `GET /healthz`: 200 while the server answers. No auth, no supervisor round trip.
+/// Liveness: 200 while the server answers.
+///
+/// No authentication and no round trip to the supervisor: for container health checks.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "status",
+    responses((status = 200, description = "The server answers", body = Health))
+)]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }

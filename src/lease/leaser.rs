@@ -30,7 +30,7 @@ use crate::config::LeaseConfig;
 use crate::objstore::DynStore;
 
 /// A tenure this node holds, as returned by [`LeaseHandle::acquire`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Tenure {
     pub epoch: u64,
     #[serde(with = "time::serde::rfc3339")]

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::LeaseRecord;
 
 /// Who holds the lease, as a node last read it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {
     pub holder: String,
     pub epoch: u64,

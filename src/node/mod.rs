@@ -71,7 +71,7 @@ pub enum NodeError {
 }
 
 /// What `GET /` shows of an operation under way.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Operation {
     pub kind: &'static str,
     #[serde(with = "time::serde::rfc3339")]
@@ -93,7 +93,7 @@ pub struct NodeStatus {
 
 /// A takeover: the epoch, whether local state was kept or restored from storage, and the
 /// time of each step (database, env_dir, start).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Takeover {
     pub epoch: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -339,7 +339,7 @@ pub struct Overview {
 }
 
 /// Who holds the lease, as this node sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseOverview {
     pub node_id: String,
     /// The holder (this node when it is the owner), if anyone holds it.

@@ -16,7 +16,7 @@ use crate::store::{CatalogEntry, Store};
 const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The body of `POST /restore`'s 200.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RestoreReport {
     pub restored: String,
     pub undo_checkpoint: String,
@@ -26,7 +26,7 @@ pub struct RestoreReport {
 }
 
 /// The body of `POST /release-lease`'s 200.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ReleaseReport {
     pub released_epoch: u64,
     pub final_checkpoint: Option<CheckpointSummary>,

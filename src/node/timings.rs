@@ -55,6 +55,29 @@ impl Serialize for Timings {
     }
 }
 
+/// In the API description: an object of `<step>_ms` integers ending with `total_ms`.
+impl utoipa::PartialSchema for Timings {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let ms = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Milliseconds of each step, as `<step>_ms`, in the order the steps happened.",
+            ))
+            .property("total_ms", ms())
+            .required("total_ms")
+            .additional_properties(Some(ms()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timings {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,9 @@ use crate::config::{ProbeConfig, ProcessSpec, TcpTarget};
 pub use task::{ProbeTask, Report, Target, Verdict, spawn};
 
 /// Which probe of a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ProbeRole)]
 pub enum Role {
     /// Gates `starting → running`, then keeps telling whether the process is ready.
     Readiness,
@@ -40,7 +41,7 @@ impl std::fmt::Display for Role {
 }
 
 /// The outcome of one probe attempt, as the API shows it (`last_probe`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProbeResult {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,

@@ -102,7 +102,7 @@ pub enum ReplicationError {
 
 /// What `GET /` shows about replication. Cheap to read: it is published on a watch channel after
 /// every sync attempt and never touches SQLite.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReplicationStatus {
     /// The generation being written.
     pub generation: Option<String>,

@@ -8,7 +8,8 @@ use super::{Result, Store};
 use crate::checkpoint::{CheckpointId, CheckpointSummary};
 
 /// A catalog row: the summary reported when the checkpoint was taken, and its fencing epoch.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Checkpoint)]
 pub struct CatalogEntry {
     #[serde(flatten)]
     pub summary: CheckpointSummary,

@@ -21,14 +21,15 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Lines kept per process.
 pub const RING_LINES: usize = 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = LogStream)]
 pub enum Stream {
     Stdout,
     Stderr,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,

@@ -63,7 +63,7 @@ impl Default for Options {
 }
 
 /// One process as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProcessInfo {
     pub name: String,
     pub stack: String,
@@ -89,7 +89,7 @@ pub struct ProcessInfo {
 }
 
 /// Counts by state, for `GET /`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Summary {
     pub total: usize,
     pub running: usize,

@@ -8,6 +8,8 @@ mod config_flow;
 mod errors;
 mod health;
 mod metrics;
+mod openapi;
+mod openapi_schema;
 mod processes;
 mod streams;
 mod support;
