@@ -226,7 +226,7 @@ pub struct Json<T>(pub T);
 /// The 404 for a path no route matches.
 pub async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; GET / shows the status, the README lists every endpoint",
+        "no endpoint at {}; GET / shows the status, GET /openapi.json lists every endpoint",
         uri.path()
     ))
 }
@@ -234,7 +234,7 @@ pub async fn no_route(uri: axum::http::Uri) -> ApiError {
 /// The 405 for a known path with the wrong method.
 pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!(
-        "{method} is not allowed on {}; the README lists the methods of each endpoint",
+        "{method} is not allowed on {}; GET /openapi.json lists the methods of each endpoint",
         uri.path()
     ))
 }
