@@ -179,7 +179,10 @@ impl Server {
             .args(["serve", "--config", conf.to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
-            .env("STATE_MANAGER_JWT_SECRET", "bench-secret-0123456789abcdef0123456789")
+            .env(
+                "STATE_MANAGER_JWT_SECRET",
+                "bench-secret-0123456789abcdef0123456789",
+            )
             .env("STATE_MANAGER_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -112,7 +112,10 @@ impl Server {
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
-            .env("STATE_MANAGER_JWT_SECRET", "bench-secret-0123456789abcdef0123456789")
+            .env(
+                "STATE_MANAGER_JWT_SECRET",
+                "bench-secret-0123456789abcdef0123456789",
+            )
             .env("STATE_MANAGER_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{Checkpoints, Job, Result, StoreError, StoreOptions, migrations};
 
 /// Bytes a restarted WAL file is cut back to (manual checkpoints only).
-const WAL_SIZE_LIMIT: i64 = 32 << 20;
+const WAL_SIZE_LIMIT: i64 = 128 << 20;
 
 /// What the handle sends to the thread.
 pub(super) enum Message {
