@@ -1,5 +1,8 @@
 //! The replication task and its handle: syncs every `interval` (backing off while storage
-//! fails), on demand, and a final time at shutdown.
+//! fails), on demand, early when a burst of commits has grown the WAL past
+//! [`crate::store::EARLY_SYNC_PAGES`] (at most every `interval / 2`), and a final time at
+//! shutdown. Shipping a busy WAL early keeps it small, so the writer reads and checkpoints a few
+//! MiB from the page cache at a time instead of a whole interval's worth.
 
 use std::time::{Duration, Instant};
 
@@ -40,11 +43,12 @@ impl Replicator {
         continuation: Option<Continuation>,
     ) -> Replicator {
         let location = objects.describe();
+        let wal_grew = store.wal_grew().clone();
         let shipper = Shipper::new(store, FencedWriter::new(objects, fence), cfg, continuation);
         let (status_tx, status) = watch::channel(ReplicationStatus::default());
         let (commands, rx) = mpsc::channel(8);
         let interval = cfg.interval.get().max(Duration::from_millis(10));
-        tokio::spawn(run(shipper, rx, status_tx, interval, location));
+        tokio::spawn(run(shipper, rx, status_tx, interval, wal_grew, location));
         Replicator { commands, status }
     }
 
@@ -89,16 +93,23 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     status: watch::Sender<ReplicationStatus>,
     interval: Duration,
+    wal_grew: std::sync::Arc<tokio::sync::Notify>,
     location: String,
 ) {
     let mut failures = 0u32;
     let mut next = tokio::time::Instant::now();
+    let mut last = next;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
+                last = tokio::time::Instant::now();
                 let result = shipper.sync_once().await;
                 failures = publish(&shipper, &status, &result, failures).await;
                 next = tokio::time::Instant::now() + delay(interval, failures);
+            }
+            // Never while failing: the backoff holds whatever the load.
+            _ = wal_grew.notified(), if failures == 0 => {
+                next = next.min(last + interval / 2);
             }
             command = commands.recv() => match command {
                 Some(Command::Sync(reply)) => {

@@ -100,12 +100,17 @@ pub struct StoreOptions {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 
+/// WAL frames after which a commit wakes replication early (16 MiB of 4 KiB pages): beyond the
+/// size at which replication resets the WAL, so an early sync ends with a reset.
+pub const EARLY_SYNC_PAGES: i32 = 4096;
+
 /// A cheap, cloneable handle to the state database's writer thread.
 #[derive(Clone)]
 pub struct Store {
     tx: std::sync::mpsc::Sender<writer::Message>,
     path: PathBuf,
     db_file: Arc<File>,
+    wal_grew: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,8 +128,14 @@ impl Store {
     /// Open with explicit options.
     pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let (tx, db_file) = writer::start(path.clone(), options).await?;
-        Ok(Store { tx, path, db_file })
+        let wal_grew = Arc::new(tokio::sync::Notify::new());
+        let (tx, db_file) = writer::start(path.clone(), options, wal_grew.clone()).await?;
+        Ok(Store {
+            tx,
+            path,
+            db_file,
+            wal_grew,
+        })
     }
 
     /// The database file.
@@ -139,6 +150,13 @@ impl Store {
     /// (`FileExt::read_at`): clones share one cursor.
     pub fn db_file(&self) -> &Arc<File> {
         &self.db_file
+    }
+
+    /// Notified after a commit that leaves at least [`EARLY_SYNC_PAGES`] frames in the WAL
+    /// (manual checkpoints only), so replication can ship a busy WAL before its interval ends
+    /// and keep it small.
+    pub fn wal_grew(&self) -> &Arc<tokio::sync::Notify> {
+        &self.wal_grew
     }
 
     /// Run `f` on the writer thread and return its result. `f` must not block for long: every

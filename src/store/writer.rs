@@ -27,13 +27,14 @@ pub(super) enum Message {
 pub(super) async fn start(
     path: PathBuf,
     options: StoreOptions,
+    wal_grew: Arc<tokio::sync::Notify>,
 ) -> Result<(mpsc::Sender<Message>, Arc<File>)> {
     let (tx, rx) = mpsc::channel::<Message>();
     let (ready_tx, ready_rx) = oneshot::channel();
     let name = format!("sqlite-{}", file_name(&path));
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || match open(&path, options) {
+        .spawn(move || match open(&path, options, Some(wal_grew)) {
             Ok((conn, file)) => {
                 let _ = ready_tx.send(Ok(file.clone()));
                 serve(conn, rx);
@@ -56,7 +57,11 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Open the file, switch to WAL, set durability and checkpoint policy, apply migrations.
-pub(super) fn open(path: &Path, options: StoreOptions) -> Result<(Connection, Arc<File>)> {
+pub(super) fn open(
+    path: &Path,
+    options: StoreOptions,
+    wal_grew: Option<Arc<tokio::sync::Notify>>,
+) -> Result<(Connection, Arc<File>)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             what: "create the directory of the state database",
@@ -71,8 +76,8 @@ pub(super) fn open(path: &Path, options: StoreOptions) -> Result<(Connection, Ar
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-    configure(&conn, path, options).map_err(|e| match e {
+    let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    configure(&mut conn, path, options, wal_grew).map_err(|e| match e {
         StoreError::Sqlite(source) => open_err(source),
         other => other,
     })?;
@@ -85,7 +90,12 @@ pub(super) fn open(path: &Path, options: StoreOptions) -> Result<(Connection, Ar
     Ok((conn, Arc::new(file)))
 }
 
-fn configure(conn: &Connection, path: &Path, options: StoreOptions) -> Result<()> {
+fn configure(
+    conn: &mut Connection,
+    path: &Path,
+    options: StoreOptions,
+    wal_grew: Option<Arc<tokio::sync::Notify>>,
+) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -102,6 +112,15 @@ fn configure(conn: &Connection, path: &Path, options: StoreOptions) -> Result<()
         // of storage) cut it back to this when it restarts.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // Registered after `wal_autocheckpoint`, which would replace it.
+        if let Some(notify) = wal_grew {
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+                if pages >= super::EARLY_SYNC_PAGES {
+                    notify.notify_one();
+                }
+                Ok(())
+            }))?;
+        }
     }
     Ok(())
 }
