@@ -10,11 +10,14 @@
 //! `/proc/<pid>/stat`), so the probe targets (200 listeners in this process) and the probe
 //! commands themselves are not counted; forking them is. Run: `cargo bench --bench probes`.
 
-use std::process::{Child, Command, Stdio};
+#[allow(dead_code)] // each benchmark reads part of it
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use state_manager::ports;
 
 const N: usize = 200;
@@ -162,61 +165,5 @@ fn stray(dir: &std::path::Path, port: u16, i: usize) {
             "stray {i} never listened"
         );
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(bin: &str, stacks: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("config.json");
-        std::fs::write(&conf, format!(r#"{{"stacks": [{stacks}]}}"#)).unwrap();
-        let child = Command::new(bin)
-            .args(["serve", "--config", conf.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env(
-                "STATE_MANAGER_JWT_SECRET",
-                "bench-secret-0123456789abcdef0123456789",
-            )
-            .env("STATE_MANAGER_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Server { child, _dir: dir }
-    }
-
-    /// Live children (the `sleep`s, and any probe command running now), over all threads.
-    fn children(&self) -> usize {
-        let pid = self.child.id();
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-            .map(|s| s.split_whitespace().count())
-            .sum()
-    }
-
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let rest: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        // utime and stime: fields 14 and 15, i.e. 11 and 12 after the command name.
-        rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
     }
 }

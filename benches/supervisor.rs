@@ -10,8 +10,13 @@
 //! The others run the real binary (`target/release/state-manager`) so that RSS is the
 //! supervisor's alone. Run: `cargo bench --bench supervisor` (builds the release binary first).
 
+#[allow(dead_code)] // each benchmark reads part of it
+#[path = "common/server.rs"]
+mod server;
+use server::Server;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -90,78 +95,6 @@ async fn wait_running(
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(bin: &str, stack: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("config.json");
-        std::fs::write(&conf, format!(r#"{{"stacks": [{stack}]}}"#)).unwrap();
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--config",
-                conf.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env(
-                "STATE_MANAGER_JWT_SECRET",
-                "bench-secret-0123456789abcdef0123456789",
-            )
-            .env("STATE_MANAGER_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Server { child, _dir: dir }
-    }
-
-    fn children(&self) -> usize {
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
-            .map(|s| s.split_whitespace().count())
-            .unwrap_or(0)
-            + threads_children(self.child.id())
-    }
-
-    fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap();
-        kb / 1024.0
-    }
-}
-
-/// Children forked by threads other than the main one (the spawner thread forks them all).
-fn threads_children(pid: u32) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| t.ok())
-        .filter(|t| t.file_name().to_str() != Some(&pid.to_string()))
-        .map(|t| {
-            std::fs::read_to_string(t.path().join("children"))
-                .map(|s| s.split_whitespace().count())
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
 }
 
 fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -2,31 +2,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use state_manager::config::{self, ProcessSpec};
+use common::supervised::start;
+use state_manager::config;
 use state_manager::events::{Event, StateName};
 use state_manager::probes::Role;
-use state_manager::supervisor::{self, Options, SupervisorHandle};
 use tokio::sync::broadcast;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn specs(json: &str) -> Vec<ProcessSpec> {
-    let c = config::parse(json).unwrap_or_else(|e| panic!("{e}"));
-    config::resolve(&c, Path::new("/nonexistent"))
-}
-
-async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>) {
-    let h = supervisor::start(Options {
-        forward_output: false,
-        ..Options::default()
-    });
-    let rx = h.subscribe();
-    h.load(specs(json)).await.unwrap();
-    (h, rx)
-}
 
 /// Events until (and including) the first matching `pred`; panics after `LONG`.
 async fn until(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_for, wait_for_async};
+use common::{alive, wait_for, wait_for_async};
 use state_manager::config;
 use state_manager::events::{ExitStatus, StateName};
 use state_manager::store::{RunStart, Store};
@@ -16,18 +16,6 @@ use state_manager::supervisor::{self, Options, RunLedger, StoreLedger};
 use time::OffsetDateTime;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
 
 #[tokio::test]
 async fn leftovers_recorded_in_the_store_are_stopped_and_runs_are_kept_current() {

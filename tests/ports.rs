@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{wait_for, wait_for_async};
+use common::{alive, wait_for, wait_for_async};
 use state_manager::config;
 use state_manager::events::{Event, ExitStatus, StateName};
 use state_manager::ports;
@@ -149,18 +149,6 @@ impl RunLedger for MemLedger {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 /// A managed process `api` that owns `port` and listens on it itself once started.

@@ -3,31 +3,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::wait_for_async;
-use state_manager::config::{self, ProcessSpec};
+use common::supervised::start;
+use common::{alive, wait_for_async};
 use state_manager::events::{Event, ExitStatus, StateName};
-use state_manager::supervisor::{self, Options, SupervisorHandle};
+use state_manager::supervisor::{self, SupervisorHandle};
 use tokio::sync::broadcast;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn specs(json: &str) -> Vec<ProcessSpec> {
-    let c = config::parse(json).unwrap_or_else(|e| panic!("{e}"));
-    config::resolve(&c, Path::new("/nonexistent"))
-}
-
-async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>) {
-    let h = supervisor::start(Options {
-        forward_output: false,
-        ..Options::default()
-    });
-    let rx = h.subscribe();
-    h.load(specs(json)).await.unwrap();
-    (h, rx)
-}
 
 /// The next event matching `pred`, or panic after `LONG`.
 async fn next_event(
@@ -52,19 +36,6 @@ fn running(name: &'static str) -> impl Fn(&Event) -> bool {
 
 async fn pid_of(h: &SupervisorHandle, name: &str) -> u32 {
     h.get(name).await.unwrap().pid.expect("a pid")
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still has a /proc entry; it counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 /// Pids whose process group is `pgid`.

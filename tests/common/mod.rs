@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod node;
+pub mod supervised;
 
 use std::time::{Duration, Instant};
 
@@ -41,4 +42,20 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// The state letter of `pid` in `/proc/<pid>/stat` (`R`, `S`, `Z`…), or `None` if it is gone.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Whether `pid` runs: a zombie still has a /proc entry, and counts as gone.
+pub fn alive(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|c| c != 'Z')
+}
+
+/// Whether `pid` has exited and waits to be reaped.
+pub fn zombie(pid: u32) -> bool {
+    proc_state(pid) == Some('Z')
 }

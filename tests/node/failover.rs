@@ -81,22 +81,15 @@ pub async fn a_partitioned_owner_stops_in_time(b: &Backend) {
         stopped < last_seen,
         "stacks stopped at {stopped}, after the lease expired at {last_seen}"
     );
-    assert!(!std::path::Path::new(&format!("/proc/{child}")).exists() || zombie(child));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists()
+            || crate::common::zombie(child as u32)
+    );
     let status = n.get("/").await;
     assert_ne!(status["role"], "owner", "{status}");
     // Back in touch with storage, it takes the environment again and starts its stacks.
     n.wait_role("owner").await;
     n.wait_running("sleeper").await;
-}
-
-fn zombie(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 pub async fn the_state_database_survives_a_kill_and_the_loss_of_the_disk(b: &Backend) {

@@ -1,0 +1,25 @@
+//! A supervisor started in the test process from a JSON config, with its event stream.
+
+use std::path::Path;
+
+use state_manager::config::{self, ProcessSpec};
+use state_manager::events::Event;
+use state_manager::supervisor::{self, Options, SupervisorHandle};
+use tokio::sync::broadcast;
+
+/// The processes of a config given as JSON (string stacks would resolve under a missing dir).
+pub fn specs(json: &str) -> Vec<ProcessSpec> {
+    let c = config::parse(json).unwrap_or_else(|e| panic!("{e}"));
+    config::resolve(&c, Path::new("/nonexistent"))
+}
+
+/// A supervisor running the processes of `json`, subscribed before they start.
+pub async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>) {
+    let h = supervisor::start(Options {
+        forward_output: false,
+        ..Options::default()
+    });
+    let rx = h.subscribe();
+    h.load(specs(json)).await.unwrap();
+    (h, rx)
+}
