@@ -160,6 +160,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"state-manager\""),
             );
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read: a client must not send its next request on
+            // this connection, whose unread bytes make the server's side reset it.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

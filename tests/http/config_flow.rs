@@ -103,7 +103,10 @@ async fn rejected_posts_write_nothing() {
         r#"{{ "stacks": [], "node_id": "{}" }}"#,
         "x".repeat(2 << 20)
     );
-    assert_problem(s.post_config(&huge).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let r = s.post_config(&huge).await;
+    // The unread rest of the body ends the connection; the client is told not to reuse it.
+    assert_eq!(r.headers()["connection"], "close");
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     assert!(!path.exists(), "a rejected POST wrote {}", path.display());
     let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
