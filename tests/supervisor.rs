@@ -328,3 +328,33 @@ async fn freeze_stops_and_thaw_resumes_the_process_group() {
     .await;
     h.shutdown().await.unwrap();
 }
+
+/// A shell starts each command with `vfork`; a group SIGSTOP that reaches the child before its
+/// exec leaves the shell in state D until SIGCONT. The freezer must count it as stopped rather
+/// than wait for it (it used to give up after 10 s and fail the checkpoint).
+#[tokio::test]
+async fn freezer_counts_a_shell_held_in_vfork_as_stopped() {
+    use state_manager::checkpoint::Freezer;
+    use state_manager::node::freezer::SupervisorFreezer;
+
+    let (h, mut rx) = start(
+        r#"{"stacks": [{"name": "sh", "command": "sh", "args": ["-c", "while :; do /bin/true; done"]}]}"#,
+    )
+    .await;
+    next_event(&mut rx, "running", running("sh")).await;
+    let freezer = SupervisorFreezer::new(h.clone());
+    for round in 0..200 {
+        let t = Instant::now();
+        freezer
+            .freeze()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "round {round}: {:?}",
+            t.elapsed()
+        );
+        freezer.thaw().await.unwrap();
+    }
+    h.shutdown().await.unwrap();
+}

@@ -54,7 +54,8 @@ impl Freezer for SupervisorFreezer {
     }
 }
 
-/// The state letter of `pid` if it exists and is neither stopped nor a zombie.
+/// The state letter of `pid` if it exists and can still run code: neither stopped, nor a
+/// zombie, nor waiting on a `vfork` child.
 fn running(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let state = stat
@@ -63,5 +64,22 @@ fn running(pid: u32) -> Option<String> {
         .split_whitespace()
         .next()?
         .to_string();
-    (!matches!(state.as_str(), "T" | "t" | "Z" | "X")).then_some(state)
+    match state.as_str() {
+        "T" | "t" | "Z" | "X" => None,
+        "D" if in_vfork(pid) => None,
+        _ => Some(state),
+    }
+}
+
+/// Whether `pid` sleeps in `vfork` until its child calls exec or exits. Shells (dash) and
+/// `posix_spawn` start commands this way; when the group's SIGSTOP reaches the child before its
+/// exec, the parent stays in state `D` until SIGCONT — it can run nothing, and the stop pending
+/// for it takes effect before it returns to its own code, so it counts as stopped.
+fn in_vfork(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| {
+        matches!(
+            w.trim(),
+            "kernel_clone" | "wait_for_vfork_done" | "do_fork" | "_do_fork"
+        )
+    })
 }

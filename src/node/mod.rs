@@ -13,7 +13,7 @@
 //!   request that finds it taken is refused (409), never queued behind a long operation.
 
 mod events;
-mod freezer;
+pub mod freezer;
 mod ops;
 mod owner;
 mod timings;
