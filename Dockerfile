@@ -3,7 +3,8 @@
 # Build: the Rust toolchain image, release build of the one binary.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY build ./build
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches

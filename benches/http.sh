@@ -15,8 +15,8 @@ CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-1}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet
-BIN=target/release/state-manager
+[ -n "${BIN:-}" ] || cargo build --release --quiet
+BIN=${BIN:-target/release/state-manager}
 export STATE_MANAGER_JWT_SECRET=${STATE_MANAGER_JWT_SECRET:-bench-secret-0123456789abcdef0123456789}
 TOKEN=$("$BIN" token --scope read --ttl 1h --sub bench)
 WORK=$(mktemp -d)

@@ -14,6 +14,7 @@ Functions of phase 1 come first, then those first seen in phase 2; each group is
 the file changes only where the code does.
 
 Usage: build/record-symbol-order.py [--binary target/release/state-manager] [--out FILE]
+       build/record-symbol-order.py --check   # how much of the list the binary still matches
 Needs valgrind (Debian package `valgrind`) and a release binary with its symbol table.
 """
 
@@ -83,12 +84,27 @@ def binary_functions(binary):
             if len(p) == 3 and p[1] in "tTwW"}
 
 
+def check(binary, listing):
+    with open(listing) as f:
+        listed = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    present = binary_functions(binary)
+    found = sum(1 for n in listed if n in present)
+    share = found / max(len(listed), 1)
+    print(f"{found} of {len(listed)} listed functions are in {binary} ({share:.0%})")
+    if share < 0.9:
+        sys.exit("the list is stale: run build/record-symbol-order.py, then build again")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/state-manager"))
     ap.add_argument("--out", default=os.path.join(HERE, "symbol-order.txt"))
+    ap.add_argument("--check", action="store_true",
+                    help="only report how many listed functions the binary has (exit 1 below 90 %%)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
+    if args.check:
+        return check(binary, args.out)
     work = tempfile.mkdtemp(prefix="symbol-order-")
     config = os.path.join(work, "config.json")
     with open(config, "w") as f:
