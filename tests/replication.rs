@@ -138,6 +138,7 @@ per_backend!(
     clean_restart_continues_the_generation,
     a_database_from_another_location_is_replaced,
     many_wal_cycles_restore_exactly,
+    commits_racing_syncs_are_all_shipped,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

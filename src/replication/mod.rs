@@ -2,12 +2,13 @@
 //!
 //! The approach is Litestream's, simpler because the store's writer thread makes every write and
 //! nothing checkpoints the WAL except replication:
-//! - Every `interval`, committed WAL frames past the shipped position are read on the writer
-//!   thread (so no write runs meanwhile), compressed and uploaded as one segment object.
+//! - Every `interval`, committed WAL frames past the shipped position are read, compressed and
+//!   uploaded as segment objects. The read runs beside the writer thread, which goes on
+//!   committing: frames never change until the WAL is reset, and only this task resets it.
 //! - The WAL is reset only when everything before the read being shipped is already in storage,
-//!   in the same writer-thread call as that read: a frame is therefore either still in the WAL,
-//!   or in storage, or in the one segment being uploaded, whose pages are also in the database
-//!   file. While storage is unreachable nothing is checkpointed and the frames wait in the WAL.
+//!   in the same writer-thread call as that read (of what was committed since the last one): a
+//!   frame is therefore either still in the WAL, or in storage, or in the one segment being
+//!   uploaded, whose pages are also in the database file. While storage is unreachable nothing is checkpointed and the frames wait in the WAL.
 //!   Running, the reset is a RESTART checkpoint (later commits reuse the file's space instead of
 //!   growing a new file, which costs an fsync of metadata each); a new generation and shutdown
 //!   use TRUNCATE, so the snapshot and the continuity record start from an empty WAL.

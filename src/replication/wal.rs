@@ -143,7 +143,16 @@ pub fn read_committed(wal: &Path, pos: &WalPos, cap: u64) -> Result<WalRead, Wal
         {
             return Ok(nothing_or_gap(pos));
         }
-        None => WalHeader::parse(&raw)?,
+        None => match WalHeader::parse(&raw) {
+            Ok(h) => h,
+            Err(_) => {
+                // A read beside the writer may catch SQLite rewriting the header of a new
+                // cycle halfway; the whole 32-byte write is there a moment later.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                file.read_exact_at(&mut raw, 0)?;
+                WalHeader::parse(&raw)?
+            }
+        },
     };
     let start = pos.offset.max(HEADER_LEN);
     if len < start {

@@ -389,3 +389,44 @@ pub async fn many_wal_cycles_restore_exactly(be: Backend) {
         (1..=30_000).collect::<Vec<_>>()
     );
 }
+
+/// The WAL is read beside the writer, which goes on committing; the reset happens with writes
+/// held. Commits racing every read and reset still all reach storage, in order, exactly once.
+pub async fn commits_racing_syncs_are_all_shipped(be: Backend) {
+    let objects = be.objects("racing").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Duration::from_secs(3600));
+    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
+        .await
+        .unwrap();
+    let rep = rep.unwrap();
+    rep.sync_now().await.unwrap();
+    const COMMITS: u64 = 6_000;
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move { insert(&store, 1..=COMMITS).await }
+    });
+    let mut syncs = 0;
+    while !writer.is_finished() {
+        rep.sync_now().await.unwrap();
+        syncs += 1;
+    }
+    writer.await.unwrap();
+    rep.sync_now().await.unwrap();
+    let listing = objects.list("db/").await.unwrap();
+    let cycles: BTreeSet<&str> = listing
+        .iter()
+        .filter_map(|m| m.key.split("/wal/").nth(1))
+        .map(|name| &name[..8])
+        .collect();
+    assert!(
+        cycles.len() >= 3 && syncs >= 10,
+        "the WAL was read and reset while commits ran: {syncs} syncs, cycles {cycles:?}"
+    );
+    let restored = dir.path().join("r.db");
+    restore_db(&objects, &restored, None).await.unwrap();
+    assert_eq!(
+        restored_numbers(restored).await,
+        (1..=COMMITS).collect::<Vec<_>>()
+    );
+}

@@ -1,6 +1,7 @@
 //! One sync of the state database to storage: upload what is queued, start a generation when
-//! due, then read committed WAL frames on the writer thread and upload them, checkpointing when
-//! the WAL is large and everything older is already stored.
+//! due, then read committed WAL frames (beside the writer, which goes on committing) and upload
+//! them; when the WAL is large and all of it is stored, read what came meanwhile and reset the
+//! WAL in one call on the writer thread.
 //!
 //! Invariant: items leave the queue in order and only after their upload succeeded, so storage
 //! always holds a prefix of the history (snapshot first, then segments without gaps).
@@ -36,9 +37,10 @@ pub struct Continuation {
     pub next_index: u64,
 }
 
-/// When frames were read: the instant (for "synced through") and the wall clock (named in the
-/// segment, for point-in-time restore). Taken on the writer thread, so every commit in the read
-/// happened before it.
+/// When frames were read: the instant (for "synced through": every commit acknowledged before it
+/// is in the read) and the wall clock (named in the segment, for point-in-time restore: every
+/// commit in the read happened before it). On the writer thread both are taken before the read,
+/// as nothing commits during it; beside the writer, the instant before and the wall clock after.
 #[derive(Clone, Copy)]
 struct ReadAt {
     instant: Instant,
@@ -52,6 +54,15 @@ impl ReadAt {
             wall: OffsetDateTime::now_utc(),
         }
     }
+}
+
+/// Where the WAL is read.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// On a blocking thread, while the store goes on committing.
+    Beside,
+    /// On the store's writer thread, which may then reset the WAL.
+    Writer,
 }
 
 /// Frames read from the WAL, on their way into the queue.
@@ -148,7 +159,7 @@ impl Shipper {
             self.prune().await;
         }
         loop {
-            let more = self.read_step().await?;
+            let more = self.read_step(Reader::Beside).await?;
             self.drain().await?;
             if self.rotate_requested {
                 self.rotate().await?;
@@ -158,8 +169,23 @@ impl Shipper {
                 break;
             }
         }
+        if self.reset_due() {
+            // What was committed during the reads above, and the reset, with writes held.
+            self.read_step(Reader::Writer).await?;
+            self.drain().await?;
+        }
         self.last_sync_at = Some(OffsetDateTime::now_utc());
         Ok(())
+    }
+
+    /// Whether the WAL is worth resetting: everything read is in storage and the WAL is long.
+    fn reset_due(&self) -> bool {
+        self.queue.is_empty()
+            && !self.rotate_requested
+            && self
+                .generation
+                .as_ref()
+                .is_some_and(|g| g.pos.offset >= CHECKPOINT_AT)
     }
 
     fn rotation_due(&self) -> bool {
@@ -170,29 +196,50 @@ impl Shipper {
     }
 
     /// Read the next committed frames into the queue. Returns whether more are waiting.
-    async fn read_step(&mut self) -> Result<bool, ReplicationError> {
+    ///
+    /// [`Reader::Beside`] reads while the store goes on writing: committed frames never change
+    /// until the WAL is reset, which only this task asks for, and a frame being written fails its
+    /// checksum, so the read ends at the last whole transaction. [`Reader::Writer`] reads on the
+    /// writer thread and, when that reaches the end of the WAL with nothing else unshipped, resets
+    /// the WAL in the same call, so no commit can fall between the read and the reset.
+    async fn read_step(&mut self, reader: Reader) -> Result<bool, ReplicationError> {
         let Some(generation) = &self.generation else {
             return Ok(false);
         };
         let (name, index, pos) = (generation.name.clone(), generation.index, generation.pos);
         let wal_path = self.wal_path.clone();
         let may_checkpoint = self.queue.is_empty();
-        let (read, read_at, reset) = self
-            .store
-            .call(move |conn| {
-                let read_at = ReadAt::now();
+        let (read, read_at, reset) = match reader {
+            Reader::Beside => tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let read = read_wal(&wal_path, &pos, SEGMENT_CAP)?;
-                let reset = match &read {
-                    WalRead::Frames {
-                        next, more: false, ..
-                    } if may_checkpoint && next.offset >= CHECKPOINT_AT => {
-                        checkpoint(conn, Checkpoint::Restart)?
-                    }
-                    _ => false,
+                // Commits may land while the file is read: name the segment after the read.
+                let read_at = ReadAt {
+                    instant: started,
+                    wall: OffsetDateTime::now_utc(),
                 };
-                Ok::<_, ReplicationError>((read, read_at, reset))
+                Ok::<_, ReplicationError>((read, read_at, false))
             })
-            .await?;
+            .await
+            .map_err(|_| ReplicationError::Stopped)??,
+            Reader::Writer => {
+                self.store
+                    .call(move |conn| {
+                        let read_at = ReadAt::now();
+                        let read = read_wal(&wal_path, &pos, SEGMENT_CAP)?;
+                        let reset = match &read {
+                            WalRead::Frames {
+                                next, more: false, ..
+                            } if may_checkpoint && next.offset >= CHECKPOINT_AT => {
+                                checkpoint(conn, Checkpoint::Restart)?
+                            }
+                            _ => false,
+                        };
+                        Ok::<_, ReplicationError>((read, read_at, reset))
+                    })
+                    .await?
+            }
+        };
         let (start, seed, bytes, next, more) = match read {
             WalRead::Discontinuity(why) => {
                 tracing::warn!(
