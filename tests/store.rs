@@ -304,3 +304,48 @@ async fn the_checkpoint_catalog_lists_newest_first_and_reconciles_with_storage()
     assert!(!store.catalog_delete(b.summary.id.as_str()).await.unwrap());
     assert_eq!(store.catalog_list(10).await.unwrap(), [c]);
 }
+
+/// With manual checkpoints, a commit that leaves `EARLY_SYNC_PAGES` frames in the WAL wakes
+/// replication through `Store::wal_grew`, so a burst is shipped (and the WAL reset) before the
+/// interval ends; commits below that size do not.
+#[tokio::test]
+async fn a_long_wal_wakes_replication_early() {
+    use futures::FutureExt;
+    use state_manager::store::EARLY_SYNC_PAGES;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Store::open(&path).await.unwrap();
+    let grew = store.wal_grew().clone();
+    let frames = || {
+        let len = std::fs::metadata(dir.path().join("state.db-wal")).map_or(0, |m| m.len());
+        len.saturating_sub(32) / (4096 + 24)
+    };
+    let mut n = 0;
+    let mut burst = async |until: u64| {
+        while frames() < until {
+            let batch: Vec<Event> = (0..50)
+                .map(|_| {
+                    n += 1;
+                    let mut e = event("burst", StateName::Running, StateName::Exited, n);
+                    e.reason = Some(format!("{n:0>3000}"));
+                    e
+                })
+                .collect();
+            store.insert_events(&batch).await.unwrap();
+        }
+    };
+    let limit = EARLY_SYNC_PAGES as u64;
+    burst(limit * 3 / 4).await;
+    assert!(
+        grew.notified().now_or_never().is_none(),
+        "woken at {} frames, below {limit}",
+        frames()
+    );
+    burst(limit).await;
+    assert!(
+        grew.notified().now_or_never().is_some(),
+        "not woken at {} frames",
+        frames()
+    );
+}

@@ -1,8 +1,7 @@
 //! The replication task and its handle: syncs every `interval` (backing off while storage
 //! fails), on demand, early when a burst of commits has grown the WAL past
 //! [`crate::store::EARLY_SYNC_PAGES`] (at most every `interval / 2`), and a final time at
-//! shutdown. Shipping a busy WAL early keeps it small, so the writer reads and checkpoints a few
-//! MiB from the page cache at a time instead of a whole interval's worth.
+//! shutdown. Shipping a busy WAL early bounds its size, and the lag, under a burst of commits.
 
 use std::time::{Duration, Instant};
 
