@@ -69,6 +69,30 @@ pub async fn open_objects(storage: &StorageConfig) -> DynStore {
 }
 
 /// Replication settings for tests: a short interval, no periodic snapshot, long retention.
+/// A store at `dir/s.db` replicated to `objects`.
+pub async fn open_replicated(
+    objects: &DynStore,
+    dir: &std::path::Path,
+    cfg: &ReplicationConfig,
+) -> (state_manager::store::Store, replication::Replicator) {
+    let (store, rep) = replication::open(&dir.join("s.db"), objects.clone(), cfg, None)
+        .await
+        .unwrap();
+    (store, rep.expect("replication is enabled"))
+}
+
+/// The WAL cycles that stored segments belong to (the first 8 characters of their names).
+pub async fn wal_cycles(objects: &DynStore) -> std::collections::BTreeSet<String> {
+    objects
+        .list("db/")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.key.split("/wal/").nth(1))
+        .map(|name| name[..8].to_string())
+        .collect()
+}
+
 pub fn config(interval: Duration) -> ReplicationConfig {
     ReplicationConfig {
         enabled: true,
@@ -234,10 +258,7 @@ async fn restore_refuses_a_generation_with_a_missing_segment() {
     let objects = be.objects("gap").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     rep.sync_now().await.unwrap();
     for n in 1..=3 {
         store.insert_events(&[event(n)]).await.unwrap();

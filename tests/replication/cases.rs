@@ -1,6 +1,5 @@
 //! The replication cases, each run against the local backend and against moto.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::child::Writer;
 use super::common::{wait_for, wait_for_async};
-use super::{Backend, config, event, restored_numbers};
+use super::{Backend, config, event, open_replicated, restored_numbers, wal_cycles};
 
 /// Generous bound for anything that waits on replication on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -108,10 +107,7 @@ pub async fn point_in_time_restore(be: Backend) {
     let objects = be.objects("pitr").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(50));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     let before_everything = OffsetDateTime::now_utc() - time::Duration::hours(1);
     insert(&store, 1..=10).await;
     rep.sync_now().await.unwrap();
@@ -161,10 +157,7 @@ pub async fn retention_prunes_old_generations(be: Backend) {
     let mut cfg = config(Duration::from_millis(50));
     cfg.snapshot_interval = state_manager::config::Dur::millis(300);
     cfg.retention = state_manager::config::Dur::secs(1);
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     rep.sync_now().await.unwrap();
     let first = rep.status().borrow().generation.clone().unwrap();
     let mut n = 0;
@@ -284,10 +277,7 @@ pub async fn storage_outage_loses_nothing(mut be: Backend) {
     let objects = be.objects("outage").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(100));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     insert(&store, 1..=5).await;
     rep.sync_now().await.unwrap();
 
@@ -321,10 +311,7 @@ pub async fn storage_restarted_empty(mut be: Backend) {
     let objects = be.objects("restarted").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(100));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     insert(&store, 1..=5).await;
     rep.sync_now().await.unwrap();
     let first = rep.status().borrow().generation.clone();
@@ -355,22 +342,14 @@ pub async fn many_wal_cycles_restore_exactly(be: Backend) {
     let objects = be.objects("cycles").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     rep.sync_now().await.unwrap();
     for batch in 0..30u64 {
         let events: Vec<_> = (1..=1000).map(|i| event(batch * 1000 + i)).collect();
         store.insert_events(&events).await.unwrap();
         rep.sync_now().await.unwrap();
     }
-    let listing = objects.list("db/").await.unwrap();
-    let cycles: BTreeSet<&str> = listing
-        .iter()
-        .filter_map(|m| m.key.split("/wal/").nth(1))
-        .map(|name| &name[..8])
-        .collect();
+    let cycles = wal_cycles(&objects).await;
     assert!(
         cycles.len() >= 3,
         "the WAL was reset between syncs: {cycles:?}"
@@ -396,10 +375,7 @@ pub async fn commits_racing_syncs_are_all_shipped(be: Backend) {
     let objects = be.objects("racing").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
-    let (store, rep) = replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, None)
-        .await
-        .unwrap();
-    let rep = rep.unwrap();
+    let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     rep.sync_now().await.unwrap();
     const COMMITS: u64 = 6_000;
     let writer = tokio::spawn({
@@ -413,12 +389,7 @@ pub async fn commits_racing_syncs_are_all_shipped(be: Backend) {
     }
     writer.await.unwrap();
     rep.sync_now().await.unwrap();
-    let listing = objects.list("db/").await.unwrap();
-    let cycles: BTreeSet<&str> = listing
-        .iter()
-        .filter_map(|m| m.key.split("/wal/").nth(1))
-        .map(|name| &name[..8])
-        .collect();
+    let cycles = wal_cycles(&objects).await;
     assert!(
         cycles.len() >= 3 && syncs >= 10,
         "the WAL was read and reset while commits ran: {syncs} syncs, cycles {cycles:?}"
