@@ -110,7 +110,7 @@ pub struct CheckpointBody {
         (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The body has the wrong shape"),
         (status = 500, description = "A checkpoint hook or the state database failed"),
-        (status = 503, description = "Storage cannot be reached"),
+        (status = 503, description = "Storage cannot be reached, or a process did not stop for the freeze in time (retry)"),
     )
 )]
 pub async fn create(
@@ -306,6 +306,8 @@ fn checkpoint_error(e: CheckpointError, text: String) -> ApiError {
         CheckpointError::Store(_) => {
             ApiError::Unavailable(format!("{text}; is storage reachable?"))
         }
+        // A process that did not stop in time (stuck on a busy disk): the next try may succeed.
+        CheckpointError::Freeze { .. } => ApiError::Unavailable(text),
         _ => ApiError::Internal {
             detail: text.clone(),
             cause: text,
@@ -325,5 +327,26 @@ fn lease_error(e: LeaseError, text: String) -> ApiError {
             detail: text.clone(),
             cause: text,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// Processes that would not stop for the checkpoint are a reason to try again, not a fault
+    /// of the server. (A process held in state D for 10 s cannot be produced on demand.)
+    #[test]
+    fn a_failed_freeze_is_unavailable_not_internal() {
+        let e = CheckpointError::Freeze {
+            source: "process 7 is still in state D".into(),
+        };
+        let text = e.to_string();
+        assert_eq!(
+            checkpoint_error(e, text).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }
