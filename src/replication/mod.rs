@@ -9,9 +9,10 @@
 //!   in the same writer-thread call as that read (of what was committed since the last one): a
 //!   frame is therefore either still in the WAL, or in storage, or in the one segment being
 //!   uploaded, whose pages are also in the database file. While storage is unreachable nothing
-//!   is checkpointed and the frames wait in the WAL. Running, the reset is a RESTART checkpoint (later commits reuse the file's space instead of
-//!   growing a new file, which costs an fsync of metadata each); a new generation and shutdown
-//!   use TRUNCATE, so the snapshot and the continuity record start from an empty WAL.
+//!   is checkpointed and the frames wait in the WAL. Running, the reset is a RESTART checkpoint
+//!   (later commits reuse the file's space instead of growing a new file, which costs an fsync
+//!   of metadata each); a new generation and shutdown use TRUNCATE, so the snapshot and the
+//!   continuity record start from an empty WAL.
 //! - A generation is a full snapshot (the database file right after a TRUNCATE checkpoint) plus
 //!   the segments that follow it. A new one starts when the local database is not provably the
 //!   continuation of the stored one, every `snapshot_interval`, and when the WAL was reset by
