@@ -27,6 +27,8 @@ use state_manager::supervisor::{self, Options};
 
 fn main() {
     let bin = release_binary();
+    // Before the in-process supervisor below starts reaping every child of this process.
+    let coverage = layout_coverage(&bin);
     println!("| figure | value | target |");
     println!("|---|---|---|");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -43,6 +45,36 @@ fn main() {
     println!("| stop 100 ignoring SIGTERM (stop_timeout 2s) | {t:.2} s | ≈ 2 s |");
     let rss = idle_rss(&bin, 10);
     println!("| idle RSS, 10 processes | {rss:.1} MB | < 15 MB |");
+    if let Some((found, listed)) = coverage {
+        println!(
+            "| code layout: listed start-up functions found in the binary | {found} of {listed} | all (else run build/record-symbol-order.py) |"
+        );
+    }
+}
+
+/// How many functions of `build/symbol-order.txt` the binary has: the idle RSS above depends on
+/// them (a dependency or toolchain update renames some). `None` without `nm`.
+fn layout_coverage(bin: &str) -> Option<(usize, usize)> {
+    let list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/build/symbol-order.txt"
+    ))
+    .ok()?;
+    let nm = Command::new("nm")
+        .args(["--defined-only", bin])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&nm.stdout);
+    let present: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let listed: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let found = listed.iter().filter(|n| present.contains(*n)).count();
+    Some((found, listed.len()))
 }
 
 fn release_binary() -> String {
