@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{alive, wait_for, wait_for_async};
+use common::{alive, stray_sleep, wait_for_async, wait_for_line};
 use state_manager::config;
 use state_manager::events::{ExitStatus, StateName};
 use state_manager::store::{RunStart, Store};
@@ -22,15 +22,8 @@ async fn leftovers_recorded_in_the_store_are_stopped_and_runs_are_kept_current()
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.db")).await.unwrap();
     // A process of "an earlier run", leading its own group as supervised processes do.
-    let mut stray = std::process::Command::new("setsid")
-        .args(["sleep", "1000"])
-        .spawn()
-        .unwrap();
+    let mut stray = stray_sleep();
     let pid = stray.id();
-    wait_for("the stray running sleep", LONG, || {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "sleep").then_some(())
-    });
     let now = OffsetDateTime::now_utc();
     store
         .run_started(RunStart::for_pid("old", pid, now))
@@ -89,15 +82,8 @@ async fn a_ledger_given_after_register_cleans_up_before_start_all() {
     // the ledger handed over and the stacks started.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.db")).await.unwrap();
-    let mut stray = std::process::Command::new("setsid")
-        .args(["sleep", "1000"])
-        .spawn()
-        .unwrap();
+    let mut stray = stray_sleep();
     let pid = stray.id();
-    wait_for("the stray running sleep", LONG, || {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "sleep").then_some(())
-    });
     let start = RunStart::for_pid("new", pid, OffsetDateTime::now_utc());
     store.run_started(start).await.unwrap();
     let check = dir.path().join("seen");
@@ -119,12 +105,7 @@ async fn a_ledger_given_after_register_cleans_up_before_start_all() {
         .await
         .unwrap();
     h.start_all().await.unwrap();
-    let seen = wait_for_async("the new process's check", LONG, || async {
-        std::fs::read_to_string(&check)
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    })
-    .await;
+    let seen = wait_for_line("the new process's check", &check).await;
     assert_eq!(
         seen.trim(),
         "gone",

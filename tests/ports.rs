@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{alive, wait_for, wait_for_async};
+use common::{alive, wait_for, wait_for_line};
 use state_manager::config;
 use state_manager::events::{Event, ExitStatus, StateName};
 use state_manager::ports;
@@ -334,12 +334,7 @@ async fn start_up_cleanup_stops_leftovers_before_anything_starts_and_spares_recy
     );
     let (h, mut rx) = start(&json, Some(ledger.clone())).await;
     next(&mut rx, StateName::Running).await;
-    let seen = wait_for_async("the new process's check", LONG, || async {
-        std::fs::read_to_string(&check)
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-    })
-    .await;
+    let seen = wait_for_line("the new process's check", &check).await;
     assert_eq!(
         seen.trim(),
         "gone",

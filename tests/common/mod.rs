@@ -59,3 +59,28 @@ pub fn alive(pid: u32) -> bool {
 pub fn zombie(pid: u32) -> bool {
     proc_state(pid) == Some('Z')
 }
+
+/// A `sleep 1000` leading its own session and process group (as supervised processes do), not
+/// a child of any supervisor: a process "of an earlier run". Returned once it runs `sleep`.
+pub fn stray_sleep() -> std::process::Child {
+    let stray = std::process::Command::new("setsid")
+        .args(["sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let pid = stray.id();
+    wait_for("the stray running sleep", Duration::from_secs(30), || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    });
+    stray
+}
+
+/// The content of `path` once a whole line has been written to it.
+pub async fn wait_for_line(what: &str, path: &std::path::Path) -> String {
+    wait_for_async(what, Duration::from_secs(30), || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await
+}
