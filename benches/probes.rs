@@ -13,7 +13,7 @@
 #[allow(dead_code)] // each benchmark reads part of it
 #[path = "common/server.rs"]
 mod server;
-use server::Server;
+use server::{Server, release_binary};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,19 +47,6 @@ fn main() {
     println!("| find a port's holder (/proc scan), p50 | {scan:.2} ms | |");
     println!("| holder found → port free, p50 | {free_p50:.2} ms | |");
     println!("| holder found → port free, max of 20 | {free_max:.2} ms | |");
-}
-
-fn release_binary() -> String {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "state-manager"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    format!(
-        "{}/target/release/state-manager",
-        env!("CARGO_MANIFEST_DIR")
-    )
 }
 
 /// `n` listeners on 127.0.0.1 that accept and close, for the tcp probes.

@@ -13,7 +13,7 @@
 #[allow(dead_code)] // each benchmark reads part of it
 #[path = "common/server.rs"]
 mod server;
-use server::Server;
+use server::{Server, release_binary};
 
 use std::path::Path;
 use std::process::Command;
@@ -75,19 +75,6 @@ fn layout_coverage(bin: &str) -> Option<(usize, usize)> {
         .collect();
     let found = listed.iter().filter(|n| present.contains(*n)).count();
     Some((found, listed.len()))
-}
-
-fn release_binary() -> String {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "state-manager"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    format!(
-        "{}/target/release/state-manager",
-        env!("CARGO_MANIFEST_DIR")
-    )
 }
 
 async fn restart_overhead(crashes: usize) -> (f64, f64) {

@@ -6,6 +6,20 @@ use std::process::{Child, Command, Stdio};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// Build the release binary (no-op when current) and return its path.
+pub fn release_binary() -> String {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "state-manager"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    format!(
+        "{}/target/release/state-manager",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 pub struct Server {
     pub child: Child,
     _dir: tempfile::TempDir,
