@@ -319,12 +319,17 @@ def restore(ctx, rs):
     expect("settings.json after the restore", '{"v":1}\n', rs[2].stdout)
 
 
+def has_samples(r, *samples):
+    """A 200 metrics answer with each of `samples` as one of its lines."""
+    status(r, 200)
+    for sample in samples:
+        contains("the metrics", sample, r.stdout.splitlines())
+
+
 @step("metrics", poll=True)
 def metrics(ctx, rs):
-    status(rs[0], 200)
-    for sample in ('state_manager_lease_role{role="owner"} 1', "state_manager_lease_epoch 1",
-                   'state_manager_process_up{process="worker"} 1'):
-        contains("the metrics", sample, rs[0].stdout.splitlines())
+    has_samples(rs[0], 'state_manager_lease_role{role="owner"} 1', "state_manager_lease_epoch 1",
+                'state_manager_process_up{process="worker"} 1')
 
 
 @step("release-lease")
@@ -361,10 +366,8 @@ def logs_after_takeover(ctx, rs):
 
 @step("metrics-after-takeover", poll=True)
 def metrics_after_takeover(ctx, rs):
-    status(rs[0], 200)
-    for sample in ('state_manager_lease_role{role="owner"} 1', "state_manager_lease_epoch 2",
-                   "state_manager_lease_acquisitions_total 1"):
-        contains("the metrics", sample, rs[0].stdout.splitlines())
+    has_samples(rs[0], 'state_manager_lease_role{role="owner"} 1', "state_manager_lease_epoch 2",
+                "state_manager_lease_acquisitions_total 1")
 
 
 @step("unknown-path")

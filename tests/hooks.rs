@@ -53,8 +53,16 @@ async fn line_in(file: PathBuf, line: &'static str) -> i32 {
     .await
 }
 
-async fn listener() -> tokio::net::TcpListener {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+/// Run the service with `config` until `log` has the line "app start", then shut it down;
+/// returns its exit code.
+async fn serve_until_app_starts(dir: &Path, config: &serde_json::Value, log: &Path) -> i32 {
+    app::serve(
+        settings(dir, config),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        line_in(log.to_path_buf(), "app start"),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -74,13 +82,7 @@ async fn hooks_run_in_order_around_the_processes_and_sinks_flush_before_exit() {
         "stacks": [{"name": "app", "command": "sh", "stop_timeout": "10s", "args": ["-c",
             format!("echo app start >> {l}; trap 'echo app stop >> {l}; exit 0' TERM; while :; do sleep 0.05; done")]}]
     });
-    let code = app::serve(
-        settings(dir.path(), &config),
-        listener().await,
-        line_in(log.clone(), "app start"),
-    )
-    .await
-    .unwrap();
+    let code = serve_until_app_starts(dir.path(), &config, &log).await;
     assert_eq!(code, 0);
     let order = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -116,13 +118,7 @@ async fn a_hanging_hook_is_killed_at_its_timeout_and_shutdown_still_completes() 
             format!("echo app start >> {}; exec sleep 1000", log.display())]}]
     });
     let t = Instant::now();
-    let code = app::serve(
-        settings(dir.path(), &config),
-        listener().await,
-        line_in(log.clone(), "app start"),
-    )
-    .await
-    .unwrap();
+    let code = serve_until_app_starts(dir.path(), &config, &log).await;
     assert_eq!(code, 0);
     assert!(t.elapsed() < LONG, "serve took {:?}", t.elapsed());
     let order = std::fs::read_to_string(&log).unwrap();
