@@ -52,29 +52,24 @@ fn main() {
     }
 }
 
-/// How many functions of `build/symbol-order.txt` the binary has: the idle RSS above depends on
-/// them (a dependency or toolchain update renames some). `None` without `nm`.
+/// How many functions of `build/symbol-order.txt` the binary has, as counted by
+/// `build/record-symbol-order.py --check`: the idle RSS above depends on them (a dependency or
+/// toolchain update renames some). `None` without python3 or nm.
 fn layout_coverage(bin: &str) -> Option<(usize, usize)> {
-    let list = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/build/symbol-order.txt"
-    ))
-    .ok()?;
-    let nm = Command::new("nm")
-        .args(["--defined-only", bin])
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/build/record-symbol-order.py"
+        ))
+        .args(["--check", "--binary", bin])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&nm.stdout);
-    let present: std::collections::HashSet<&str> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .collect();
-    let listed: Vec<&str> = list
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let found = listed.iter().filter(|n| present.contains(*n)).count();
-    Some((found, listed.len()))
+    // "<found> of <listed> listed functions are in …"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let found = words.next()?.parse().ok()?;
+    let listed = words.nth(1)?.parse().ok()?;
+    Some((found, listed))
 }
 
 async fn restart_overhead(crashes: usize) -> (f64, f64) {
