@@ -208,7 +208,6 @@ impl Shipper {
         };
         let (name, index, pos) = (generation.name.clone(), generation.index, generation.pos);
         let wal_path = self.wal_path.clone();
-        let may_checkpoint = self.queue.is_empty();
         let (read, read_at, reset) = match reader {
             Reader::Beside => tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
@@ -223,6 +222,7 @@ impl Shipper {
             .await
             .map_err(|_| ReplicationError::Stopped)??,
             Reader::Writer => {
+                let may_checkpoint = self.queue.is_empty();
                 self.store
                     .call(move |conn| {
                         let read_at = ReadAt::now();
