@@ -1,5 +1,5 @@
 # The one test command (README quick start and .ci/run both call `make test`): the cargo tests,
-# then the README's runbook end to end (`make integration`).
+# then the runbook of docs/RUNBOOK.md end to end (`make integration`).
 #
 # Tests need the moto S3 server, and the OpenAPI checks openapi-spec-validator and
 # check-jsonschema, from PyPI; they are installed into .venv on first use.
@@ -16,8 +16,9 @@ test: deps
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
 	$(MAKE) integration
 
-# The README's runbook, run as written against two nodes and the moto S3 server
-# (integration/runbook.py; python3 standard library, curl and jq).
+# The runbook (docs/RUNBOOK.md, and any other docs page with runbook blocks), run as written
+# against two nodes and the moto S3 server (integration/runbook.py; python3 standard library,
+# curl and jq).
 integration: deps
 	cargo build --locked
 	MOTO_SERVER=$(MOTO) python3 integration/runbook.py --bin target/debug/state-manager

@@ -8,8 +8,8 @@ puts those functions next to each other and the resident code shrinks to about t
 
 Run under valgrind's callgrind, which records every function that executes:
   1. `serve` with 10 `sleep` processes on local storage: start-up, then idle past a lease renewal;
-  2. the requests of the README runbook against it (status, processes, logs, events, metrics,
-     config, restart, checkpoint), then shutdown.
+  2. the requests of the runbook (docs/RUNBOOK.md) against it (status, processes, logs, events,
+     metrics, config, restart, checkpoint), then shutdown.
 Functions of phase 1 come first, then those first seen in phase 2; each group is sorted by name so
 the file changes only where the code does.
 

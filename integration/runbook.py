@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Runs the README's runbook end to end and checks every answer.
+"""Runs the runbook of the docs end to end and checks every answer.
 
 It starts the moto S3 server and two state-manager nodes (node-a and node-b: their own data
 directories and ports, the same bucket and prefix, the JWT secret and S3 settings by
-environment, as the README starts them), then runs each `$ command` of the README's marked
-runbook steps with bash, in order, with `$SM` / `$SM2` set to the two nodes' URLs. Each step is
-checked twice: against what it must answer (steps.py), and against the shape of the output the
-README shows (readme.py), so the documentation cannot drift from the program.
+environment, as docs/RUNBOOK.md starts them), then runs each `$ command` of the marked runbook
+steps with bash, in order, with `$SM` / `$SM2` set to the two nodes' URLs: docs/RUNBOOK.md
+first, then every other page that carries marked steps (pages.py). Each step is checked twice:
+against what it must answer (steps.py), and against the shape of the output its page shows
+(pages.py), so the documentation cannot drift from the program.
 
-    integration/runbook.py [--bin target/debug/state-manager] [--readme README.md] [--show]
+    integration/runbook.py [--bin target/debug/state-manager] [--page docs/RUNBOOK.md]... [--show]
 
 The binary may also come from STATE_MANAGER_BIN; moto from MOTO_SERVER (see harness.py). Every
 server started is stopped at the end, also on failure or Ctrl-C. On failure the working
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 import harness
-import readme
+import pages
 import steps
 from shell import Shell
 
@@ -40,25 +41,32 @@ def args():
     p.add_argument("--bin", default=os.environ.get("STATE_MANAGER_BIN", "target/debug/state-manager"),
                    help="the state-manager binary "
                         "(default: $STATE_MANAGER_BIN or target/debug/state-manager)")
-    p.add_argument("--readme", default=str(REPO / "README.md"))
+    p.add_argument("--page", action="append", dest="pages", metavar="PAGE",
+                   help="a page (relative to the repository) whose marked steps run, in the "
+                        "order given (repeatable); default: the whole runbook, "
+                        f"{pages.RUNBOOK} then every other page with marked steps")
     p.add_argument("--show", action="store_true",
                    help="print each command's real output, and report an output whose shape "
-                        "differs from the README's without failing (to update the README)")
+                        "differs from its page's without failing (to update the page)")
     return p.parse_args()
 
 
-def load(path):
-    book = readme.parse(Path(path).read_text())
-    names = [s.name for s in book.steps]
-    unchecked = [n for n in names if n not in steps.CHECKS]
-    missing = [n for n in steps.CHECKS if n not in names]
-    if unchecked or missing:
-        raise readme.ReadmeError(
-            f"README steps without a check in integration/steps.py: {unchecked}; "
-            f"checks without a step in the README: {missing}"
-        )
+def load(names, complete=True):
+    """The runbook of the pages `names` (relative to the repository). Every step needs a check,
+    and, when the pages are the whole runbook (`complete`), every check a step."""
+    book = pages.collect((n, (REPO / n).read_text()) for n in names)
+    found = [s.name for s in book.steps]
+    unchecked = [f"{s.name} ({s.where()})" for s in book.steps if s.name not in steps.CHECKS]
+    missing = [n for n in steps.CHECKS if n not in found] if complete else []
+    problems = []
+    if unchecked:
+        problems.append(f"steps without a check in integration/steps.py: {', '.join(unchecked)}")
+    if missing:
+        problems.append(f"checks in integration/steps.py without a step: {', '.join(missing)}")
+    if problems:
+        raise pages.PageError("; ".join(problems))
     if "config.json" not in book.files:
-        raise readme.ReadmeError("the runbook needs a `<!-- runbook-file: config.json -->` block")
+        raise pages.PageError("the runbook needs a `<!-- runbook-file: config.json -->` block")
     return book
 
 
@@ -97,6 +105,7 @@ def run_step(ctx, step, show):
     """Run a step's commands (again, for a poll step, until it passes); raise Fail."""
     deadline = time.monotonic() + POLL_DEADLINE
     while True:
+        ctx.step = step
         results = [ctx.shell.run(c.text) for c in step.commands]
         try:
             for c, r in zip(step.commands, results):
@@ -115,20 +124,20 @@ def run_step(ctx, step, show):
 
 
 def check_command(c, r, show):
-    """The exit code, and the shape of the output against the README's (only reported with
+    """The exit code, and the shape of the output against its page's (only reported with
     `show`)."""
     # `timeout N curl -N ...` ends a stream the way Ctrl-C would: exit code 124.
     allowed = {0, 124} if "timeout " in c.text else {0}
     if r.rc not in allowed:
         raise steps.Fail(f"exit code of `{c.text}` (stderr: {r.stderr.strip()})", sorted(allowed), r.rc)
-    want, got = readme.shape(c.output), readme.shape(r.stdout)
-    if not readme.conforms(want, got):
+    want, got = pages.shape(c.output), pages.shape(r.stdout)
+    if not pages.conforms(want, got):
         if show:
-            print(f"SHAPE `{c.text}`: README {want.describe()}, real {got.describe()}")
+            print(f"SHAPE `{c.text}`: page {want.describe()}, real {got.describe()}")
             return
         missing, extra = sorted(want.required - got.required), sorted(got.allowed - want.allowed)
-        diff = f"missing {missing}, not in the README {extra}"
-        raise steps.Fail(f"shape of the output of `{c.text}` (README vs real: {diff})",
+        diff = f"missing {missing}, not on the page {extra}"
+        raise steps.Fail(f"shape of the output of `{c.text}` (page vs real: {diff})",
                          want.describe(), got.describe())
 
 
@@ -149,10 +158,11 @@ def main():
     if missing:
         need = " ".join(missing)
         sys.exit(f"FAIL  the runbook needs {need} on PATH (apt-get install {need})")
+    names = a.pages or pages.discover(REPO)
     try:
-        book = load(a.readme)
-    except (OSError, readme.ReadmeError) as e:
-        sys.exit(f"FAIL  {a.readme}: {e}")
+        book = load(names, complete=not a.pages)
+    except (OSError, pages.PageError) as e:
+        sys.exit(f"FAIL  {', '.join(names)}: {e}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
     ok = False
@@ -182,7 +192,7 @@ def run(h, book, binary, workdir, show):
         try:
             results = run_step(ctx, step, show)
         except steps.Fail as f:
-            print(f"FAIL  {step.name} (README line {step.line}): {f.what}")
+            print(f"FAIL  {step.name} ({step.where()}): {f.what}")
             for c in step.commands:
                 print(f"      command:  {c.text}")
             print(f"      expected: {f.expected}")
@@ -190,7 +200,8 @@ def run(h, book, binary, workdir, show):
             return False
         took = time.monotonic() - start_at
         print(f"PASS  {step.name} ({len(results)} command(s), {took:.1f}s)")
-    print(f"PASS  runbook: {len(book.steps)} steps")
+    names = ", ".join(dict.fromkeys(s.page for s in book.steps))
+    print(f"PASS  runbook: {len(book.steps)} steps from {names}")
     return True
 
 

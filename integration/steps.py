@@ -1,8 +1,9 @@
-"""What each runbook step must answer. The README names the steps (`<!-- runbook: NAME -->`);
-every step there needs a check here and every check here a step there, so neither can be
-dropped without the other.
+"""What each runbook step must answer. The docs pages name the steps (`<!-- runbook: NAME -->`,
+most of them on docs/RUNBOOK.md); every step there needs a check here and every check here a
+step there, so neither can be dropped without the other.
 
-A check gets the results of the step's commands (in README order) and the run's context, and
+A check gets the results of the step's commands (in page order) and the run's context (with the
+step itself as the page shows it, `ctx.step`, for a check that compares whole outputs), and
 raises `Fail` with what was expected and what came. Steps marked `poll` wait for something that
 happens on its own (a role, a takeover): their commands are only reads and run again until the
 check passes or the deadline is reached.
@@ -43,6 +44,7 @@ class Context:
     def __init__(self, workdir, nodes, shell, secrets):
         self.workdir, self.nodes, self.shell, self.secrets = Path(workdir), nodes, shell, secrets
         self.values = {}
+        self.step = None
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -373,3 +375,18 @@ def metrics_after_takeover(ctx, rs):
 @step("unknown-path")
 def unknown_path(ctx, rs):
     problem(rs[0], 404)
+
+
+# ---- docs/API.md --------------------------------------------------------------------------
+
+
+@step("openapi-paths")
+def openapi_paths(ctx, rs):
+    """The list of paths is shown whole, so it is compared whole: a route added or removed
+    without the page fails here."""
+    status(rs[0], 200)
+    try:
+        shown = json.loads(ctx.step.commands[0].output)
+    except ValueError:
+        raise Fail(f"the paths shown on {ctx.step.where()}", "a JSON array", ctx.step.commands[0].output) from None
+    expect("the paths of GET /openapi.json against the page's list", shown, doc(rs[0]))

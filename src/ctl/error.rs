@@ -1,5 +1,5 @@
 //! Every way a `ctl` command can fail, and the exit code each one maps to. The codes are a
-//! contract with scripts (listed in `ctl --help` and the README); change them only with both.
+//! contract with scripts (listed in `ctl --help` and docs/CLI.md); change them only with both.
 
 use std::path::PathBuf;
 
