@@ -186,6 +186,14 @@ async fn instances_expand_and_globs_select() {
         .map(|p| p.name)
         .collect();
     assert_eq!(names, ["web-1", "web-2", "web-3"]);
+    // A child can write its file before the supervisor hears that its spawn returned.
+    wait_for_async("every process running", LONG, || async {
+        let all = h.list(None).await.unwrap();
+        all.iter()
+            .all(|p| p.state == StateName::Running)
+            .then_some(())
+    })
+    .await;
     let stopped = h
         .stop("web-[12]", Some(Duration::from_secs(5)))
         .await
@@ -225,9 +233,10 @@ async fn dependants_start_after_and_stop_before_their_dependencies() {
     let json = format!(
         r#"{{"stacks": [
             {{"name": "app", "command": "sh", "depends_on": ["db"],
-              "args": ["-c", "echo start app >> {l}; trap 'echo stop app >> {l}; exit 0' TERM; while :; do sleep 0.05; done"]}},
+              "args": ["-c", "trap 'echo stop app >> {l}; exit 0' TERM; echo start app >> {l}; while :; do sleep 0.05; done"]}},
             {{"name": "db", "command": "sh",
-              "args": ["-c", "echo start db >> {l}; trap 'sleep 0.2; echo stop db >> {l}; exit 0' TERM; while :; do sleep 0.05; done"]}}]}}"#,
+              "readiness": {{"log_line": "^ready$", "period": "50ms", "timeout": "1s", "start_timeout": "60s"}},
+              "args": ["-c", "trap 'sleep 0.2; echo stop db >> {l}; exit 0' TERM; echo start db >> {l}; echo ready; while :; do sleep 0.05; done"]}}]}}"#,
         l = log.display()
     );
     let (h, mut rx) = start(&json).await;
