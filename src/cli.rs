@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Dur, OnExit};
 use crate::http::auth::Scope;
+use crate::telemetry::LogArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,24 +60,6 @@ pub struct RestoreDbArgs {
     /// Data directory (the local storage backend lives under it).
     #[arg(long, env = "STATE_MANAGER_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable on a terminal, JSON lines otherwise.
-    #[default]
-    Auto,
-    Text,
-    Json,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct LogArgs {
-    /// Log level or filter (`info`, `debug`, `state_manager=debug`); RUST_LOG also works.
-    #[arg(long, env = "STATE_MANAGER_LOG_LEVEL")]
-    pub log_level: Option<String>,
-    #[arg(long, env = "STATE_MANAGER_LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -3,10 +3,30 @@
 
 use std::io::IsTerminal;
 
+use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{LogArgs, LogFormat};
+/// How our own log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
 
+/// The logging flags of every command.
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log level or filter (`info`, `debug`, `state_manager=debug`); RUST_LOG also works.
+    #[arg(long, env = "STATE_MANAGER_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    #[arg(long, env = "STATE_MANAGER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// Install the global subscriber for `args` (once; later calls keep the first).
 pub fn init(args: &LogArgs) {
     let filter = match &args.log_level {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|e| {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{LogArgs, LogFormat};
 use crate::config::Dur;
+use crate::telemetry::{LogArgs, LogFormat};
 
 /// Printed under `ctl --help`: the contract scripts rely on.
 pub const AFTER_HELP: &str = "\
