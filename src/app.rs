@@ -114,7 +114,7 @@ pub async fn serve(
     let code = Arc::new(AtomicI32::new(0));
     let stop = stop_signal(shutdown, handle.clone(), state.clone(), code.clone());
     let router = http::router(state);
-    release_startup_memory();
+    crate::memory::release_startup_memory();
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await;
@@ -309,16 +309,4 @@ pub async fn restore_db(
     };
     let objects = crate::objstore::open(config.storage.as_ref(), &args.data_dir).await?;
     Ok(crate::replication::restore_db(&objects, &args.to, at).await?)
-}
-
-/// Give back to the system the heap that start-up used and freed (parsing the config, migrating
-/// the database, building the API and its OpenAPI document; restoring the environment when this
-/// node becomes the owner): glibc keeps freed memory in its arenas unless asked, and a
-/// supervisor is expected to idle small.
-pub(crate) fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod lease;
+pub mod memory;
 pub mod node;
 pub mod objstore;
 pub mod ports;

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
 use state_manager::http::auth::{Auth, AuthError, Keys};
-use state_manager::{app, config, ctl, proc, single, telemetry};
+use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
+use state_manager::{app, config, ctl, memory, proc, single, telemetry};
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    memory::limit_malloc_arenas();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Cmd::Serve(cli.serve));
     telemetry::init(command.log());
@@ -37,20 +37,6 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
-}
-
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps its
-/// freed memory. A supervisor allocates little and runs a dozen threads; two arenas keep its idle
-/// memory down (~0.5 MB measured) without making the threads wait on one lock. An explicit
-/// `MALLOC_ARENA_MAX` in the environment still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before any other thread runs.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
 }
 
 fn block_on<F, Fut>(f: F) -> i32

@@ -138,7 +138,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         keep_local,
         "this node owns the environment; stacks started"
     );
-    crate::app::release_startup_memory();
+    crate::memory::release_startup_memory();
     Ok(())
 }
 
