@@ -18,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::auth::Auth;
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
 use crate::events::Event;
-use crate::http::auth::Auth;
 use crate::http::error::ApiError;
 use crate::http::events::MemoryEventLog;
 use crate::http::{self, AppState, StateParts};

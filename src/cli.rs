@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::auth::Scope;
 use crate::config::{Dur, OnExit};
-use crate::http::auth::Scope;
 use crate::telemetry::LogArgs;
 
 #[derive(Debug, Parser)]

@@ -4,6 +4,7 @@
 //! header says what it owns.
 
 pub mod app;
+pub mod auth;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

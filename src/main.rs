@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use state_manager::http::auth::{Auth, AuthError, Keys};
+use state_manager::auth::{Auth, AuthError, Keys};
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
 use state_manager::{app, config, ctl, memory, proc, single, telemetry};
 

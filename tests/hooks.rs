@@ -40,7 +40,7 @@ fn settings(dir: &Path, config: &serde_json::Value) -> Settings {
         data_dir: dir.join("data"),
         config_path,
         subreaper: false,
-        auth: state_manager::http::auth::Auth::Insecure,
+        auth: state_manager::auth::Auth::Insecure,
     }
 }
 

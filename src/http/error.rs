@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::InvalidToken;
 use crate::config::Problem;
 use crate::supervisor::SupervisorError;
 
@@ -180,6 +181,12 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::ShuttingDown => ApiError::Unavailable(e.to_string()),
             SupervisorError::Probe(_) => ApiError::Unprocessable(e.to_string()),
         }
+    }
+}
+
+impl From<InvalidToken> for ApiError {
+    fn from(e: InvalidToken) -> Self {
+        ApiError::Unauthorized(e.to_string())
     }
 }
 

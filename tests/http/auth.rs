@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use state_manager::http::auth::{Auth, Keys, Scope};
+use state_manager::auth::{Auth, Keys, Scope};
 
 use crate::support::{SLEEPERS, Server, assert_problem};
 

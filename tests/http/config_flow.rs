@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use state_manager::http::auth::Auth;
+use state_manager::auth::Auth;
 
 use crate::support::{SLEEPERS, Server, assert_problem, keys, state};
 
@@ -91,7 +91,7 @@ async fn rejected_posts_write_nothing() {
     let text = s
         .client
         .post(s.url("/config"))
-        .bearer_auth(s.token(state_manager::http::auth::Scope::Admin))
+        .bearer_auth(s.token(state_manager::auth::Scope::Admin))
         .header("content-type", "text/plain")
         .body(SLEEPERS)
         .send()

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use state_manager::http::auth::Scope;
+use state_manager::auth::Scope;
 
 use crate::support::{Server, state};
 

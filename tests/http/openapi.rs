@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use state_manager::http::auth::Scope;
+use state_manager::auth::Scope;
 
 use crate::common::wait_for_async;
 use crate::support::{DEADLINE, SLEEPERS, Server, assert_problem};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use state_manager::app::{self, AppError, Settings};
-use state_manager::http::auth::{Auth, Keys, Scope};
+use state_manager::auth::{Auth, Keys, Scope};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::auth::{Claims, Scope};
-use super::error::ApiError;
+use super::{Claims, InvalidToken, Scope};
 
 /// Environment variable holding the HS256 secret itself.
 pub const ENV_SECRET: &str = "STATE_MANAGER_JWT_SECRET";
@@ -155,7 +154,9 @@ impl Keys {
         })
     }
 
-    pub(super) fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+    /// The claims of `token` if it is signed with our key, not expired and uses an accepted
+    /// algorithm; else why not.
+    pub fn decode(&self, token: &str) -> Result<Claims, InvalidToken> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -167,7 +168,7 @@ impl Keys {
                     ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)",
                     _ => "the token is malformed",
                 };
-                ApiError::Unauthorized(format!("invalid bearer token: {why}"))
+                InvalidToken(why)
             })?;
         Ok(data.claims)
     }
@@ -205,10 +206,7 @@ mod tests {
         let n = tampered.len();
         tampered[n - 2] = if tampered[n - 2] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
-        assert!(matches!(
-            keys.decode(&tampered),
-            Err(ApiError::Unauthorized(_))
-        ));
+        assert!(matches!(keys.decode(&tampered), Err(InvalidToken(_))));
         assert!(Keys::hs256(b"", "X").is_err());
     }
 }
