@@ -14,6 +14,7 @@ pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod lease;
+pub mod logs;
 pub mod memory;
 pub mod node;
 pub mod objstore;

@@ -15,7 +15,7 @@ use super::AppState;
 use super::auth::Claims;
 use super::error::{ApiError, Json, Path, Query};
 use super::events::sse_json;
-use crate::supervisor::logs::{LogLine, RING_LINES};
+use crate::logs::{LogLine, RING_LINES};
 
 /// Lines returned when no `tail` is given.
 pub const DEFAULT_TAIL: usize = 100;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::Check;
+use crate::logs::{LogBuffer, LogLine};
 use crate::proc::{self, RunOptions};
-use crate::supervisor::{LogBuffer, LogLine};
 
 /// Most bytes of the process's output given to an exec probe on stdin (the newest part).
 pub const STDIN_LIMIT: usize = 64 * 1024;
@@ -192,13 +192,13 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::Stream;
+    use crate::logs::LogStream;
     use time::OffsetDateTime;
 
     fn line(s: &str) -> LogLine {
         LogLine {
             at: OffsetDateTime::now_utc(),
-            stream: Stream::Stdout,
+            stream: LogStream::Stdout,
             line: s.into(),
         }
     }

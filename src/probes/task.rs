@@ -18,7 +18,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::check::{Outcome, Probed, attempt};
 use super::{ProbeResult, ProbeSpec, Role};
-use crate::supervisor::LogBuffer;
+use crate::logs::LogBuffer;
 
 /// The incarnation a probe task watches.
 pub struct Target {

@@ -18,12 +18,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::child::{self, Launch};
 use super::leftovers::Earlier;
-use super::logs::LogBuffer;
 use super::state::{AfterStop, Effect, Input, Machine, ProcState};
 use super::watch::WatchGuard;
 use super::{Command, Options, Summary};
 use crate::config::ProcessSpec;
 use crate::events::{Event, StateName};
+use crate::logs::LogBuffer;
 use crate::probes::{ProbeResult, ProbeSpec, ProbeTask, Report};
 use crate::proc;
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::logs::{LogBuffer, Stream, pump};
+use super::pump::pump;
 use crate::config::ProcessSpec;
 use crate::events::ExitStatus;
+use crate::logs::{LogBuffer, LogStream};
 use crate::ports::{self, Holder, Policy};
 use crate::proc::{self, SpawnRequest, Stdio3};
 
@@ -153,13 +154,13 @@ async fn start(
         tokio::spawn(pump(
             fd,
             name.clone(),
-            Stream::Stdout,
+            LogStream::Stdout,
             logs.clone(),
             forward,
         ));
     }
     if let Some(fd) = child.stderr.take() {
-        tokio::spawn(pump(fd, name, Stream::Stderr, logs.clone(), forward));
+        tokio::spawn(pump(fd, name, LogStream::Stderr, logs.clone(), forward));
     }
     Ok(child)
 }

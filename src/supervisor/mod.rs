@@ -14,7 +14,7 @@ mod actor;
 pub mod backoff;
 mod child;
 pub mod leftovers;
-pub mod logs;
+mod pump;
 pub mod state;
 mod store_ledger;
 pub mod watch;
@@ -28,12 +28,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
 
 use crate::config::ProcessSpec;
 use crate::events::{Event, ExitStatus, StateName};
+use crate::logs::LogBuffer;
 use crate::ports::PortInfo;
 use crate::probes::ProbeResult;
 use crate::proc::Stdio3;
 pub use child::read_env_file;
 pub use leftovers::{OpenRun, RunLedger};
-pub use logs::{LogBuffer, LogLine, Stream};
 pub use store_ledger::StoreLedger;
 
 /// How the supervisor is set up.

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{Actor, Proc, Wait, health};
 use crate::config::ProcessSpec;
-use crate::supervisor::logs::LogBuffer;
+use crate::logs::LogBuffer;
 use crate::supervisor::state::{AfterStop, Input, Machine};
 use crate::supervisor::{Command, SupervisorError};
 

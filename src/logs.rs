@@ -1,39 +1,35 @@
-//! Child output: read line by line from the pipes, kept in a per-process ring buffer (for the log
-//! API and `log_line` probes) and forwarded to state-manager's own stdout/stderr prefixed with
-//! the process name.
+//! The output of each supervised process as the API and the probes read it: a ring of its last
+//! [`RING_LINES`] lines ([`LogBuffer`]) with live subscribers. The supervisor fills it (its
+//! `pump`); `GET /processes/{name}/logs` and `log_line` probes read it.
 //!
-//! Lines longer than [`MAX_LINE`] are split; a child that never writes a newline cannot make us
-//! buffer without bound. Forwarding goes through one writer thread, so a slow terminal or log
-//! collector slows the children's pipes (backpressure), never the async runtime.
+//! Invariant: a reader that takes the kept lines and a subscription together
+//! ([`LogBuffer::follow`], [`LogBuffer::follow_from`]) sees every line once, with no gap or
+//! overlap between the two.
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
-/// Longest line kept whole; longer output is split into several lines.
-pub const MAX_LINE: usize = 16 * 1024;
 /// Lines kept per process.
 pub const RING_LINES: usize = 1000;
 
+/// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[schema(as = LogStream)]
-pub enum Stream {
+pub enum LogStream {
     Stdout,
     Stderr,
 }
 
+/// One line a process wrote, as `GET /processes/{name}/logs` shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    pub stream: Stream,
+    pub stream: LogStream,
     pub line: String,
 }
 
@@ -139,139 +135,16 @@ fn subscribe(inner: &mut Inner) -> broadcast::Receiver<LogLine> {
     }
 }
 
-struct Forward {
-    name: Arc<str>,
-    stream: Stream,
-    line: String,
-}
-
-fn forwarder() -> &'static mpsc::Sender<Forward> {
-    static TX: OnceLock<mpsc::Sender<Forward>> = OnceLock::new();
-    TX.get_or_init(|| {
-        let (tx, mut rx) = mpsc::channel::<Forward>(4096);
-        std::thread::Builder::new()
-            .name("sm-output".into())
-            .spawn(move || {
-                while let Some(f) = rx.blocking_recv() {
-                    let _ = match f.stream {
-                        Stream::Stdout => {
-                            writeln!(std::io::stdout().lock(), "[{}] {}", f.name, f.line)
-                        }
-                        Stream::Stderr => {
-                            writeln!(std::io::stderr().lock(), "[{}] {}", f.name, f.line)
-                        }
-                    };
-                }
-            })
-            .expect("cannot start the output thread");
-        tx
-    })
-}
-
-/// Read `fd` until EOF, line by line, into `buffer` (and forwarded when `forward` is set).
-pub async fn pump(
-    fd: OwnedFd,
-    name: Arc<str>,
-    stream: Stream,
-    buffer: Arc<LogBuffer>,
-    forward: bool,
-) {
-    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(4096, pipe);
-    let mut line = Vec::new();
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(b) => b,
-        };
-        let room = MAX_LINE - line.len();
-        let (take, complete) = match buf.iter().take(room).position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len().min(room), buf.len() >= room),
-        };
-        line.extend_from_slice(&buf[..take]);
-        reader.consume(take);
-        if complete {
-            emit(&mut line, &name, stream, &buffer, forward).await;
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line, &name, stream, &buffer, forward).await;
-    }
-}
-
-async fn emit(
-    raw: &mut Vec<u8>,
-    name: &Arc<str>,
-    stream: Stream,
-    buffer: &LogBuffer,
-    forward: bool,
-) {
-    if raw.last() == Some(&b'\n') {
-        raw.pop();
-    }
-    if raw.last() == Some(&b'\r') {
-        raw.pop();
-    }
-    let text = String::from_utf8_lossy(raw).into_owned();
-    raw.clear();
-    if forward {
-        let _ = forwarder()
-            .send(Forward {
-                name: name.clone(),
-                stream,
-                line: text.clone(),
-            })
-            .await;
-    }
-    buffer.push(LogLine {
-        at: OffsetDateTime::now_utc(),
-        stream,
-        line: text,
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn pump_splits_lines_and_bounds_them() {
-        let (r, w) = std::io::pipe().unwrap();
-        let buffer = Arc::new(LogBuffer::default());
-        let task = tokio::spawn(pump(
-            OwnedFd::from(r),
-            "t".into(),
-            Stream::Stdout,
-            buffer.clone(),
-            false,
-        ));
-        let mut w = std::fs::File::from(OwnedFd::from(w));
-        let long = "x".repeat(MAX_LINE + 10);
-        write!(w, "one\r\ntwo\n{long}\nlast").unwrap();
-        drop(w);
-        task.await.unwrap();
-        let lines: Vec<_> = buffer.tail(10).into_iter().map(|l| l.line).collect();
-        assert_eq!(
-            lines.len(),
-            5,
-            "{:?}",
-            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
-        );
-        assert_eq!(&lines[..2], ["one", "two"]);
-        assert_eq!(lines[2].len(), MAX_LINE);
-        assert_eq!(lines[3], "x".repeat(10));
-        assert_eq!(lines[4], "last");
-    }
 
     #[test]
     fn ring_keeps_the_last_lines_and_follow_has_no_gap() {
         let b = LogBuffer::default();
         let line = |i: usize| LogLine {
             at: OffsetDateTime::now_utc(),
-            stream: Stream::Stderr,
+            stream: LogStream::Stderr,
             line: i.to_string(),
         };
         for i in 0..RING_LINES + 5 {
