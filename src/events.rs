@@ -2,11 +2,15 @@
 //! event the supervisor emits. The store persists events, the API streams them, webhooks ship
 //! them; all of them use these types, and the text form of each enum is defined only here.
 
+mod history;
+
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use history::{EventLog, EventLogError, MEMORY_CAPACITY, MemoryEventLog};
 
 /// The name of a process state (the data each state carries lives in the supervisor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

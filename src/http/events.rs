@@ -1,20 +1,13 @@
-//! Lifecycle events: `GET /events` (recent history) and `GET /events/stream` (live, as
-//! server-sent events).
-//!
-//! History sits behind the [`EventLog`] seam so that where it lives can change without touching
-//! the handlers: today an in-memory bounded ring fed from the supervisor's broadcast
-//! ([`MemoryEventLog`]); the SQLite store implements the same trait.
+//! Lifecycle events: `GET /events` (recent history, from the app state's
+//! [`crate::events::EventLog`]) and `GET /events/stream` (live, as server-sent events).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa::IntoParams;
@@ -22,83 +15,10 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::auth::Claims;
 use super::error::{ApiError, Query};
-use crate::events::Event;
+use crate::events::{Event, MEMORY_CAPACITY};
 
 /// Events `GET /events` returns when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Events the in-memory history keeps (and the largest `limit`).
-pub const MEMORY_CAPACITY: usize = 10_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EventLogError {
-    #[error("the event history cannot be read: {0}")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Where the history of lifecycle events is kept.
-#[async_trait::async_trait]
-pub trait EventLog: Send + Sync + 'static {
-    /// The last `limit` events of the processes matching `process` (all when `None`), oldest first.
-    async fn recent(
-        &self,
-        limit: usize,
-        process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError>;
-}
-
-/// The last [`MEMORY_CAPACITY`] events, in memory; lost on restart.
-#[derive(Default)]
-pub struct MemoryEventLog {
-    ring: Mutex<VecDeque<Event>>,
-}
-
-impl MemoryEventLog {
-    /// A log fed by a task reading `rx` until the supervisor ends.
-    pub fn spawn(mut rx: broadcast::Receiver<Event>) -> Arc<Self> {
-        let log = Arc::new(MemoryEventLog::default());
-        let feed = log.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => feed.push(e),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("event history missed {n} events (too many at once)")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
-        log
-    }
-
-    pub fn push(&self, event: Event) {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if ring.len() == MEMORY_CAPACITY {
-            ring.pop_front();
-        }
-        ring.push_back(event);
-    }
-}
-
-#[async_trait::async_trait]
-impl EventLog for MemoryEventLog {
-    async fn recent(
-        &self,
-        limit: usize,
-        process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Event> = ring
-            .iter()
-            .rev()
-            .filter(|e| process.is_none_or(|g| g.matches(&e.process)))
-            .take(limit)
-            .cloned()
-            .collect();
-        out.reverse();
-        Ok(out)
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -37,12 +37,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Auth;
+use crate::events::EventLog;
 use crate::hooks::Hooks;
 use crate::node::{Node, NodeSlot};
 use crate::supervisor::SupervisorHandle;
 use crate::webhooks::SinksMonitor;
 use error::ApiError;
-use events::EventLog;
 use metrics::Metrics;
 
 /// Largest request body accepted (a config is a few kB).

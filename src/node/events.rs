@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Node;
-use crate::events::Event;
-use crate::http::events::{EventLog, EventLogError, MemoryEventLog};
+use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
 use crate::store::Store;
 
 /// Most events written in one transaction.
