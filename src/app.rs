@@ -281,21 +281,23 @@ pub fn termination() -> std::io::Result<impl Future<Output = i32>> {
     })
 }
 
-/// `state-manager restore-db`: the state database from the storage of a config, into a new file.
+/// `state-manager restore-db`: the state database from the storage of the config at
+/// `config_path` (local storage lives under `data_dir`), as it was at `at` (RFC 3339; default
+/// the latest), into the new file `to`.
 pub async fn restore_db(
-    args: &crate::cli::RestoreDbArgs,
+    config_path: &Path,
+    data_dir: &Path,
+    to: &Path,
+    at: Option<&str>,
 ) -> anyhow::Result<crate::replication::RestoreInfo> {
-    let path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("config.json"));
-    let config = load_config(&path)?.ok_or_else(|| {
+    let path = config_path;
+    let config = load_config(path)?.ok_or_else(|| {
         anyhow::anyhow!(
             "no config at {}: give --config with the storage to restore from",
             path.display()
         )
     })?;
-    let at = match &args.at {
+    let at = match at {
         Some(t) => Some(
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| {
@@ -306,6 +308,6 @@ pub async fn restore_db(
         ),
         None => None,
     };
-    let objects = crate::objstore::open(config.storage.as_ref(), &args.data_dir).await?;
-    Ok(crate::replication::restore_db(&objects, &args.to, at).await?)
+    let objects = crate::objstore::open(config.storage.as_ref(), data_dir).await?;
+    Ok(crate::replication::restore_db(&objects, to, at).await?)
 }

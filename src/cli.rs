@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Scope;
 use crate::config::{Dur, OnExit};
+use crate::single::Entrypoint;
 use crate::telemetry::LogArgs;
 
 #[derive(Debug, Parser)]
@@ -132,6 +133,21 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+impl RunArgs {
+    /// What `single::run` supervises.
+    pub fn entrypoint(&self) -> Entrypoint {
+        Entrypoint {
+            command: self.command.clone(),
+            watch: self.watch.clone(),
+            stop_timeout: self.stop_timeout.get(),
+            restart_delay: self.restart_delay.get(),
+            stop_signal: self.stop_signal.clone(),
+            on_exit: self.on_exit.into(),
+            subreaper: self.subreaper,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OnExitArg {
     Shutdown,
@@ -169,6 +185,15 @@ impl Cmd {
             Cmd::Ctl(_) => &crate::ctl::LOG,
             Cmd::RestoreDb(a) => &a.log,
         }
+    }
+}
+
+impl RestoreDbArgs {
+    /// The config path: `--config`, else `<data-dir>/config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("config.json"))
     }
 }
 

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
         Cmd::Token(args) => token(&args),
         Cmd::Ctl(args) => ctl::main(args),
         Cmd::RestoreDb(args) => block_on(|| async {
-            let info = app::restore_db(&args).await?;
+            let at = args.at.as_deref();
+            let info = app::restore_db(&args.config_path(), &args.data_dir, &args.to, at).await?;
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(0)
         }),
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
             proc::init();
             block_on(|| async {
                 let shutdown = app::termination()?;
-                single::run(args, shutdown)
+                single::run(args.entrypoint(), shutdown)
                     .await
                     .map_err(anyhow::Error::from)
             })

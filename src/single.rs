@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::cli::RunArgs;
 use crate::config::{self, OnExit, ProcessSpec, RestartPolicy, StackSource};
 use crate::proc::Stdio3;
 use crate::supervisor::{self, Options};
@@ -18,8 +18,24 @@ pub enum RunError {
     Subreaper(std::io::Error),
 }
 
+/// The one command `run` supervises, and how (from `run`'s command line).
+#[derive(Clone, Debug)]
+pub struct Entrypoint {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Restart the command gracefully when one of these files changes.
+    pub watch: Vec<PathBuf>,
+    pub stop_timeout: Duration,
+    pub restart_delay: Duration,
+    /// The name of the signal that asks the command to stop, e.g. `SIGTERM`.
+    pub stop_signal: String,
+    pub on_exit: OnExit,
+    /// Adopt and reap orphaned descendants.
+    pub subreaper: bool,
+}
+
 /// The process spec `run` supervises.
-pub fn spec(args: &RunArgs) -> Result<ProcessSpec, RunError> {
+pub fn spec(args: &Entrypoint) -> Result<ProcessSpec, RunError> {
     let stop_signal = config::parse_signal(&args.stop_signal).map_err(RunError::Signal)?;
     let base = PathBuf::from(&args.command[0]);
     let name: String = base
@@ -32,7 +48,7 @@ pub fn spec(args: &RunArgs) -> Result<ProcessSpec, RunError> {
         })
         .filter(|n: &String| config::is_name(n))
         .unwrap_or_else(|| "app".into());
-    let on_exit: OnExit = args.on_exit.into();
+    let on_exit = args.on_exit;
     Ok(ProcessSpec {
         name: name.clone(),
         stack: name,
@@ -45,16 +61,13 @@ pub fn spec(args: &RunArgs) -> Result<ProcessSpec, RunError> {
         autostart: true,
         restart: RestartPolicy {
             on_exit,
-            delay: args.restart_delay.get(),
-            backoff_max: args
-                .restart_delay
-                .get()
-                .max(std::time::Duration::from_secs(30)),
-            reset_after: std::time::Duration::from_secs(30),
+            delay: args.restart_delay,
+            backoff_max: args.restart_delay.max(Duration::from_secs(30)),
+            reset_after: Duration::from_secs(30),
             max_restarts: None,
         },
         stop_signal,
-        stop_timeout: args.stop_timeout.get(),
+        stop_timeout: args.stop_timeout,
         watch: args.watch.clone(),
         checkpoint_command: None,
         restore_command: None,
@@ -67,7 +80,7 @@ pub fn spec(args: &RunArgs) -> Result<ProcessSpec, RunError> {
 }
 
 /// Run until the command exits on its own (its code) or `shutdown` resolves (that code).
-pub async fn run(args: RunArgs, shutdown: impl Future<Output = i32>) -> Result<i32, RunError> {
+pub async fn run(args: Entrypoint, shutdown: impl Future<Output = i32>) -> Result<i32, RunError> {
     let spec = spec(&args)?;
     if args.subreaper {
         crate::proc::set_subreaper().map_err(RunError::Subreaper)?;
