@@ -10,8 +10,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
@@ -21,10 +21,8 @@ use tokio::sync::mpsc;
 use crate::auth::Auth;
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
-use crate::events::{Event, MemoryEventLog};
-use crate::http::error::ApiError;
 use crate::http::{self, AppState, StateParts};
-use crate::node::{Node, NodeError, NodeEvents, NodeSlot};
+use crate::service::{Service, ServiceError, ServiceOptions};
 use crate::supervisor::{self, Options, SupervisorHandle};
 
 /// Settings of `serve` that do not come from the config file.
@@ -48,7 +46,7 @@ pub enum AppError {
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("cannot set up the environment: {0}")]
-    Node(#[from] NodeError),
+    Service(#[from] ServiceError),
 }
 
 /// Warning logged at start and shown in `GET /` when the API has no authentication.
@@ -75,35 +73,23 @@ pub async fn serve(
         ..Options::default()
     });
     let forward = forward_signals(handle.clone());
-    let slot = NodeSlot::default();
-    let configurator = Arc::new(Configurator {
+    let service = Service::new(ServiceOptions {
         data_dir: settings.data_dir.clone(),
+        config_path: settings.config_path.clone(),
         supervisor: handle.clone(),
-        events: Mutex::new(Some(events_rx)),
-        slot: slot.clone(),
-    });
-    let events = Arc::new(NodeEvents {
-        memory: MemoryEventLog::spawn(handle.subscribe()),
-        node: slot.clone(),
+        durable_events: events_rx,
     });
     // Hooks around the processes' life; history sinks subscribed before the first event.
     let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
     let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
     let sinks = crate::webhooks::Sinks::start(webhooks, || handle.subscribe());
-    let mut parts = state_parts(
-        &settings,
-        &handle,
-        config.clone(),
-        events,
-        slot.clone(),
-        configurator.clone(),
-    );
+    let mut parts = state_parts(&settings, &handle, service.clone());
     (parts.hooks, parts.webhooks) = (hooks.clone(), sinks.monitor());
     let state = AppState::new(parts);
     hooks.run(crate::hooks::HookPoint::PreStart).await;
     if let Some(c) = config {
-        let names = configurator.apply(c).await?;
-        tracing::info!(processes = names.len(), config = %settings.config_path.display(), "configured");
+        let applied = service.start(c).await?;
+        tracing::info!(processes = applied.processes.len(), config = %settings.config_path.display(), "configured");
     } else {
         tracing::info!(config = %settings.config_path.display(), "no config file: starting unconfigured; POST /config to configure");
     }
@@ -118,8 +104,7 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await;
     let code = code.load(Ordering::SeqCst);
-    let node = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Some(node) = node {
+    if let Some(node) = service.node() {
         tracing::info!(code, "handing the environment over");
         node.shutdown().await;
     }
@@ -133,14 +118,7 @@ pub async fn serve(
     Ok(code)
 }
 
-fn state_parts(
-    settings: &Settings,
-    handle: &SupervisorHandle,
-    config: Option<Config>,
-    events: Arc<NodeEvents>,
-    node: NodeSlot,
-    configure: Arc<Configurator>,
-) -> StateParts {
+fn state_parts(settings: &Settings, handle: &SupervisorHandle, service: Service) -> StateParts {
     let mut warnings = Vec::new();
     match &settings.auth {
         Auth::Insecure => {
@@ -152,53 +130,10 @@ fn state_parts(
     StateParts {
         supervisor: handle.clone(),
         auth: settings.auth.clone(),
-        config,
-        config_path: settings.config_path.clone(),
-        events,
-        node,
-        configure,
+        service,
         hooks: Default::default(),
         webhooks: Default::default(),
         warnings,
-    }
-}
-
-/// Sets up the environment of a config, at start or on `POST /config` (once).
-struct Configurator {
-    data_dir: PathBuf,
-    supervisor: SupervisorHandle,
-    /// Every lifecycle event, for the state database; taken by the node.
-    events: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
-    slot: NodeSlot,
-}
-
-impl Configurator {
-    async fn apply(&self, config: Config) -> Result<Vec<String>, NodeError> {
-        let specs = config::resolve(&config, &stacks_dir(&config, &self.data_dir));
-        let names = specs.iter().map(|s| s.name.clone()).collect();
-        let Some(events) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return Err(NodeError::Supervisor(
-                crate::supervisor::SupervisorError::AlreadyLoaded,
-            ));
-        };
-        self.supervisor.register(specs.clone()).await?;
-        let node = Node::start(
-            config,
-            specs,
-            &self.data_dir,
-            self.supervisor.clone(),
-            events,
-        )
-        .await?;
-        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
-        Ok(names)
-    }
-}
-
-#[async_trait::async_trait]
-impl http::config::Configure for Configurator {
-    async fn configure(&self, config: Config) -> Result<Vec<String>, ApiError> {
-        Ok(self.apply(config).await?)
     }
 }
 
@@ -234,14 +169,6 @@ pub fn load_config(path: &Path) -> Result<Option<Config>, AppError> {
             path: path.display().to_string(),
             source,
         })
-}
-
-/// Where string stacks live: `stacks_dir` from the config, else `<data_dir>/stacks`.
-pub fn stacks_dir(config: &Config, data_dir: &Path) -> PathBuf {
-    config
-        .stacks_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("stacks"))
 }
 
 /// Forward SIGHUP, SIGUSR1 and SIGUSR2 to every supervised process group.

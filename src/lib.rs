@@ -22,6 +22,7 @@ pub mod ports;
 pub mod probes;
 pub mod proc;
 pub mod replication;
+pub mod service;
 pub mod single;
 pub mod store;
 pub mod supervisor;

@@ -1,12 +1,8 @@
-//! `GET /config` and `POST /config`: the seed's one-shot configuration.
-//!
-//! Started without a config file, the service is unconfigured; exactly one `POST /config` with
-//! a valid config is accepted (201): it is persisted atomically (0600) at the `--config` path and
-//! applied at once. Every later POST is 409. Invariants: nothing is written unless the config is
-//! valid and the service unconfigured; POSTs are serialised, so two at once cannot both win.
+//! `GET /config` and `POST /config`: the seed's one-shot configuration. The handlers only read
+//! the body and answer; [`crate::service`] checks, persists and applies the config (and says
+//! why not: 409 once configured, 422 with every problem of an invalid config).
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -16,49 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::ApiError;
-use crate::config::{self, Config, ConfigError};
-
-/// Applies a config: sets up the environment and (once it owns the lease) starts its stacks.
-#[async_trait::async_trait]
-pub trait Configure: Send + Sync + 'static {
-    /// Apply `config`, which is valid and already persisted; returns its process names.
-    async fn configure(&self, config: Config) -> Result<Vec<String>, ApiError>;
-}
-
-/// The applied config, and the lock that makes applying it happen once.
-pub struct ConfigSlot {
-    current: RwLock<Option<Arc<Config>>>,
-    apply: tokio::sync::Mutex<()>,
-    path: PathBuf,
-}
-
-impl ConfigSlot {
-    pub fn new(current: Option<Config>, path: PathBuf) -> Self {
-        ConfigSlot {
-            current: RwLock::new(current.map(Arc::new)),
-            apply: tokio::sync::Mutex::new(()),
-            path,
-        }
-    }
-
-    pub fn get(&self) -> Option<Arc<Config>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set(&self, c: Config) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(c));
-    }
-
-    fn already(&self) -> ApiError {
-        let path = self.path.display();
-        ApiError::Conflict(format!(
-            "state-manager is already configured from {path}; to change the configuration, edit {path}, check it with `state-manager check --config {path}` and restart state-manager"
-        ))
-    }
-}
+use crate::config::{self, Config};
 
 /// The applied config.
 ///
@@ -75,7 +29,7 @@ impl ConfigSlot {
     )
 )]
 pub async fn get(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
-    match state.config().get() {
+    match state.service().config() {
         Some(c) => Ok(axum::Json(config::redacted(&c)).into_response()),
         None => Err(ApiError::NotFound(
             "state-manager is not configured yet; POST /config with a config to configure it"
@@ -161,26 +115,12 @@ pub async fn post(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let slot = state.config();
-    let _once = slot.apply.lock().await;
-    if slot.get().is_some() {
-        return Err(slot.already());
-    }
-    if slot.path.exists() {
-        return Err(ApiError::Conflict(format!(
-            "a config file appeared at {} since state-manager started; restart state-manager to use it, or remove it and POST again",
-            slot.path.display()
-        )));
-    }
-    let config = parse(&body)?;
-    persist(slot.path.clone(), body).await?;
-    let names = state.configurator().configure(config.clone()).await?;
-    tracing::info!(config = %slot.path.display(), processes = names.len(), "configured by POST /config");
-    slot.set(config);
+    let service = state.service();
+    let applied = service.configure(&body).await?;
     let body = Configured {
         configured: true,
-        config_path: slot.path.clone(),
-        processes: names,
+        config_path: service.config_path().to_path_buf(),
+        processes: applied.processes.clone(),
     };
     Ok((
         StatusCode::CREATED,
@@ -188,27 +128,4 @@ pub async fn post(
         axum::Json(body),
     )
         .into_response())
-}
-
-fn parse(body: &[u8]) -> Result<Config, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not UTF-8 text: {e}")))?;
-    config::parse(text).map_err(|e| match e {
-        ConfigError::Syntax { .. } | ConfigError::Read { .. } => {
-            ApiError::BadRequest(e.to_string())
-        }
-        ConfigError::Invalid(problems) => ApiError::InvalidConfig(problems),
-    })
-}
-
-async fn persist(path: PathBuf, bytes: Bytes) -> Result<(), ApiError> {
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || config::persist(&path, &bytes))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|cause| ApiError::Internal {
-            detail: format!("cannot write the config to {shown}; nothing was applied"),
-            cause,
-        })
 }

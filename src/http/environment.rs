@@ -21,12 +21,7 @@ use crate::node::{Node, NodeError, RestoreReport};
 use crate::store::CatalogEntry;
 
 pub(super) fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
-    state.node().ok_or_else(|| {
-        ApiError::Conflict(
-            "state-manager is not configured yet, so it has no environment; POST /config first"
-                .into(),
-        )
-    })
+    Ok(state.service().environment()?)
 }
 
 /// A JSON body that may be left out (an empty body means "all defaults"); when present it must

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::auth::InvalidToken;
 use crate::config::Problem;
+use crate::service::ServiceError;
 use crate::supervisor::SupervisorError;
 
 /// The content type of every error body.
@@ -180,6 +181,28 @@ impl From<SupervisorError> for ApiError {
             SupervisorError::AlreadyLoaded => ApiError::Conflict(e.to_string()),
             SupervisorError::ShuttingDown => ApiError::Unavailable(e.to_string()),
             SupervisorError::Probe(_) => ApiError::Unprocessable(e.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let text = e.to_string();
+        match e {
+            ServiceError::AlreadyConfigured { .. }
+            | ServiceError::FileAppeared { .. }
+            | ServiceError::NotConfigured => ApiError::Conflict(text),
+            ServiceError::NotText(_) | ServiceError::Unparsable(_) => ApiError::BadRequest(text),
+            ServiceError::Invalid(problems) => ApiError::InvalidConfig(problems),
+            ServiceError::Persist { path, cause } => ApiError::Internal {
+                detail: format!(
+                    "cannot write the config to {}; nothing was applied",
+                    path.display()
+                ),
+                cause,
+            },
+            ServiceError::Supervisor(s) => s.into(),
+            ServiceError::Node(n) => n.into(),
         }
     }
 }

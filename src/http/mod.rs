@@ -20,7 +20,6 @@ pub mod processes;
 pub mod status;
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,8 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::events::EventLog;
 use crate::hooks::Hooks;
-use crate::node::{Node, NodeSlot};
+use crate::node::Node;
+use crate::service::Service;
 use crate::supervisor::SupervisorHandle;
 use crate::webhooks::SinksMonitor;
 use error::ApiError;
@@ -64,11 +64,8 @@ pub struct AppState {
 struct Inner {
     supervisor: SupervisorHandle,
     auth: Auth,
-    config: config::ConfigSlot,
-    events: Arc<dyn EventLog>,
+    service: Service,
     metrics: Arc<Metrics>,
-    node: NodeSlot,
-    configure: Arc<dyn config::Configure>,
     hooks: Hooks,
     webhooks: SinksMonitor,
     warnings: Vec<String>,
@@ -80,16 +77,8 @@ struct Inner {
 pub struct StateParts {
     pub supervisor: SupervisorHandle,
     pub auth: Auth,
-    /// The config applied at start, if there was a file.
-    pub config: Option<crate::config::Config>,
-    /// Where `POST /config` persists the config.
-    pub config_path: PathBuf,
-    /// History for `GET /events`.
-    pub events: Arc<dyn EventLog>,
-    /// The environment, once configured.
-    pub node: NodeSlot,
-    /// Applies the config of a `POST /config` (it is already persisted).
-    pub configure: Arc<dyn config::Configure>,
+    /// The config and the environment, once configured; also the history for `GET /events`.
+    pub service: Service,
     /// The hooks, for their latest reports in `GET /`.
     pub hooks: Hooks,
     /// The webhook sinks' counters, for `GET /`.
@@ -103,13 +92,10 @@ impl AppState {
         let metrics = Metrics::spawn(p.supervisor.subscribe());
         AppState {
             inner: Arc::new(Inner {
-                config: config::ConfigSlot::new(p.config, p.config_path),
                 supervisor: p.supervisor,
                 auth: p.auth,
-                events: p.events,
+                service: p.service,
                 metrics,
-                node: p.node,
-                configure: p.configure,
                 hooks: p.hooks,
                 webhooks: p.webhooks,
                 warnings: p.warnings,
@@ -131,28 +117,21 @@ impl AppState {
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
     }
-    pub fn config(&self) -> &config::ConfigSlot {
-        &self.inner.config
+    pub fn service(&self) -> &Service {
+        &self.inner.service
     }
     pub fn configured(&self) -> bool {
-        self.inner.config.get().is_some()
+        self.inner.service.configured()
     }
     pub fn events(&self) -> &dyn EventLog {
-        self.inner.events.as_ref()
+        &self.inner.service
     }
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
     /// The environment, once the service is configured.
     pub fn node(&self) -> Option<Arc<Node>> {
-        self.inner
-            .node
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-    pub fn configurator(&self) -> &dyn config::Configure {
-        self.inner.configure.as_ref()
+        self.inner.service.node()
     }
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings

@@ -1,16 +1,14 @@
-//! Lifecycle events into the state database, and `GET /events` read back from it.
+//! Lifecycle events into the state database, and read back from it for `GET /events`.
 //!
 //! The supervisor sends every event on an unbounded channel; the persister writes them in
 //! batches into the database while one is open (this node owns the environment). With no
-//! database open, `GET /events` answers from the in-memory history instead.
-
-use std::sync::{Arc, Mutex};
+//! database open, the service answers `GET /events` from its in-memory history instead.
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::Node;
-use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
-use crate::store::Store;
+use crate::events::Event;
+use crate::store::{Store, StoreError};
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
@@ -110,36 +108,21 @@ async fn write(
     }
 }
 
-/// `GET /events` history: the state database while it is open here, else memory.
-pub struct NodeEvents {
-    pub memory: Arc<MemoryEventLog>,
-    pub node: Arc<Mutex<Option<Arc<Node>>>>,
-}
-
-#[async_trait::async_trait]
-impl EventLog for NodeEvents {
-    async fn recent(
+impl Node {
+    /// The last `limit` events of the processes matching `process` from the state database,
+    /// oldest first; `None` while the database is not open here.
+    pub async fn recent_events(
         &self,
         limit: usize,
         process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError> {
-        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let store = match node {
-            Some(n) => {
-                // Read your writes: what the supervisor emitted before this request is in.
-                n.persist.flush().await;
-                n.store().await
-            }
-            None => None,
-        };
-        let Some(store) = store else {
-            return self.memory.recent(limit, process).await;
-        };
+    ) -> Option<Result<Vec<Event>, StoreError>> {
+        // Read your writes: what the supervisor emitted before this request is in.
+        self.persist.flush().await;
+        let store = self.store().await?;
         let limit = limit.min(crate::store::MAX_PAGE as usize) as u32;
         let rows = store
             .recent_events(limit, process.map(|p| p.as_str()), None)
-            .await
-            .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
-        Ok(rows.into_iter().rev().map(|r| r.event).collect())
+            .await;
+        Some(rows.map(|rows| rows.into_iter().rev().map(|r| r.event).collect()))
     }
 }

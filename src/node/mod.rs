@@ -34,7 +34,6 @@ use crate::replication::{ReplicationError, ReplicationStatus, Replicator};
 use crate::store::Store;
 use crate::supervisor::{SupervisorError, SupervisorHandle};
 
-pub use events::NodeEvents;
 pub use ops::{ReleaseReport, RestoreReport};
 pub use timings::Timings;
 
@@ -319,9 +318,6 @@ pub fn not_owner(node_id: &str, role: &Role) -> String {
         Role::Owner { .. } => format!("node {node_id} owns the environment"),
     }
 }
-
-/// Shared slot for the node: empty until the service is configured.
-pub type NodeSlot = Arc<std::sync::Mutex<Option<Arc<Node>>>>;
 
 /// The node's part of `GET /`.
 #[derive(Clone, Debug, Serialize)]

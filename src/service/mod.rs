@@ -1,0 +1,222 @@
+//! The service: one home for "unconfigured → configured". It holds the applied config and the
+//! environment ([`Node`]) set up for it, persists a config it is given and applies it.
+//!
+//! Started without a config file, the service is unconfigured; exactly one config is accepted
+//! afterwards ([`Service::configure`], the body of `POST /config`): validated, persisted
+//! atomically (0600) at the `--config` path, then applied. A config file present at start is
+//! applied as it is ([`Service::start`]). Applying means: resolve the stacks, register them
+//! with the supervisor (stopped), start the node, which starts them once it owns the lease.
+//!
+//! Invariants:
+//! - Applies are serialised by one lock, held from the first check to the published result:
+//!   two configs at once cannot both win, and nothing is written unless the config is valid and
+//!   the service unconfigured.
+//! - Readers see nothing or a whole [`Applied`] (config, process names and node, published
+//!   together on a watch channel), never a config without its node.
+//! - The receiver of the supervisor's durable events goes to the first node, once.
+//!
+//! Shaped for reloading a running config: a reload takes the same lock, compares the new config
+//! with [`Applied::config`] and publishes a new `Applied`; watchers of [`Service::watch`] see each
+//! change.
+
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::config::{self, Config, ConfigError};
+use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
+use crate::node::Node;
+use crate::supervisor::{SupervisorError, SupervisorHandle};
+
+pub use error::ServiceError;
+
+/// What [`Service::new`] needs.
+pub struct ServiceOptions {
+    /// state-manager's own directory (string stacks default to `<data_dir>/stacks`).
+    pub data_dir: PathBuf,
+    /// Where a config given at run time is persisted (`--config`).
+    pub config_path: PathBuf,
+    pub supervisor: SupervisorHandle,
+    /// Every lifecycle event the supervisor emits, for the state database.
+    pub durable_events: mpsc::UnboundedReceiver<Event>,
+}
+
+/// The applied config and what was set up for it.
+pub struct Applied {
+    pub config: Arc<Config>,
+    /// The names of its processes, in config order.
+    pub processes: Vec<String>,
+    /// The environment: storage, lease, checkpoints, and the stacks once it owns the lease.
+    pub node: Arc<Node>,
+}
+
+/// The service's state. Cheap to clone; every clone is the same service.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    config_path: PathBuf,
+    supervisor: SupervisorHandle,
+    current: watch::Sender<Option<Arc<Applied>>>,
+    /// Held while a config is checked, persisted and applied.
+    apply: Mutex<Pending>,
+    /// Event history while no state database is open here.
+    memory: Arc<MemoryEventLog>,
+}
+
+/// What only one apply can take.
+struct Pending {
+    events: Option<mpsc::UnboundedReceiver<Event>>,
+}
+
+impl Service {
+    /// An unconfigured service. Its in-memory event history starts following the supervisor now.
+    pub fn new(o: ServiceOptions) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                memory: MemoryEventLog::spawn(o.supervisor.subscribe()),
+                data_dir: o.data_dir,
+                config_path: o.config_path,
+                supervisor: o.supervisor,
+                current: watch::channel(None).0,
+                apply: Mutex::new(Pending {
+                    events: Some(o.durable_events),
+                }),
+            }),
+        }
+    }
+
+    /// Where a config given at run time is persisted.
+    pub fn config_path(&self) -> &Path {
+        &self.inner.config_path
+    }
+
+    /// What is applied, if anything yet.
+    pub fn applied(&self) -> Option<Arc<Applied>> {
+        self.inner.current.borrow().clone()
+    }
+
+    /// Every change of what is applied.
+    pub fn watch(&self) -> watch::Receiver<Option<Arc<Applied>>> {
+        self.inner.current.subscribe()
+    }
+
+    pub fn configured(&self) -> bool {
+        self.inner.current.borrow().is_some()
+    }
+
+    pub fn config(&self) -> Option<Arc<Config>> {
+        self.applied().map(|a| a.config.clone())
+    }
+
+    /// The environment, once the service is configured.
+    pub fn node(&self) -> Option<Arc<Node>> {
+        self.applied().map(|a| a.node.clone())
+    }
+
+    /// The environment, or [`ServiceError::NotConfigured`] for a request that needs one.
+    pub fn environment(&self) -> Result<Arc<Node>, ServiceError> {
+        self.node().ok_or(ServiceError::NotConfigured)
+    }
+
+    /// Apply the config read from the file at start (it is on disk already).
+    pub async fn start(&self, config: Config) -> Result<Arc<Applied>, ServiceError> {
+        let mut pending = self.inner.apply.lock().await;
+        self.apply_locked(&mut pending, config).await
+    }
+
+    /// Configure an unconfigured service with `body`, a config as JSON text: validate it,
+    /// persist it at [`Service::config_path`], apply it.
+    pub async fn configure(&self, body: &[u8]) -> Result<Arc<Applied>, ServiceError> {
+        let mut pending = self.inner.apply.lock().await;
+        let path = &self.inner.config_path;
+        if self.configured() {
+            return Err(ServiceError::AlreadyConfigured { path: path.clone() });
+        }
+        if tokio::fs::try_exists(path).await.unwrap_or(false) {
+            return Err(ServiceError::FileAppeared { path: path.clone() });
+        }
+        let config = parse(body)?;
+        persist(path.clone(), body.to_vec()).await?;
+        let applied = self.apply_locked(&mut pending, config).await?;
+        tracing::info!(config = %path.display(), processes = applied.processes.len(), "configured by POST /config");
+        Ok(applied)
+    }
+
+    async fn apply_locked(
+        &self,
+        pending: &mut Pending,
+        config: Config,
+    ) -> Result<Arc<Applied>, ServiceError> {
+        let inner = &self.inner;
+        let specs = config::resolve(&config, &stacks_dir(&config, &inner.data_dir));
+        let processes = specs.iter().map(|s| s.name.clone()).collect();
+        let Some(events) = pending.events.take() else {
+            return Err(SupervisorError::AlreadyLoaded.into());
+        };
+        inner.supervisor.register(specs.clone()).await?;
+        let node = Node::start(
+            config.clone(),
+            specs,
+            &inner.data_dir,
+            inner.supervisor.clone(),
+            events,
+        )
+        .await?;
+        let applied = Arc::new(Applied {
+            config: Arc::new(config),
+            processes,
+            node,
+        });
+        inner.current.send_replace(Some(applied.clone()));
+        Ok(applied)
+    }
+}
+
+/// `GET /events` history: the state database while the node has it open, else memory.
+#[async_trait::async_trait]
+impl EventLog for Service {
+    async fn recent(
+        &self,
+        limit: usize,
+        process: Option<&glob::Pattern>,
+    ) -> Result<Vec<Event>, EventLogError> {
+        if let Some(node) = self.node()
+            && let Some(events) = node.recent_events(limit, process).await
+        {
+            return events.map_err(|e| EventLogError::Unavailable(Box::new(e)));
+        }
+        self.inner.memory.recent(limit, process).await
+    }
+}
+
+/// Where string stacks live: `stacks_dir` from the config, else `<data_dir>/stacks`.
+fn stacks_dir(config: &Config, data_dir: &Path) -> PathBuf {
+    config
+        .stacks_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("stacks"))
+}
+
+fn parse(body: &[u8]) -> Result<Config, ServiceError> {
+    let text = std::str::from_utf8(body).map_err(ServiceError::NotText)?;
+    config::parse(text).map_err(|e| match e {
+        ConfigError::Invalid(problems) => ServiceError::Invalid(problems),
+        other => ServiceError::Unparsable(other),
+    })
+}
+
+async fn persist(path: PathBuf, bytes: Vec<u8>) -> Result<(), ServiceError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || config::persist(&path, &bytes))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|cause| ServiceError::Persist { path: shown, cause })
+}
