@@ -1,6 +1,6 @@
 //! The environment's state: checkpoints (`POST /checkpoint`, `GET /checkpoints`,
-//! `GET|DELETE /checkpoints/{id}`) and `POST /restore` (the lease's routes are in [`super::lease`]),
-//! and how the node's errors are answered. Handlers only parse and answer; the node does the work.
+//! `GET|DELETE /checkpoints/{id}`) and `POST /restore` (the lease's routes are in [`super::lease`]).
+//! Handlers only parse and answer; the node does the work.
 
 use std::sync::Arc;
 
@@ -15,9 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::{ApiError, Query};
-use crate::checkpoint::{CheckpointError, CheckpointSummary};
-use crate::lease::LeaseError;
-use crate::node::{Node, NodeError, RestoreReport};
+use crate::checkpoint::CheckpointSummary;
+use crate::node::{Node, RestoreReport};
 use crate::store::CatalogEntry;
 
 pub(super) fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
@@ -259,89 +258,4 @@ pub async fn restore(
         )
     })?;
     Ok(axum::Json(node(&state)?.restore(&body.checkpoint).await?).into_response())
-}
-
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> Self {
-        let text = e.to_string();
-        match e {
-            NodeError::NotOwner { .. } | NodeError::Busy { .. } => ApiError::Conflict(text),
-            NodeError::NoCheckpoint => ApiError::NotFound(text),
-            NodeError::Checkpoint(c) => checkpoint_error(c, text),
-            NodeError::Lease(l) => lease_error(l, text),
-            NodeError::Storage(_) | NodeError::Replication(_) => ApiError::Unavailable(format!(
-                "{text}; is storage reachable? GET / shows the node's state"
-            )),
-            NodeError::Supervisor(s) => s.into(),
-            NodeError::Hook(_) | NodeError::Database(_) | NodeError::Io { .. } => {
-                ApiError::Internal {
-                    detail: text.clone(),
-                    cause: text,
-                }
-            }
-        }
-    }
-}
-
-fn checkpoint_error(e: CheckpointError, text: String) -> ApiError {
-    match e {
-        CheckpointError::InvalidId { .. } | CheckpointError::InvalidLabel { .. } => {
-            ApiError::BadRequest(text)
-        }
-        CheckpointError::NotFound { .. } => ApiError::NotFound(text),
-        CheckpointError::Unreadable { .. }
-        | CheckpointError::CorruptChunk { .. }
-        | CheckpointError::MissingChunk { .. }
-        | CheckpointError::SizeMismatch { .. } => ApiError::Unprocessable(text),
-        CheckpointError::Busy
-        | CheckpointError::GcBusy { .. }
-        | CheckpointError::ConcurrentGc { .. }
-        | CheckpointError::GcWaitTimeout { .. }
-        | CheckpointError::Fenced { .. } => ApiError::Conflict(text),
-        CheckpointError::Store(_) => {
-            ApiError::Unavailable(format!("{text}; is storage reachable?"))
-        }
-        // A process that did not stop in time (stuck on a busy disk): the next try may succeed.
-        CheckpointError::Freeze { .. } => ApiError::Unavailable(text),
-        _ => ApiError::Internal {
-            detail: text.clone(),
-            cause: text,
-        },
-    }
-}
-
-fn lease_error(e: LeaseError, text: String) -> ApiError {
-    match e {
-        LeaseError::Held { .. } | LeaseError::NotHeld { .. } | LeaseError::Superseded { .. } => {
-            ApiError::Conflict(text)
-        }
-        LeaseError::Storage { .. } | LeaseError::Timeout { .. } | LeaseError::Stopped => {
-            ApiError::Unavailable(text)
-        }
-        _ => ApiError::Internal {
-            detail: text.clone(),
-            cause: text,
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::StatusCode;
-
-    use super::*;
-
-    /// Processes that would not stop for the checkpoint are a reason to try again, not a fault
-    /// of the server. (A process held in state D for 10 s cannot be produced on demand.)
-    #[test]
-    fn a_failed_freeze_is_unavailable_not_internal() {
-        let e = CheckpointError::Freeze {
-            source: "process 7 is still in state D".into(),
-        };
-        let text = e.to_string();
-        assert_eq!(
-            checkpoint_error(e, text).status_code(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-    }
 }

@@ -1,5 +1,7 @@
 //! Every failure of the API as one type, [`ApiError`], answered as `application/problem+json`
-//! (RFC 9457: `type`, `title`, `status`, `detail`, plus `problems` for an invalid config).
+//! (RFC 9457: `type`, `title`, `status`, `detail`, plus `problems` for an invalid config), and
+//! the one place where the errors of the layers below (service, node, supervisor, checkpoint,
+//! lease, event history, token) become answers: each `From` chooses the status and the `detail`.
 //!
 //! Invariants: a handler never builds an error response by hand; every extractor the API uses
 //! (JSON body, query, path) rejects through `ApiError`, so a client sees one shape for every
@@ -11,7 +13,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::InvalidToken;
+use crate::checkpoint::CheckpointError;
 use crate::config::Problem;
+use crate::events::EventLogError;
+use crate::lease::LeaseError;
+use crate::node::NodeError;
 use crate::service::ServiceError;
 use crate::supervisor::SupervisorError;
 
@@ -207,6 +213,85 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let text = e.to_string();
+        match e {
+            NodeError::NotOwner { .. } | NodeError::Busy { .. } => ApiError::Conflict(text),
+            NodeError::NoCheckpoint => ApiError::NotFound(text),
+            NodeError::Checkpoint(c) => c.into(),
+            NodeError::Lease(l) => l.into(),
+            NodeError::Storage(_) | NodeError::Replication(_) => ApiError::Unavailable(format!(
+                "{text}; is storage reachable? GET / shows the node's state"
+            )),
+            NodeError::Supervisor(s) => s.into(),
+            NodeError::Hook(_) | NodeError::Database(_) | NodeError::Io { .. } => {
+                ApiError::Internal {
+                    detail: text.clone(),
+                    cause: text,
+                }
+            }
+        }
+    }
+}
+
+impl From<CheckpointError> for ApiError {
+    fn from(e: CheckpointError) -> Self {
+        let text = e.to_string();
+        match e {
+            CheckpointError::InvalidId { .. } | CheckpointError::InvalidLabel { .. } => {
+                ApiError::BadRequest(text)
+            }
+            CheckpointError::NotFound { .. } => ApiError::NotFound(text),
+            CheckpointError::Unreadable { .. }
+            | CheckpointError::CorruptChunk { .. }
+            | CheckpointError::MissingChunk { .. }
+            | CheckpointError::SizeMismatch { .. } => ApiError::Unprocessable(text),
+            CheckpointError::Busy
+            | CheckpointError::GcBusy { .. }
+            | CheckpointError::ConcurrentGc { .. }
+            | CheckpointError::GcWaitTimeout { .. }
+            | CheckpointError::Fenced { .. } => ApiError::Conflict(text),
+            CheckpointError::Store(_) => {
+                ApiError::Unavailable(format!("{text}; is storage reachable?"))
+            }
+            // A process that did not stop in time (stuck on a busy disk): the next try may succeed.
+            CheckpointError::Freeze { .. } => ApiError::Unavailable(text),
+            _ => ApiError::Internal {
+                detail: text.clone(),
+                cause: text,
+            },
+        }
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> Self {
+        let text = e.to_string();
+        match e {
+            LeaseError::Held { .. }
+            | LeaseError::NotHeld { .. }
+            | LeaseError::Superseded { .. } => ApiError::Conflict(text),
+            LeaseError::Storage { .. } | LeaseError::Timeout { .. } | LeaseError::Stopped => {
+                ApiError::Unavailable(text)
+            }
+            _ => ApiError::Internal {
+                detail: text.clone(),
+                cause: text,
+            },
+        }
+    }
+}
+
+impl From<EventLogError> for ApiError {
+    fn from(e: EventLogError) -> Self {
+        ApiError::Internal {
+            detail: "the event history cannot be read now; try again".into(),
+            cause: e.to_string(),
+        }
+    }
+}
+
 impl From<InvalidToken> for ApiError {
     fn from(e: InvalidToken) -> Self {
         ApiError::Unauthorized(e.to_string())
@@ -277,5 +362,23 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes that would not stop for the checkpoint are a reason to try again, not a fault
+    /// of the server. (A process held in state D for 10 s cannot be produced on demand.)
+    #[test]
+    fn a_failed_freeze_is_unavailable_not_internal() {
+        let e = CheckpointError::Freeze {
+            source: "process 7 is still in state D".into(),
+        };
+        assert_eq!(
+            ApiError::from(e).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -70,14 +70,7 @@ pub async fn list(
         )));
     }
     let pattern = glob_param("process", q.process.as_deref())?;
-    let events = state
-        .events()
-        .recent(limit, pattern.as_ref())
-        .await
-        .map_err(|e| ApiError::Internal {
-            detail: "the event history cannot be read now; try again".into(),
-            cause: e.to_string(),
-        })?;
+    let events = state.events().recent(limit, pattern.as_ref()).await?;
     Ok(axum::Json(events).into_response())
 }
 

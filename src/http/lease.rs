@@ -11,7 +11,7 @@ use super::auth::Admin;
 use super::environment::{OptionalJson, node};
 use super::error::ApiError;
 use crate::lease::Tenure;
-use crate::node::{NodeError, ReleaseReport};
+use crate::node::ReleaseReport;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +80,6 @@ pub async fn release(
     )
 )]
 pub async fn acquire(_: Admin, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let tenure = node(&state)?.acquire().await.map_err(NodeError::from)?;
+    let tenure = node(&state)?.acquire().await?;
     Ok(axum::Json(tenure).into_response())
 }
