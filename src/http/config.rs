@@ -4,14 +4,14 @@
 
 use std::path::PathBuf;
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::ApiError;
+use super::extract::JsonText;
 use crate::config::{self, Config};
 
 /// The applied config.
@@ -35,43 +35,6 @@ pub async fn get(_: Claims, State(state): State<AppState>) -> Result<Response, A
             "state-manager is not configured yet; POST /config with a config to configure it"
                 .into(),
         )),
-    }
-}
-
-/// A request body declared as JSON, read whole (within the body limit), not yet parsed.
-pub struct JsonBody(pub Bytes);
-
-impl FromRequest<AppState> for JsonBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body must be JSON with `Content-Type: application/json`, not {ct:?} (curl: --json @config.json)"
-            )));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!(
-                    "the body is larger than the limit of {} bytes",
-                    super::BODY_LIMIT
-                ))
-            } else {
-                ApiError::BadRequest(r.body_text())
-            }
-        })?;
-        Ok(JsonBody(bytes))
     }
 }
 
@@ -113,7 +76,7 @@ pub struct Configured {
 pub async fn post(
     _: Admin,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    JsonText(body): JsonText,
 ) -> Result<Response, ApiError> {
     let service = state.service();
     let applied = service.configure(&body).await?;

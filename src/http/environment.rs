@@ -4,77 +4,22 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Claims};
-use super::error::{ApiError, Query};
+use super::error::ApiError;
+use super::extract::{OptionalJson, Query};
 use crate::checkpoint::CheckpointSummary;
 use crate::node::{Node, RestoreReport};
 use crate::store::CatalogEntry;
 
 pub(super) fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
     Ok(state.service().environment()?)
-}
-
-/// A JSON body that may be left out (an empty body means "all defaults"); when present it must
-/// be declared as JSON.
-pub struct OptionalJson(Option<Bytes>);
-
-impl FromRequest<AppState> for OptionalJson {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| match r.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-                    "the body is larger than the limit of {} bytes",
-                    super::BODY_LIMIT
-                )),
-                _ => ApiError::BadRequest(r.body_text()),
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(None));
-        }
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body must be JSON with `Content-Type: application/json`, not {ct:?} (curl: --json '{{...}}')"
-            )));
-        }
-        Ok(OptionalJson(Some(bytes)))
-    }
-}
-
-impl OptionalJson {
-    /// The body parsed as `T`, or `None` when there was no body.
-    pub(super) fn parse<T: DeserializeOwned>(self) -> Result<Option<T>, ApiError> {
-        let Some(bytes) = self.0 else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
-                _ => ApiError::BadRequest(format!("the body is not valid JSON: {e}")),
-            })
-    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -110,9 +55,9 @@ pub struct CheckpointBody {
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
-    body: OptionalJson,
+    OptionalJson(body): OptionalJson<CheckpointBody>,
 ) -> Result<Response, ApiError> {
-    let body: CheckpointBody = body.parse()?.unwrap_or_default();
+    let body = body.unwrap_or_default();
     let summary = node(&state)?.checkpoint(body.label).await?;
     let location = format!("/checkpoints/{}", summary.id);
     Ok((
@@ -250,9 +195,9 @@ pub struct RestoreBody {
 pub async fn restore(
     _: Admin,
     State(state): State<AppState>,
-    body: OptionalJson,
+    OptionalJson(body): OptionalJson<RestoreBody>,
 ) -> Result<Response, ApiError> {
-    let body: RestoreBody = body.parse()?.ok_or_else(|| {
+    let body = body.ok_or_else(|| {
         ApiError::Unprocessable(
             "say which checkpoint to restore: {\"checkpoint\": \"<id>\"} or {\"checkpoint\": \"latest\"}".into(),
         )

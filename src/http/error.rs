@@ -7,7 +7,6 @@
 //! (JSON body, query, path) rejects through `ApiError`, so a client sees one shape for every
 //! 4xx and 5xx. Server-side causes are logged here, once, and never echoed beyond `detail`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -298,51 +297,6 @@ impl From<InvalidToken> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let text = r.body_text();
-        match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-                "{text}; the request body is limited to {} bytes",
-                super::BODY_LIMIT
-            )),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(format!(
-                "{text}; send the header `Content-Type: application/json` (curl: --json)"
-            )),
-            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(text),
-            _ => ApiError::BadRequest(text),
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(r.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(r: PathRejection) -> Self {
-        ApiError::BadRequest(r.body_text())
-    }
-}
-
-/// `Query` whose rejections are problem+json.
-#[derive(axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct Query<T>(pub T);
-
-/// `Path` whose rejections are problem+json.
-#[derive(axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
-
-/// `Json` whose rejections are problem+json: 400 bad JSON, 415 wrong content type, 413 too
-/// large, 422 well-formed but wrong shape.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct Json<T>(pub T);
-
 /// The 404 for a path no route matches.
 pub async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
@@ -357,12 +311,6 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
         "{method} is not allowed on {}; GET /openapi.json lists the methods of each endpoint",
         uri.path()
     ))
-}
-
-impl<T: Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::Claims;
-use super::error::{ApiError, Query};
+use super::error::ApiError;
+use super::extract::Query;
 use crate::events::{Event, MEMORY_CAPACITY};
 
 /// Events `GET /events` returns when no `limit` is given.

@@ -8,8 +8,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Admin;
-use super::environment::{OptionalJson, node};
+use super::environment::node;
 use super::error::ApiError;
+use super::extract::OptionalJson;
 use crate::lease::Tenure;
 use crate::node::ReleaseReport;
 
@@ -57,9 +58,9 @@ fn yes() -> bool {
 pub async fn release(
     _: Admin,
     State(state): State<AppState>,
-    body: OptionalJson,
+    OptionalJson(body): OptionalJson<ReleaseBody>,
 ) -> Result<Response, ApiError> {
-    let body: ReleaseBody = body.parse()?.unwrap_or_default();
+    let body = body.unwrap_or_default();
     Ok(axum::Json(node(&state)?.release(body.checkpoint).await?).into_response())
 }
 

@@ -13,8 +13,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::AppState;
 use super::auth::Claims;
-use super::error::{ApiError, Json, Path, Query};
+use super::error::ApiError;
 use super::events::sse_json;
+use super::extract::{Json, Path, Query};
 use crate::logs::{LogLine, RING_LINES};
 
 /// Lines returned when no `tail` is given.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod environment;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod lease;
 pub mod logs;
 pub mod metrics;
@@ -245,12 +246,12 @@ mod tests {
         n: u32,
     }
 
-    /// POST `body` to a route taking `error::Json<Payload>` with a 64-byte body limit.
+    /// POST `body` to a route taking `extract::Json<Payload>` with a 64-byte body limit.
     async fn send(content_type: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
         let app: Router = Router::new()
             .route(
                 "/",
-                post(|error::Json(p): error::Json<Payload>| async move { error::Json(p) }),
+                post(|extract::Json(p): extract::Json<Payload>| async move { extract::Json(p) }),
             )
             .layer(DefaultBodyLimit::max(64));
         let req = Request::post("/")

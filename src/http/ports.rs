@@ -6,7 +6,8 @@ use axum::extract::State;
 
 use super::AppState;
 use super::auth::Claims;
-use super::error::{ApiError, Json};
+use super::error::ApiError;
+use super::extract::Json;
 use crate::ports::PortInfo;
 
 /// The managed ports.

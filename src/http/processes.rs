@@ -11,7 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Claims};
-use super::error::{ApiError, Json, Path, Query};
+use super::error::ApiError;
+use super::extract::{Json, Path, Query};
 use crate::supervisor::ProcessInfo;
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::AppState;
 use super::auth::Claims;
-use super::error::{ApiError, Json};
+use super::error::ApiError;
+use super::extract::Json;
 use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
 use crate::node::{LeaseOverview, Operation, Takeover};

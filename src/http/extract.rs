@@ -1,0 +1,204 @@
+//! What handlers take from a request besides its token (that is [`super::auth`]): a JSON body,
+//! the query string, path parameters. Every one rejects with problem+json through
+//! [`ApiError`], naming the problem and the fix.
+//!
+//! JSON bodies are read in one place ([`read`]: whole, within [`super::BODY_LIMIT`], 413 beyond;
+//! declared as JSON, else 415) and parsed in one place ([`parse`]: malformed JSON is 400, a body
+//! of the wrong shape 422). Every body the API takes is an object, so [`parse`] refuses any
+//! other JSON value (an array, a string, `null`) with 422 before looking at the fields.
+//!
+//! - [`Json`]: a required body, parsed.
+//! - [`OptionalJson`]: a body that may be left out (empty means "all defaults").
+//! - [`JsonText`]: a required body left unparsed, for a parser of its own (the config, whose
+//!   validation lists every problem).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::error::ApiError;
+
+/// A required JSON body, parsed as `T`. Also an answer: `T` as JSON.
+pub struct Json<T>(pub T);
+
+/// A JSON body that may be left out: `None` for an empty (or all-whitespace) body, which needs no
+/// content type; when present it must be declared as JSON.
+pub struct OptionalJson<T>(pub Option<T>);
+
+/// A required body declared as JSON, read whole but not parsed.
+pub struct JsonText(pub Bytes);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        declared_json(req.headers(), "--json '{...}'")?;
+        parse(&read(req, state).await?).map(Json)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // Only a body that is there needs to be declared as JSON.
+        let declared = declared_json(req.headers(), "--json '{...}'");
+        let bytes = read(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        declared?;
+        parse(&bytes).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        declared_json(req.headers(), "--json @config.json")?;
+        read(req, state).await.map(JsonText)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// 415 unless the content type is `application/json` or `…+json`; `curl` shows how to send it.
+fn declared_json(headers: &HeaderMap, curl: &str) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "the body must be JSON with `Content-Type: application/json`, not {ct:?} (curl: {curl})"
+    )))
+}
+
+/// The whole body, within the body limit.
+async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|r| match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+                "the body is larger than the limit of {} bytes",
+                super::BODY_LIMIT
+            )),
+            _ => ApiError::BadRequest(r.body_text()),
+        })
+}
+
+/// `bytes` as `T`: 400 if it is not JSON, 422 if it is JSON but not an object or not a `T`.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let not_json =
+        |e: serde_json::Error| ApiError::BadRequest(format!("the body is not valid JSON: {e}"));
+    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first != Some(b'{') {
+        serde_json::from_slice::<IgnoredAny>(bytes).map_err(not_json)?;
+        let kind = match first {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b'n') => "null",
+            Some(b't' | b'f') => "a boolean",
+            _ => "a number",
+        };
+        return Err(ApiError::Unprocessable(format!(
+            "the body must be a JSON object ({{...}}), not {kind}"
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
+        _ => not_json(e),
+    })
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// `Query` whose rejections are problem+json.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `Path` whose rejections are problem+json.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(serde::Deserialize, serde::Serialize, Default)]
+    struct Opts {
+        #[serde(default)]
+        n: u32,
+    }
+
+    /// POST `body` (declared as JSON) to a route taking `OptionalJson<Opts>`.
+    async fn send(body: &'static str) -> (StatusCode, String) {
+        let app: Router = Router::new().route(
+            "/",
+            post(|OptionalJson(o): OptionalJson<Opts>| async move {
+                Json(o.map_or(-1, |o| i64::from(o.n)))
+            }),
+        );
+        let req = Request::post("/")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_body_must_be_an_object_even_when_every_field_has_a_default() {
+        assert_eq!(send(" ").await, (StatusCode::OK, "-1".into()));
+        assert_eq!(send("{}").await, (StatusCode::OK, "0".into()));
+        assert_eq!(send(r#"{"n": 2}"#).await, (StatusCode::OK, "2".into()));
+        for (body, kind) in [
+            ("[]", "an array"),
+            ("null", "null"),
+            (r#""x""#, "a string"),
+            ("7", "a number"),
+        ] {
+            let (status, text) = send(body).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {text}");
+            assert!(text.contains(&format!("not {kind}")), "{body}: {text}");
+        }
+        let (status, text) = send("[1,").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    }
+}
