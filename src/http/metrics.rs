@@ -23,6 +23,7 @@ use super::AppState;
 use super::auth::Claims;
 use super::error::ApiError;
 use crate::events::{Event, StateName};
+use crate::node::NodeRole;
 use crate::supervisor::ProcessInfo;
 
 /// Upper bounds (seconds) of the request latency histogram.
@@ -159,16 +160,10 @@ fn render_node(out: &mut String, node: &crate::node::Node) {
         "gauge",
         "1 for this node's current lease role.",
     );
-    for role in [
-        "owner",
-        "taking_over",
-        "standby",
-        "released",
-        "lost",
-        "starting",
-    ] {
+    for role in NodeRole::ALL {
         let v = u8::from(o.role == role);
-        let _ = writeln!(out, "state_manager_lease_role{{role=\"{role}\"}} {v}");
+        let name = role.as_str();
+        let _ = writeln!(out, "state_manager_lease_role{{role=\"{name}\"}} {v}");
     }
     let epoch = o.lease.epoch.unwrap_or(0) as f64;
     one(

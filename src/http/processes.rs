@@ -67,12 +67,19 @@ pub async fn get(
     Ok(Json(state.supervisor().get(&name).await?))
 }
 
+/// What start, stop and restart did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessAction {
+    Start,
+    Stop,
+    Restart,
+}
+
 /// The answer of start, stop and restart: which processes the pattern selected.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Affected {
-    /// `start`, `stop` or `restart`.
-    #[schema(examples("restart"))]
-    pub action: &'static str,
+    pub action: ProcessAction,
     /// The names of the processes the pattern selected.
     pub processes: Vec<String>,
 }
@@ -100,7 +107,7 @@ pub async fn start(
 ) -> Result<Json<Affected>, ApiError> {
     let processes = state.supervisor().start(&pattern).await?;
     Ok(Json(Affected {
-        action: "start",
+        action: ProcessAction::Start,
         processes,
     }))
 }
@@ -140,7 +147,7 @@ pub async fn stop(
     let timeout = q.timeout.as_deref().map(parse_timeout).transpose()?;
     let processes = state.supervisor().stop(&pattern, timeout).await?;
     Ok(Json(Affected {
-        action: "stop",
+        action: ProcessAction::Stop,
         processes,
     }))
 }
@@ -176,7 +183,25 @@ pub async fn restart(
 ) -> Result<Json<Affected>, ApiError> {
     let processes = state.supervisor().restart(&pattern).await?;
     Ok(Json(Affected {
-        action: "restart",
+        action: ProcessAction::Restart,
         processes,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_answered_as_the_verbs_of_their_routes() {
+        let words: Vec<_> = [
+            ProcessAction::Start,
+            ProcessAction::Stop,
+            ProcessAction::Restart,
+        ]
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect();
+        assert_eq!(words, ["start", "stop", "restart"]);
+    }
 }

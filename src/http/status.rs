@@ -6,7 +6,6 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::AppState;
 use super::auth::Claims;
@@ -14,7 +13,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
-use crate::node::{LeaseOverview, Operation, Takeover};
+use crate::node::{LeaseOverview, NodeRole, Operation, Takeover};
 use crate::replication::ReplicationStatus;
 use crate::supervisor::Summary;
 use crate::webhooks::SinkStats;
@@ -26,36 +25,27 @@ pub struct Status<'a> {
     /// The version of state-manager.
     pub version: &'static str,
     pub uptime_s: f64,
-    /// `owner` (the environment runs here), `taking_over`, `standby`, `released`, `lost` or
-    /// `starting`; `null` while unconfigured.
-    #[schema(value_type = Option<String>, examples("owner"))]
-    pub role: Value,
+    /// This node's part in the environment; `null` while unconfigured.
+    pub role: Option<NodeRole>,
     pub processes: Summary,
     /// Who holds the lease, as this node sees it; `null` while unconfigured.
-    #[schema(value_type = Option<LeaseOverview>)]
-    pub lease: Value,
+    pub lease: Option<LeaseOverview>,
     /// The state database's replication to storage; `null` unless this node owns the lease.
-    #[schema(value_type = Option<ReplicationStatus>)]
-    pub replication: Value,
-    #[schema(value_type = Option<CheckpointSummary>)]
-    pub last_checkpoint: Value,
+    pub replication: Option<ReplicationStatus>,
+    pub last_checkpoint: Option<CheckpointSummary>,
     /// A checkpoint, restore, release or takeover under way.
-    #[schema(value_type = Option<Operation>)]
-    pub operation: Value,
+    pub operation: Option<Operation>,
     /// Where checkpoints, the database and the lease are kept (no secrets); `null` while
     /// unconfigured.
-    #[schema(value_type = Option<String>)]
-    pub storage: Value,
+    pub storage: Option<String>,
     /// The last failure to bring the environment up or of a scheduled checkpoint.
-    #[schema(value_type = Option<String>)]
-    pub node_error: Value,
+    pub node_error: Option<String>,
     /// The latest report of each hook that ran.
     pub hooks: Vec<HookReport>,
     /// The counters of each webhook sink.
     pub webhooks: Vec<SinkStats>,
     /// How this node last became the owner, step by step.
-    #[schema(value_type = Option<Takeover>)]
-    pub last_takeover: Value,
+    pub last_takeover: Option<Takeover>,
     /// Things the operator should know, e.g. that authentication is off.
     #[schema(value_type = Vec<String>)]
     pub warnings: &'a [String],
@@ -76,29 +66,23 @@ pub struct Status<'a> {
 )]
 pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let processes = state.supervisor().summary().await?;
-    let node = state
-        .node()
-        .map(|n| serde_json::to_value(n.overview()).unwrap_or(Value::Null));
-    let part = |k: &str| {
-        node.as_ref()
-            .and_then(|n| n.get(k).cloned())
-            .unwrap_or(Value::Null)
-    };
+    let overview = state.node().map(|n| n.overview());
+    let node = overview.as_ref();
     let body = Status {
         configured: state.configured(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: (state.uptime().as_secs_f64() * 1000.0).round() / 1000.0,
-        role: part("role"),
+        role: node.map(|n| n.role),
         processes,
-        lease: part("lease"),
-        replication: part("replication"),
-        last_checkpoint: part("last_checkpoint"),
-        operation: part("operation"),
-        storage: part("storage"),
-        node_error: part("last_error"),
+        lease: node.map(|n| n.lease.clone()),
+        replication: node.and_then(|n| n.replication.clone()),
+        last_checkpoint: node.and_then(|n| n.last_checkpoint.clone()),
+        operation: node.and_then(|n| n.operation.clone()),
+        storage: node.map(|n| n.storage.clone()),
+        node_error: node.and_then(|n| n.last_error.clone()),
         hooks: state.hooks().reports(),
         webhooks: state.webhooks().stats(),
-        last_takeover: part("last_takeover"),
+        last_takeover: node.and_then(|n| n.last_takeover.clone()),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())

@@ -15,6 +15,7 @@
 mod events;
 pub mod freezer;
 mod ops;
+mod overview;
 mod owner;
 mod timings;
 
@@ -35,6 +36,7 @@ use crate::store::Store;
 use crate::supervisor::{SupervisorError, SupervisorHandle};
 
 pub use ops::{ReleaseReport, RestoreReport};
+pub use overview::{LeaseOverview, NodeRole, Overview};
 pub use timings::Timings;
 
 /// Everything that can go wrong at the node level.
@@ -72,9 +74,35 @@ pub enum NodeError {
 /// What `GET /` shows of an operation under way.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Operation {
-    pub kind: &'static str,
+    pub kind: OperationKind,
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
+}
+
+/// The operations that hold the node's operation lock (one at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    Checkpoint,
+    #[serde(rename = "checkpoint deletion")]
+    CheckpointDeletion,
+    Restore,
+    Release,
+    /// Bringing the environment up after this node became the owner.
+    Takeover,
+}
+
+impl OperationKind {
+    /// The word in the API and in a refusal ("a restore is under way").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Checkpoint => "checkpoint",
+            OperationKind::CheckpointDeletion => "checkpoint deletion",
+            OperationKind::Restore => "restore",
+            OperationKind::Release => "release",
+            OperationKind::Takeover => "takeover",
+        }
+    }
 }
 
 /// The node's own state, published on a watch channel (cheap to read for `GET /`).
@@ -233,11 +261,13 @@ impl Node {
     }
 
     /// Take the operation lock for `kind`, or say what holds it.
-    fn begin(&self, kind: &'static str) -> Result<OpGuard<'_>, NodeError> {
+    fn begin(&self, kind: OperationKind) -> Result<OpGuard<'_>, NodeError> {
         let guard = self.ops.try_lock().map_err(|_| {
             let current = self.status.borrow().operation.clone();
             NodeError::Busy {
-                what: current.as_ref().map_or("another operation", |o| o.kind),
+                what: current
+                    .as_ref()
+                    .map_or("another operation", |o| o.kind.as_str()),
                 since: current
                     .map_or_else(|| "moments ago".into(), |o| crate::lease::rfc3339(o.since)),
             }
@@ -316,84 +346,5 @@ pub fn not_owner(node_id: &str, role: &Role) -> String {
             format!("node {node_id} has not looked at the lease yet; retry in a moment")
         }
         Role::Owner { .. } => format!("node {node_id} owns the environment"),
-    }
-}
-
-/// The node's part of `GET /`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Overview {
-    /// `owner` (the environment runs here), `taking_over` (the lease is ours, the environment
-    /// is being brought up), `standby`, `released`, `lost` or `starting`.
-    pub role: &'static str,
-    pub lease: LeaseOverview,
-    pub replication: Option<ReplicationStatus>,
-    pub last_checkpoint: Option<CheckpointSummary>,
-    pub operation: Option<Operation>,
-    pub storage: String,
-    pub last_error: Option<String>,
-    pub last_takeover: Option<Takeover>,
-}
-
-/// Who holds the lease, as this node sees it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct LeaseOverview {
-    pub node_id: String,
-    /// The holder (this node when it is the owner), if anyone holds it.
-    pub holder: Option<String>,
-    pub epoch: Option<u64>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-    /// The holder gave it up: it can be taken at once.
-    pub released: bool,
-}
-
-impl Node {
-    pub fn overview(&self) -> Overview {
-        let node_id = self.node_id().to_string();
-        let (role, holder, epoch, expires_at, released) = match self.lease.role() {
-            Role::Owner {
-                epoch, expires_at, ..
-            } => (
-                "owner",
-                Some(node_id.clone()),
-                Some(epoch),
-                Some(expires_at),
-                false,
-            ),
-            Role::Standby { lease: Some(l) } => (
-                "standby",
-                Some(l.holder),
-                Some(l.epoch),
-                Some(l.expires_at),
-                l.released,
-            ),
-            Role::Standby { lease: None } => ("standby", None, None, None, false),
-            Role::Released { epoch } => ("released", None, Some(epoch), None, true),
-            Role::Lost { epoch, .. } => ("lost", None, Some(epoch), None, false),
-            Role::Starting => ("starting", None, None, None, false),
-        };
-        let status = self.status.borrow().clone();
-        // The lease is ours but the environment is still being restored and started.
-        let role = if role == "owner" && !status.up {
-            "taking_over"
-        } else {
-            role
-        };
-        Overview {
-            role,
-            lease: LeaseOverview {
-                node_id,
-                holder,
-                epoch,
-                expires_at,
-                released,
-            },
-            replication: self.replication.borrow().clone(),
-            last_checkpoint: status.last_checkpoint,
-            operation: status.operation,
-            storage: self.storage(),
-            last_error: status.last_error,
-            last_takeover: status.last_takeover,
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Node, NodeError, freezer::SupervisorFreezer, owner};
+use super::{Node, NodeError, OperationKind, freezer::SupervisorFreezer, owner};
 use crate::checkpoint::{CheckpointId, CheckpointSummary, CreateRequest, Manifest, Retention};
 use crate::config::ProcessSpec;
 use crate::lease::{LeaseError, Tenure};
@@ -38,7 +38,7 @@ impl Node {
     /// Take a checkpoint of env_dir: hooks first, then the engine, then the catalog.
     pub async fn checkpoint(&self, label: Option<String>) -> Result<CheckpointSummary, NodeError> {
         let epoch = self.require_owner()?;
-        let _op = self.begin("checkpoint")?;
+        let _op = self.begin(OperationKind::Checkpoint)?;
         let summary = self.checkpoint_locked(label, epoch, true).await?;
         self.after_checkpoint().await;
         Ok(summary)
@@ -132,7 +132,7 @@ impl Node {
 
     pub async fn delete_checkpoint(&self, id: &str) -> Result<(), NodeError> {
         self.require_owner()?;
-        let _op = self.begin("checkpoint deletion")?;
+        let _op = self.begin(OperationKind::CheckpointDeletion)?;
         self.engine.delete(id).await?;
         if let Some(store) = self.store().await {
             store.catalog_delete(id).await?;
@@ -145,7 +145,7 @@ impl Node {
     pub async fn restore(&self, which: &str) -> Result<RestoreReport, NodeError> {
         let epoch = self.require_owner()?;
         let manifest = self.resolve(which).await?;
-        let _op = self.begin("restore")?;
+        let _op = self.begin(OperationKind::Restore)?;
         let started = Instant::now();
         let label = format!("undo before restore of {}", manifest.id);
         let undo = self.checkpoint_locked(Some(label), epoch, true).await?;
@@ -190,7 +190,7 @@ impl Node {
     /// until `POST /acquire-lease`.
     pub async fn release(&self, final_checkpoint: bool) -> Result<ReleaseReport, NodeError> {
         let epoch = self.require_owner()?;
-        let _op = self.begin("release")?;
+        let _op = self.begin(OperationKind::Release)?;
         let mut timings = super::Timings::start();
         self.supervisor.stop_all().await?;
         timings.lap("stop");

@@ -72,7 +72,7 @@ async fn bring_up(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
     let _lock = node.ops.lock().await;
     node.set_status(|s| {
         s.operation = Some(super::Operation {
-            kind: "takeover",
+            kind: super::OperationKind::Takeover,
             since: time::OffsetDateTime::now_utc(),
         })
     });
