@@ -16,7 +16,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::{Config, HookConfig, HooksConfig};
-use crate::proc::{self, RunError, RunOptions};
+use crate::proc::{self, CommandError, RunOptions};
 
 /// Extra time allowed beyond a hook's timeout for killing and collecting it.
 const KILL_SLACK: Duration = Duration::from_secs(5);
@@ -146,7 +146,7 @@ impl Hooks {
                     (false, None) => (false, out.status.to_string()),
                 }
             }
-            Ok(Err(RunError::Timeout { timeout, .. })) => (
+            Ok(Err(CommandError::Timeout { timeout, .. })) => (
                 false,
                 format!(
                     "did not finish within {} and was killed",

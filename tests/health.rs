@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::supervised::start;
 use state_manager::config;
 use state_manager::events::{Event, StateName};
-use state_manager::probes::Role;
+use state_manager::probes::ProbeRole;
 use tokio::sync::broadcast;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -82,7 +82,7 @@ async fn a_slow_process_is_starting_until_ready_and_its_dependant_starts_after_i
     let db = h.get("db").await.unwrap();
     assert!(db.ready && db.healthy, "{db:?}");
     let probe = db.last_probe.expect("a probe result");
-    assert_eq!((probe.probe, probe.ok), (Role::Readiness, true));
+    assert_eq!((probe.probe, probe.ok), (ProbeRole::Readiness, true));
     let s = h.summary().await.unwrap();
     assert_eq!((s.running, s.ready, s.healthy, s.waiting), (2, 2, 2, 0));
     h.shutdown().await.unwrap();
@@ -121,7 +121,7 @@ async fn liveness_failures_restart_the_process_and_the_event_says_why() {
         let live = i
             .last_probe
             .as_ref()
-            .is_some_and(|p| p.probe == Role::Liveness && p.ok);
+            .is_some_and(|p| p.probe == ProbeRole::Liveness && p.ok);
         live.then_some(i)
     })
     .await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::moto::MotoServer;
 use state_manager::config::StorageConfig;
-use state_manager::objstore::{self, DynStore, StoreError};
+use state_manager::objstore::{self, DynStore, StorageError};
 
 /// Where a case's stores live. Stores are made through `objstore::open`, as the service does.
 pub enum Backend {
@@ -148,7 +148,7 @@ async fn race_child() {
     for t in tasks {
         match t.await.unwrap() {
             (key, Ok(_)) => println!("won {key}"),
-            (_, Err(StoreError::PreconditionFailed { .. })) => {}
+            (_, Err(StorageError::PreconditionFailed { .. })) => {}
             (_, Err(e)) => panic!("{e}"),
         }
     }
@@ -231,17 +231,17 @@ async fn s3_unreachable_endpoint_fails_within_seconds() {
         .unwrap();
     let started = Instant::now();
     let r = store.put("lease.json", Bytes::from_static(b"{}")).await;
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     assert!(
         started.elapsed() < FAIL_FAST,
         "took {:?}",
         started.elapsed()
     );
     let r = store.head("lease.json").await;
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     // Keys are checked before any request: no backend error, no wait.
     let r = store.get("../lease.json").await;
-    assert!(matches!(r, Err(StoreError::InvalidKey { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::InvalidKey { .. })), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +257,7 @@ async fn s3_recovers_after_the_server_restarts() {
     moto.stop();
     let started = Instant::now();
     let r = store.put("b", Bytes::from_static(b"2")).await;
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     assert!(
         started.elapsed() < FAIL_FAST,
         "took {:?}",
@@ -287,7 +287,7 @@ async fn s3_hung_server_times_out_then_recovers() {
     let r = store.get("a").await;
     let waited = started.elapsed();
     moto.resume();
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     assert!(waited < Duration::from_secs(60), "took {waited:?}");
     assert_eq!(store.get("a").await.unwrap().body, Bytes::from_static(b"1"));
 }
@@ -300,7 +300,7 @@ async fn s3_missing_bucket_is_a_backend_error_not_a_missing_key() {
         .await
         .unwrap();
     let r = store.get("lease.json").await;
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     let r = store.put_if_absent("lease.json", Bytes::new()).await;
-    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
 }

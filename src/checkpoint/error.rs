@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::objstore::StoreError;
+use crate::objstore::StorageError;
 
 /// An error from a freezer implementation (the supervisor's own error type, boxed).
 pub type FreezeError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -42,7 +42,7 @@ pub enum CheckpointError {
         source: io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StorageError),
     #[error("freezing the supervised processes failed: {source}")]
     Freeze { source: FreezeError },
     #[error("resuming the supervised processes failed: {source}")]

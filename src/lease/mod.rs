@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::objstore::StoreError;
+use crate::objstore::StorageError;
 
 pub use clock::{Clock, DynClock, FakeClock, SystemClock};
 pub use fence::{Fence, Fenced};
@@ -86,7 +86,7 @@ pub enum LeaseError {
     Storage {
         op: &'static str,
         #[source]
-        source: StoreError,
+        source: StorageError,
     },
     #[error("lease storage request {op} did not complete within {after:?}; is storage reachable?")]
     Timeout { op: &'static str, after: Duration },

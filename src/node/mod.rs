@@ -30,7 +30,7 @@ use crate::checkpoint::{CheckpointEngine, CheckpointError, CheckpointSummary, En
 use crate::config::{Config, ProcessSpec};
 use crate::events::Event;
 use crate::lease::{LeaseError, LeaseHandle, Leaser, Role};
-use crate::objstore::{self, DynStore, StoreError};
+use crate::objstore::{self, DynStore, StorageError};
 use crate::replication::{ReplicationError, ReplicationStatus, Replicator};
 use crate::store::Store;
 use crate::supervisor::{SupervisorError, SupervisorHandle};
@@ -43,7 +43,7 @@ pub use timings::Timings;
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error(transparent)]

@@ -14,7 +14,7 @@
 //!   the content's MD5 instead: callers treat ETags as opaque).
 //!
 //! Limitation shared by every filesystem: a key cannot also be a directory of other keys
-//! (`a` and `a/b` cannot both exist); such a write fails with [`StoreError::Io`].
+//! (`a` and `a/b` cannot both exist); such a write fails with [`StorageError::Io`].
 
 mod version;
 
@@ -30,7 +30,7 @@ use bytes::Bytes;
 use self::version::{advance_mtime, etag_of};
 use super::atomic::{self, RESERVED, TempFile};
 use super::{
-    ETag, Object, ObjectMeta, ObjectStore, Result, StoreError, validate_key, validate_prefix,
+    ETag, Object, ObjectMeta, ObjectStore, Result, StorageError, validate_key, validate_prefix,
 };
 
 /// Objects as files under a directory. Cheap to clone.
@@ -62,7 +62,7 @@ impl LocalStore {
             validate_key(p)?;
         }
         let root = prefix.map_or_else(|| base.to_path_buf(), |p| base.join(p));
-        let io_err = |source| StoreError::Io {
+        let io_err = |source| StorageError::Io {
             key: String::new(),
             source,
         };
@@ -91,7 +91,7 @@ impl LocalStore {
         let key = key.to_string();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| StoreError::Io {
+            .map_err(|e| StorageError::Io {
                 key,
                 source: io::Error::other(e),
             })?
@@ -107,13 +107,13 @@ fn object_meta(key: String, meta: &Metadata) -> ObjectMeta {
     }
 }
 
-/// Map an I/O error on `key`, turning "no such file" into [`StoreError::NotFound`].
-fn io_err(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
+/// Map an I/O error on `key`, turning "no such file" into [`StorageError::NotFound`].
+fn io_err(key: &str) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |source| {
         if is_missing(&source) {
-            StoreError::NotFound { key: key.into() }
+            StorageError::NotFound { key: key.into() }
         } else {
-            StoreError::Io {
+            StorageError::Io {
                 key: key.into(),
                 source,
             }
@@ -130,8 +130,8 @@ fn is_missing(e: &io::Error) -> bool {
 }
 
 /// Like [`io_err`] but every error stays an I/O error (for writes).
-fn write_err(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+fn write_err(key: &str) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
         key: key.to_string(),
         source,
     }
@@ -160,7 +160,7 @@ impl Inner {
         let file = File::open(self.path(key)).map_err(io_err(key))?;
         let meta = file.metadata().map_err(io_err(key))?;
         if !meta.is_file() {
-            return Err(StoreError::NotFound { key: key.into() });
+            return Err(StorageError::NotFound { key: key.into() });
         }
         Ok((file, meta))
     }
@@ -185,7 +185,7 @@ impl Inner {
             Cond::Match(etag) => current.as_ref().map(etag_of).as_ref() == Some(etag),
         };
         if !holds {
-            return Err(StoreError::PreconditionFailed { key: key.into() });
+            return Err(StorageError::PreconditionFailed { key: key.into() });
         }
         let meta = advance_mtime(&tmp.file, current.as_ref()).map_err(write_err(key))?;
         tmp.rename_to(&dest).map_err(write_err(key))?;

@@ -3,7 +3,7 @@
 //!
 //! Keys are relative to the environment's `key_prefix` (the backend adds it) and are validated:
 //! `/`-separated segments of printable characters, no empty, `.` or `..` segment. Conditional
-//! writes are atomic in both backends; a failed precondition is [`StoreError::PreconditionFailed`],
+//! writes are atomic in both backends; a failed precondition is [`StorageError::PreconditionFailed`],
 //! never an error string to match.
 //!
 //! [`open`] picks the backend from the config's `storage` section.
@@ -42,8 +42,9 @@ pub struct Object {
     pub etag: ETag,
 }
 
+/// A failure of storage (either backend), with the key it concerns.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum StorageError {
     #[error("object {key:?} not found")]
     NotFound { key: String },
     /// put-if-absent found an object, or put-if-match found another version.
@@ -62,16 +63,16 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
+impl StorageError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
+        matches!(self, StorageError::NotFound { .. })
     }
     pub fn is_precondition_failed(&self) -> bool {
-        matches!(self, StoreError::PreconditionFailed { .. })
+        matches!(self, StorageError::PreconditionFailed { .. })
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// The storage interface. Every method is safe to call concurrently.
 #[async_trait::async_trait]
@@ -105,7 +106,7 @@ pub type DynStore = Arc<dyn ObjectStore>;
 /// Check a key before it reaches a backend.
 pub fn validate_key(key: &str) -> Result<()> {
     let bad = |reason| {
-        Err(StoreError::InvalidKey {
+        Err(StorageError::InvalidKey {
             key: key.to_string(),
             reason,
         })
@@ -138,7 +139,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
     let body = prefix.strip_suffix('/').unwrap_or(prefix);
     validate_key(body).map_err(|e| match e {
-        StoreError::InvalidKey { reason, .. } => StoreError::InvalidKey {
+        StorageError::InvalidKey { reason, .. } => StorageError::InvalidKey {
             key: prefix.to_string(),
             reason,
         },
@@ -154,7 +155,7 @@ pub async fn open(storage: Option<&StorageConfig>, data_dir: &Path) -> Result<Dy
         return open_local(data_dir.join("objects"), None).await;
     };
     match s.endpoint.as_deref().and_then(file_endpoint) {
-        Some(base) if !base.is_absolute() => Err(StoreError::Backend {
+        Some(base) if !base.is_absolute() => Err(StorageError::Backend {
             op: "open",
             key: String::new(),
             message: "a file endpoint needs an absolute path: \"file:///var/lib/objects\"".into(),
@@ -168,7 +169,7 @@ async fn open_local(base: PathBuf, prefix: Option<String>) -> Result<DynStore> {
     let store =
         tokio::task::spawn_blocking(move || local::LocalStore::open(&base, prefix.as_deref()))
             .await
-            .map_err(|e| StoreError::Io {
+            .map_err(|e| StorageError::Io {
                 key: String::new(),
                 source: std::io::Error::other(e),
             })??;

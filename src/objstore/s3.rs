@@ -4,7 +4,7 @@
 //! - Keys are stored as `<key_prefix>/<key>`; listing strips the prefix and never returns an
 //!   object of another prefix (`env-1/` does not match `env-10/…`).
 //! - Outcomes are read from the HTTP status of the raw response, never from error text:
-//!   404 → [`StoreError::NotFound`], 409/412 → [`StoreError::PreconditionFailed`] (and 404 on
+//!   404 → [`StorageError::NotFound`], 409/412 → [`StorageError::PreconditionFailed`] (and 404 on
 //!   `put_if_match`, since a missing object does not match).
 //! - Every request is bounded: 2 s to connect, 10 s per attempt and 30 s in all for small
 //!   requests (longer for bulk data), at most 4 attempts with jittered backoff on 5xx,
@@ -33,7 +33,7 @@ use tokio::io::AsyncWriteExt;
 use self::config::{config_error, data_timeouts, describe, shared_config};
 use super::atomic::{self, TempFile};
 use super::{
-    ETag, Object, ObjectMeta, ObjectStore, Result, StoreError, validate_key, validate_prefix,
+    ETag, Object, ObjectMeta, ObjectStore, Result, StorageError, validate_key, validate_prefix,
 };
 use crate::config::StorageConfig;
 
@@ -102,7 +102,7 @@ impl S3Store {
     }
 
     /// Map an SDK error by HTTP status (see the module header).
-    fn err<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StoreError
+    fn err<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -111,16 +111,16 @@ impl S3Store {
                 "bucket {:?} does not exist: create it or fix storage.bucket",
                 self.bucket
             );
-            return StoreError::Backend {
+            return StorageError::Backend {
                 op,
                 key: key.into(),
                 message,
             };
         }
         match status(&err) {
-            Some(404) => StoreError::NotFound { key: key.into() },
-            Some(409 | 412) => StoreError::PreconditionFailed { key: key.into() },
-            _ => StoreError::Backend {
+            Some(404) => StorageError::NotFound { key: key.into() },
+            Some(409 | 412) => StorageError::PreconditionFailed { key: key.into() },
+            _ => StorageError::Backend {
                 op,
                 key: key.into(),
                 message: DisplayErrorContext(&err).to_string(),
@@ -151,8 +151,8 @@ impl S3Store {
         };
         match sent.map_err(|e| self.err("put", key, e)) {
             Ok(out) => etag_of(out.e_tag(), "put", key),
-            Err(StoreError::NotFound { key }) if matches!(cond, Cond::Match(_)) => {
-                Err(StoreError::PreconditionFailed { key })
+            Err(StorageError::NotFound { key }) if matches!(cond, Cond::Match(_)) => {
+                Err(StorageError::PreconditionFailed { key })
             }
             Err(e) => Err(e),
         }
@@ -176,8 +176,8 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-fn backend(op: &'static str, key: &str, message: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend {
+fn backend(op: &'static str, key: &str, message: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend {
         op,
         key: key.into(),
         message: message.to_string(),
@@ -189,8 +189,8 @@ fn etag_of(etag: Option<&str>, op: &'static str, key: &str) -> Result<ETag> {
         .ok_or_else(|| backend(op, key, "the response carries no ETag"))
 }
 
-fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
         key: key.into(),
         source,
     }
@@ -230,7 +230,7 @@ impl ObjectStore for S3Store {
             // No HTTP range can ask for nothing: only confirm the object exists.
             return match self.head(key).await? {
                 Some(_) => Ok(Bytes::new()),
-                None => Err(StoreError::NotFound { key: key.into() }),
+                None => Err(StorageError::NotFound { key: key.into() }),
             };
         }
         let header = format!("bytes={}-{}", range.start, range.end - 1);
@@ -259,7 +259,7 @@ impl ObjectStore for S3Store {
             .key(self.full(key));
         let out = match req.send().await.map_err(|e| self.err("head", key, e)) {
             Ok(out) => out,
-            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(StorageError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         Ok(Some(ObjectMeta {
@@ -367,7 +367,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(self.full(key));
         match req.send().await.map_err(|e| self.err("delete", key, e)) {
-            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

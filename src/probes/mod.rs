@@ -23,19 +23,18 @@ pub use task::{ProbeTask, Report, Target, Verdict, spawn};
 /// Which probe of a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[schema(as = ProbeRole)]
-pub enum Role {
+pub enum ProbeRole {
     /// Gates `starting → running`, then keeps telling whether the process is ready.
     Readiness,
     /// Restarts the process after `failures` failures in a row.
     Liveness,
 }
 
-impl std::fmt::Display for Role {
+impl std::fmt::Display for ProbeRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Role::Readiness => "readiness",
-            Role::Liveness => "liveness",
+            ProbeRole::Readiness => "readiness",
+            ProbeRole::Liveness => "liveness",
         })
     }
 }
@@ -45,7 +44,7 @@ impl std::fmt::Display for Role {
 pub struct ProbeResult {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    pub probe: Role,
+    pub probe: ProbeRole,
     pub ok: bool,
     /// What was seen, in words: "HTTP 200", "connection refused", "exit code 1: not yet".
     pub message: String,

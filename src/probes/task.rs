@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::check::{Outcome, Probed, attempt};
-use super::{ProbeResult, ProbeSpec, Role};
+use super::{ProbeResult, ProbeRole, ProbeSpec};
 use crate::logs::LogBuffer;
 
 /// The incarnation a probe task watches.
@@ -58,7 +58,7 @@ pub struct Report {
 #[derive(Debug)]
 pub struct ProbeTask {
     pub pid: u32,
-    pub role: Role,
+    pub role: ProbeRole,
     handle: JoinHandle<()>,
 }
 
@@ -70,7 +70,7 @@ impl Drop for ProbeTask {
 
 /// Start the `role` probe `spec` for `target`; reports go to `tx`.
 pub fn spawn(
-    role: Role,
+    role: ProbeRole,
     spec: Arc<ProbeSpec>,
     target: Target,
     tx: mpsc::UnboundedSender<Report>,
@@ -84,15 +84,15 @@ pub fn spawn(
     };
     let handle = tokio::spawn(async move {
         match role {
-            Role::Readiness => runner.readiness(&spec).await,
-            Role::Liveness => runner.liveness(&spec).await,
+            ProbeRole::Readiness => runner.readiness(&spec).await,
+            ProbeRole::Liveness => runner.liveness(&spec).await,
         }
     });
     ProbeTask { pid, role, handle }
 }
 
 struct Runner {
-    role: Role,
+    role: ProbeRole,
     target: Target,
     probed: Probed,
     tx: mpsc::UnboundedSender<Report>,
@@ -298,7 +298,7 @@ mod tests {
         let logs = Arc::new(LogBuffer::default());
         let check = Check::Tcp { addr: addr.clone() };
         let s = spec(check, 1, Some(Duration::from_millis(300)));
-        let _t = spawn(Role::Readiness, s, target(&logs), tx);
+        let _t = spawn(ProbeRole::Readiness, s, target(&logs), tx);
         match verdict(&mut rx).await {
             Verdict::StartTimeout(why) => {
                 assert!(why.starts_with("not ready within 300ms"), "{why}");
@@ -316,7 +316,7 @@ mod tests {
         let logs = Arc::new(LogBuffer::default());
         let check = Check::Tcp { addr: addr.clone() };
         let _r = spawn(
-            Role::Readiness,
+            ProbeRole::Readiness,
             spec(check.clone(), 2, None),
             target(&logs),
             tx.clone(),
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(verdict(&mut rx).await, Verdict::Ready);
         drop(_r);
         drop(_l);
-        let _live = spawn(Role::Liveness, spec(check, 3, None), target(&logs), tx);
+        let _live = spawn(ProbeRole::Liveness, spec(check, 3, None), target(&logs), tx);
         match verdict(&mut rx).await {
             Verdict::LivenessFailed(m) => assert!(m.starts_with("failed 3 times in a row"), "{m}"),
             other => panic!("{other:?}"),

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::events::ExitStatus;
 
-pub use run::{Output, RunError, RunOptions, run};
+pub use run::{CommandError, Output, RunOptions, run};
 
 /// What to do with a child's standard streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

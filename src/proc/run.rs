@@ -30,8 +30,9 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Why [`run`] has no output to give: the command did not start, or did not end in time.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum CommandError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error("{program:?} did not finish within {timeout:?} and was killed")]
@@ -55,7 +56,7 @@ impl Drop for KillOnDrop {
 
 /// Run `argv` and wait for it, killing its process group if it outlives `opts.timeout` (or if
 /// the returned future is dropped before it ends).
-pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> {
+pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, CommandError> {
     let env = child_env(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let stdio = if opts.stdin.is_some() {
         Stdio3::CaptureWithStdin
@@ -93,7 +94,7 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, RunError> 
             let _ = signal_group(pid, Signal::SIGKILL);
             let _ = child.exit.await;
             guard.armed = false;
-            return Err(RunError::Timeout {
+            return Err(CommandError::Timeout {
                 program: argv[0].clone(),
                 timeout: opts.timeout,
             });
@@ -162,7 +163,7 @@ mod tests {
         let err = run(&argv(&["sh", "-c", "sleep 60 & sleep 60"]), opts)
             .await
             .unwrap_err();
-        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+        assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
     }
 
     #[tokio::test]

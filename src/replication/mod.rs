@@ -61,7 +61,7 @@ pub enum ReplicationError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("storage: {0}")]
-    Storage(#[from] crate::objstore::StoreError),
+    Storage(#[from] crate::objstore::StorageError),
     #[error(transparent)]
     Fenced(#[from] Fenced),
     #[error("reading the WAL {path}: {source}")]

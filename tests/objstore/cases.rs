@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use state_manager::objstore::{DynStore, ETag, StoreError};
+use state_manager::objstore::{DynStore, ETag, StorageError};
 
 use super::Backend;
 
@@ -14,16 +14,16 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
     match r {
-        Err(StoreError::NotFound { .. }) => {}
+        Err(StorageError::NotFound { .. }) => {}
         other => panic!("{what}: expected NotFound, got {other:?}"),
     }
 }
 
-fn assert_precondition<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+fn assert_precondition<T: std::fmt::Debug>(r: Result<T, StorageError>, what: &str) {
     match r {
-        Err(StoreError::PreconditionFailed { .. }) => {}
+        Err(StorageError::PreconditionFailed { .. }) => {}
         other => panic!("{what}: expected PreconditionFailed, got {other:?}"),
     }
 }
@@ -159,7 +159,7 @@ pub async fn one_winner_of_16_put_if_absent(be: &Backend) {
         for t in tasks {
             match t.await.unwrap() {
                 (i, Ok(_)) => winners.push(i),
-                (_, Err(StoreError::PreconditionFailed { .. })) => {}
+                (_, Err(StorageError::PreconditionFailed { .. })) => {}
                 (i, Err(e)) => panic!("writer {i}: {e}"),
             }
         }
@@ -196,7 +196,7 @@ pub async fn invalid_keys_are_rejected(be: &Backend) {
         ];
         for (op, r) in results.into_iter().enumerate() {
             assert!(
-                matches!(r, Some(StoreError::InvalidKey { .. })),
+                matches!(r, Some(StorageError::InvalidKey { .. })),
                 "key {key:?} op #{op}: {r:?}"
             );
         }
@@ -204,7 +204,7 @@ pub async fn invalid_keys_are_rejected(be: &Backend) {
     for prefix in ["/", "../", "a//", "a/../b"] {
         let r = s.list(prefix).await;
         assert!(
-            matches!(r, Err(StoreError::InvalidKey { .. })),
+            matches!(r, Err(StorageError::InvalidKey { .. })),
             "{prefix:?}: {r:?}"
         );
     }
@@ -326,7 +326,7 @@ pub async fn files_round_trip(be: &Backend) {
 
     let missing = dir.path().join("missing.bin");
     let r = s.put_file("files/x", &missing).await;
-    assert!(matches!(r, Err(StoreError::Io { .. })), "{r:?}");
+    assert!(matches!(r, Err(StorageError::Io { .. })), "{r:?}");
     assert!(s.head("files/x").await.unwrap().is_none());
 }
 

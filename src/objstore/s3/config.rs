@@ -10,7 +10,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Credentials, Region};
 
 use crate::config::StorageConfig;
-use crate::objstore::StoreError;
+use crate::objstore::StorageError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_ATTEMPTS: u32 = 4;
@@ -34,8 +34,8 @@ pub(super) fn data_timeouts() -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::config::Builder::default().timeout_config(t)
 }
 
-pub(super) fn config_error(message: String) -> StoreError {
-    StoreError::Backend {
+pub(super) fn config_error(message: String) -> StorageError {
+    StorageError::Backend {
         op: "open",
         key: String::new(),
         message,

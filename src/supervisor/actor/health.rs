@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 
 use super::Actor;
 use crate::config::ProcessSpec;
-use crate::probes::{self, ProbeError, ProbeSpec, Report, Role, Target, Verdict};
+use crate::probes::{self, ProbeError, ProbeRole, ProbeSpec, Report, Target, Verdict};
 use crate::supervisor::child::{IsOurs, Started};
 use crate::supervisor::leftovers::{self, Cleanup, Earlier};
 use crate::supervisor::state::{AfterStop, Input, ProcState};
@@ -131,8 +131,8 @@ impl Actor {
             p.ready = running;
         }
         let roles = [
-            (Role::Readiness, &p.readiness, true),
-            (Role::Liveness, &p.liveness, running),
+            (ProbeRole::Readiness, &p.readiness, true),
+            (ProbeRole::Liveness, &p.liveness, running),
         ];
         for (role, spec, wanted) in roles {
             let Some(spec) = spec.clone().filter(|_| wanted) else {
@@ -161,7 +161,7 @@ impl Actor {
         if p.m.state.pid() != Some(report.pid) || self.frozen {
             return; // an earlier incarnation's, or from before a freeze
         }
-        if report.result.probe == Role::Liveness {
+        if report.result.probe == ProbeRole::Liveness {
             p.live_ok = Some(report.result.ok);
         }
         p.last_probe = Some(report.result);
