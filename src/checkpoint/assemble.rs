@@ -8,7 +8,8 @@ use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
 use super::local::IndexEntry;
 use super::manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Stats};
-use super::stage::{FilePlan, Plan, trustworthy};
+use super::stage::{Plan, trustworthy};
+use super::stager::FilePlan;
 use super::upload::{FileChunks, UploadStats};
 use super::walk::ScanKind;
 

@@ -19,15 +19,15 @@ use std::path::Path;
 use fastcdc::v2020::FastCDC;
 
 use super::error::{CheckpointError, Result};
-use super::manifest::{ChunkHash, ChunkRef};
+use super::manifest::{ChunkHash, ChunkRef, MAX_OBJECT};
 
 pub const MIN_CHUNK: usize = 256 * 1024;
 pub const AVG_CHUNK: usize = 1024 * 1024;
 pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 /// A pack is sealed once it holds this much.
 pub const PACK_TARGET: usize = 4 * 1024 * 1024;
-/// Upper bound of any object's uncompressed size (a pack may overshoot its target by one file).
-pub const MAX_OBJECT: usize = PACK_TARGET + MIN_CHUNK;
+// A pack may overshoot its target by one small file; neither it nor a chunk may pass the bound.
+const _: () = assert!(PACK_TARGET + MIN_CHUNK <= MAX_OBJECT && MAX_CHUNK <= MAX_OBJECT);
 /// Read window of the streaming chunker; a multiple of `MAX_CHUNK` keeps copies rare.
 const WINDOW: usize = 4 * MAX_CHUNK;
 

@@ -13,11 +13,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 use super::CheckpointSummary;
-use super::chunker::MAX_OBJECT;
 use super::id::CheckpointId;
 
 /// The manifest format this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// Upper bound of any stored object's uncompressed size (4 MiB + 256 KiB): a chunk slice that
+/// ends beyond it cannot be, and restore decompresses no object past it. The chunker's sizes
+/// stay within it.
+pub const MAX_OBJECT: usize = 4 * 1024 * 1024 + 256 * 1024;
 
 /// The BLAKE3 hash of a chunk's uncompressed bytes; its object is `chunks/<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -12,11 +12,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::CheckpointEngine;
-use super::chunker::MAX_OBJECT;
 use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
 use super::local::{IndexEntry, LocalState};
-use super::manifest::{ChunkHash, EntryKind, Manifest};
+use super::manifest::{ChunkHash, EntryKind, MAX_OBJECT, Manifest};
 use super::stage::trustworthy;
 use super::swap::{SwapPaths, remove_trash, swap_in};
 use super::tree::SafeRoot;

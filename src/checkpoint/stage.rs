@@ -6,29 +6,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::error::Result;
-use super::local::{IndexEntry, LocalState};
+use super::local::LocalState;
 use super::manifest::{ChunkHash, ChunkRef, Meta};
-use super::stager::{SpooledChunk, Stager};
+use super::stager::{FilePlan, Stager};
 use super::walk::{Excludes, FileStat, ScanKind, Scanned, scan};
-
-/// What to do with one file.
-#[derive(Debug)]
-pub enum FilePlan {
-    /// Unchanged since the index entry: reuse its chunks without reading.
-    Reuse(IndexEntry),
-    /// Read from `source` (a staged copy, or the file itself when nothing is frozen).
-    Read { source: PathBuf },
-    /// Its bytes are in the spool file at `offset`.
-    Spooled { offset: u64, len: u64 },
-    /// Already cut in the window; the bytes of the chunks not known to storage are spooled.
-    Chunked {
-        chunks: Vec<ChunkRef>,
-        size: u64,
-        new: Vec<SpooledChunk>,
-    },
-    /// Disappeared between the walk and the copy.
-    Vanished,
-}
 
 #[derive(Debug)]
 pub struct Plan {
@@ -115,6 +96,7 @@ pub fn now_ns() -> i64 {
 mod tests {
     use super::*;
     use crate::checkpoint::chunker::MIN_CHUNK;
+    use crate::checkpoint::local::IndexEntry;
 
     fn entry(stat: FileStat, hash: ChunkHash, racy: bool) -> IndexEntry {
         IndexEntry {

@@ -16,8 +16,27 @@ use std::path::{Path, PathBuf};
 
 use super::chunker::{ChunkSink, MIN_CHUNK, chunk_file};
 use super::error::{CheckpointError, Result};
-use super::manifest::ChunkHash;
-use super::stage::FilePlan;
+use super::local::IndexEntry;
+use super::manifest::{ChunkHash, ChunkRef};
+
+/// What to do with one file.
+#[derive(Debug)]
+pub enum FilePlan {
+    /// Unchanged since the index entry: reuse its chunks without reading.
+    Reuse(IndexEntry),
+    /// Read from `source` (a staged copy, or the file itself when nothing is frozen).
+    Read { source: PathBuf },
+    /// Its bytes are in the spool file at `offset`.
+    Spooled { offset: u64, len: u64 },
+    /// Already cut in the window; the bytes of the chunks not known to storage are spooled.
+    Chunked {
+        chunks: Vec<ChunkRef>,
+        size: u64,
+        new: Vec<SpooledChunk>,
+    },
+    /// Disappeared between the walk and the copy.
+    Vanished,
+}
 
 /// The spool's name inside the staging directory.
 const SPOOL: &str = "spool";

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::Dur;
 pub use load::{ConfigError, Problem, parse, parse_file, parse_with_env, persist, redacted};
-pub use resolve::{ProcessSpec, RestartPolicy, StackSource, instance_names, resolve};
-pub use validate::{is_name, parse_signal, validate};
+pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};
+pub use validate::{instance_names, is_name, parse_signal, validate};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::validate::parse_signal;
+use super::validate::{instance_names, parse_signal};
 use super::{CommandSpec, Config, OnExit, ProbeConfig, ProcessConfig, StackEntry};
 
 /// Where a process's definition came from.
@@ -54,15 +54,6 @@ pub struct ProcessSpec {
     pub reclaim_ports: bool,
     pub readiness: Option<ProbeConfig>,
     pub liveness: Option<ProbeConfig>,
-}
-
-/// Names of the instances of a stack: the name itself when `instances` is unset, else
-/// `name-1 … name-N`.
-pub fn instance_names(name: &str, instances: Option<u32>) -> Vec<String> {
-    match instances {
-        None => vec![name.to_string()],
-        Some(n) => (1..=n).map(|i| format!("{name}-{i}")).collect(),
-    }
 }
 
 /// Every process of `config`, in configuration order. `stacks_dir` holds string stacks.

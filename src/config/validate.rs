@@ -40,6 +40,15 @@ pub fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Names of the instances of a stack: the name itself when `instances` is unset, else
+/// `name-1 … name-N`.
+pub fn instance_names(name: &str, instances: Option<u32>) -> Vec<String> {
+    match instances {
+        None => vec![name.to_string()],
+        Some(n) => (1..=n).map(|i| format!("{name}-{i}")).collect(),
+    }
+}
+
 /// `SIGTERM`, `TERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal, String> {
     let t = s.trim();
@@ -89,7 +98,7 @@ fn stacks(config: &Config, p: &mut Vec<Problem>) {
             StackEntry::Inline(pc) => pc.instances.map(|n| n.min(MAX_INSTANCES)),
             StackEntry::Dir(_) => None,
         };
-        for n in super::resolve::instance_names(name, instances) {
+        for n in instance_names(name, instances) {
             if let Some(first) = expanded.insert(n.clone(), i)
                 && first != i
             {

@@ -12,6 +12,7 @@
 //! - Checkpoint, restore, release and bring-up/down are serialised by one operation lock; a
 //!   request that finds it taken is refused (409), never queued behind a long operation.
 
+mod catalog;
 mod events;
 pub mod freezer;
 mod ops;

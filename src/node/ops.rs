@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::catalog::entry_of;
 use super::{Node, NodeError, OperationKind, freezer::SupervisorFreezer, owner};
 use crate::checkpoint::{CheckpointId, CheckpointSummary, CreateRequest, Manifest, Retention};
 use crate::config::ProcessSpec;
 use crate::lease::{LeaseError, Tenure};
-use crate::store::{CatalogEntry, Store};
+use crate::store::CatalogEntry;
 
 /// Longest a checkpoint or restore hook may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -262,35 +263,6 @@ impl Node {
         }
         Ok(())
     }
-}
-
-/// A catalog entry for a checkpoint known only from its manifest.
-fn entry_of(manifest: &Manifest) -> CatalogEntry {
-    CatalogEntry {
-        summary: manifest.summary(),
-        epoch: manifest.epoch,
-    }
-}
-
-/// Make the catalog agree with storage; returns the newest checkpoint.
-pub(super) async fn reconcile_catalog(
-    node: &Node,
-    store: &Store,
-) -> Result<Option<CheckpointSummary>, NodeError> {
-    let stored = node.engine.list().await?;
-    let missing = store
-        .catalog_reconcile(stored.iter().map(|c| c.id.to_string()).collect())
-        .await?;
-    for id in missing {
-        let manifest = node.engine.load_manifest(&id).await?;
-        store.catalog_insert(entry_of(&manifest)).await?;
-    }
-    Ok(store
-        .catalog_list(1)
-        .await?
-        .into_iter()
-        .next()
-        .map(|e| e.summary))
 }
 
 /// Take a checkpoint every `every` while this node owns the environment.

@@ -105,7 +105,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         Some(repl_fence),
     )
     .await?;
-    let last = super::ops::reconcile_catalog(node, &store).await?;
+    let last = super::catalog::reconcile(node, &store).await?;
     timings.lap("database");
     if !keep_local && let Some(latest) = &last {
         let manifest = node.engine.load_manifest(latest.id.as_str()).await?;

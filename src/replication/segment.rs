@@ -101,3 +101,37 @@ fn verify(header: &WalHeader, seed: [u32; 2], frames: &[u8]) -> Result<[u32; 2],
     }
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::wal::tests::{insert, open};
+    use crate::replication::wal::{FRAME_HEADER_LEN, WalPos, WalRead, read_committed};
+
+    #[test]
+    fn segments_verify_their_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, wal) = (dir.path().join("a.db"), dir.path().join("a.db-wal"));
+        let c = open(&db);
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+            .unwrap();
+        insert(&c, 0, 5);
+        let read = read_committed(&wal, &WalPos::START, u64::MAX).unwrap();
+        let WalRead::Frames {
+            seed, bytes, next, ..
+        } = read
+        else {
+            panic!("expected frames");
+        };
+        let header = next.header.unwrap();
+        let body = encode(&header, seed, &bytes).unwrap();
+        let seg = decode(&body).unwrap();
+        assert_eq!(seg.frames, bytes);
+        assert_eq!(seg.end, next.chain);
+
+        let mut damaged = bytes.clone();
+        damaged[FRAME_HEADER_LEN + 100] ^= 1;
+        let body = encode(&header, seed, &damaged).unwrap();
+        assert!(decode(&body).is_err());
+    }
+}

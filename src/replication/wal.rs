@@ -346,4 +346,4 @@ pub fn apply_frames(db: &File, page_size: u32, frames: &[u8]) -> Result<(), WalE
 
 #[cfg(test)]
 #[path = "wal_tests.rs"]
-mod tests;
+pub(super) mod tests;
