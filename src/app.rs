@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::auth::Auth;
@@ -23,6 +21,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::datadir::{self, LockError};
 use crate::http::{self, AppState, StateParts};
 use crate::service::{Service, ServiceError, ServiceOptions};
+use crate::signals;
 use crate::supervisor::{self, Options, SupervisorHandle};
 
 /// Settings of `serve` that do not come from the config file.
@@ -72,7 +71,7 @@ pub async fn serve(
         durable_events: Some(events_tx),
         ..Options::default()
     });
-    let forward = forward_signals(handle.clone());
+    let forward = signals::forward(handle.clone());
     let service = Service::new(ServiceOptions {
         data_dir: settings.data_dir.clone(),
         config_path: settings.config_path.clone(),
@@ -169,43 +168,6 @@ pub fn load_config(path: &Path) -> Result<Option<Config>, AppError> {
             path: path.display().to_string(),
             source,
         })
-}
-
-/// Forward SIGHUP, SIGUSR1 and SIGUSR2 to every supervised process group.
-pub fn forward_signals(handle: SupervisorHandle) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-            signal(SignalKind::user_defined2()),
-        ) else {
-            tracing::warn!("cannot listen for SIGHUP/SIGUSR1/SIGUSR2; they will not be forwarded");
-            return;
-        };
-        loop {
-            let sig = tokio::select! {
-                Some(()) = hup.recv() => Signal::SIGHUP,
-                Some(()) = usr1.recv() => Signal::SIGUSR1,
-                Some(()) = usr2.recv() => Signal::SIGUSR2,
-                else => break,
-            };
-            tracing::info!("forwarding {sig} to all processes");
-            handle.signal(sig).await;
-        }
-    })
-}
-
-/// Resolves with the exit code for the first SIGTERM (143) or SIGINT (130). Registers the
-/// handlers at once, so a signal that arrives before it is awaited is not lost.
-pub fn termination() -> std::io::Result<impl Future<Output = i32>> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => 143,
-            _ = int.recv() => 130,
-        }
-    })
 }
 
 /// `state-manager restore-db`: the state database from the storage of the config at

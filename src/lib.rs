@@ -23,6 +23,7 @@ pub mod probes;
 pub mod proc;
 pub mod replication;
 pub mod service;
+pub mod signals;
 pub mod single;
 pub mod store;
 pub mod supervisor;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use state_manager::auth::{Auth, AuthError, Keys};
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
-use state_manager::{app, config, ctl, memory, proc, single, telemetry};
+use state_manager::{app, config, ctl, memory, proc, signals, single, telemetry};
 
 fn main() -> ExitCode {
     memory::limit_malloc_arenas();
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => {
             proc::init();
             block_on(|| async {
-                let shutdown = app::termination()?;
+                let shutdown = signals::termination()?;
                 single::run(args.entrypoint(), shutdown)
                     .await
                     .map_err(anyhow::Error::from)
@@ -72,7 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         subreaper: args.subreaper,
         auth,
     };
-    let shutdown = app::termination()?;
+    let shutdown = signals::termination()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
