@@ -30,6 +30,7 @@ links:
 lint: lint-docker
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
+	python3 build/check-layers.py
 
 # The Dockerfile is linted and the compose file validated against the compose specification,
 # with tools from PyPI (no Docker engine needed).
