@@ -1,7 +1,8 @@
 //! state-manager: a container-native supervisor that keeps its processes and their state safe.
 //!
-//! Data flows one way: HTTP → handler → supervisor handle → actor → store → reply. Each module's
-//! header says what it owns.
+//! Data flows one way: HTTP → handler → supervisor handle → actor → store → reply, and imports
+//! point down only (`docs/ARCHITECTURE.md` has the layers, the module map and who owns which
+//! state; `make lint` checks the layers). Each module's header says what it owns.
 
 pub mod app;
 pub mod auth;
