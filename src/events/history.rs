@@ -1,6 +1,7 @@
 //! Where the history of lifecycle events is kept ([`EventLog`]), so that `GET /events` does not
 //! care: an in-memory bounded ring fed from the supervisor's broadcast ([`MemoryEventLog`]), or
-//! the state database while the node has it open (the node implements the same trait).
+//! the state database while the node has it open (the service implements the trait, choosing
+//! between the two).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
