@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
+use crate::proc::procfs;
+
 /// How often a port being freed is looked at again.
 const POLL: Duration = Duration::from_millis(10);
 /// How long a holder has after SIGKILL to let go of the port.
@@ -87,29 +89,7 @@ pub enum PortError {
 
 /// Inodes of the listening sockets bound to `port`, IPv4 and IPv6.
 pub fn listening_inodes(port: u16) -> Result<HashSet<u64>, PortError> {
-    let mut out = HashSet::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            // No IPv6 in this kernel or namespace.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(PortError::Proc { path, source }),
-        };
-        out.extend(parse_listening(&text, port));
-    }
-    Ok(out)
-}
-
-/// Inodes of LISTEN sockets on `port` in the text of `/proc/net/tcp{,6}`.
-fn parse_listening(text: &str, port: u16) -> impl Iterator<Item = u64> + '_ {
-    text.lines().skip(1).filter_map(move |l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let local_port = f.get(1)?.rsplit_once(':')?.1;
-        let listening = *f.get(3)? == "0A";
-        let inode: u64 = f.get(9)?.parse().ok()?;
-        (listening && inode != 0 && u16::from_str_radix(local_port, 16).ok()? == port)
-            .then_some(inode)
-    })
+    procfs::listening_inodes(port).map_err(|(path, source)| PortError::Proc { path, source })
 }
 
 /// Whether anything listens on `port`.
@@ -123,44 +103,26 @@ pub fn holders(port: u16) -> Result<Vec<Holder>, PortError> {
     if inodes.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(pids()
-        .filter(|&pid| holds_any(pid, &inodes))
-        .filter_map(describe)
-        .collect())
-}
-
-fn pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-}
-
-fn holds_any(pid: u32, inodes: &HashSet<u64>) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false; // gone, or not ours to look at
-    };
-    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            let s = l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
-            s.parse::<u64>().ok()
-        })
-        .any(|ino| inodes.contains(&ino))
+    let mut reader = procfs::Reader::new();
+    let mut found = Vec::new();
+    for pid in procfs::pids().into_iter().flatten() {
+        if reader.holds_socket(pid, &inodes)
+            && let Some(h) = describe_with(&mut reader, pid)
+        {
+            found.push(h);
+        }
+    }
+    Ok(found)
 }
 
 /// A process's command line, parent, group and start time.
 pub fn describe(pid: u32) -> Option<Holder> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = &stat[open + 1..close];
-    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    describe_with(&mut procfs::Reader::new(), pid)
+}
+
+fn describe_with(reader: &mut procfs::Reader, pid: u32) -> Option<Holder> {
+    let (stat, comm) = reader.stat_and_comm(pid).ok()?;
+    let args = reader.cmdline(pid).unwrap_or_default();
     let command = if args.is_empty() {
         format!("[{comm}]")
     } else {
@@ -169,9 +131,9 @@ pub fn describe(pid: u32) -> Option<Holder> {
     Some(Holder {
         pid,
         command,
-        ppid: rest.get(1).and_then(|s| s.parse().ok()),
-        pgid: rest.get(2).and_then(|s| s.parse().ok()),
-        start_ticks: rest.get(19).and_then(|s| s.parse().ok()),
+        ppid: Some(stat.ppid),
+        pgid: Some(stat.pgrp),
+        start_ticks: Some(stat.start_ticks),
     })
 }
 
@@ -326,18 +288,6 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_listening_sockets_of_the_port_only() {
-        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:13BA 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0
-   1: 0100007F:13BA 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 222 1 0
-   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 333 1 0
-";
-        let got: Vec<u64> = parse_listening(text, 5050).collect();
-        assert_eq!(got, [111], "established connections do not count");
-        assert_eq!(parse_listening(text, 8080).collect::<Vec<_>>(), [333]);
-    }
 
     #[test]
     fn finds_this_process_holding_a_listener() {

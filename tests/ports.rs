@@ -93,7 +93,7 @@ impl Stray {
         OpenRun {
             process: "api".into(),
             pid: self.pid,
-            start_ticks: state_manager::proc::start_ticks(self.pid).unwrap(),
+            start_ticks: state_manager::proc::procfs::start_ticks(self.pid).unwrap(),
         }
     }
 
@@ -309,7 +309,7 @@ async fn start_up_cleanup_stops_leftovers_before_anything_starts_and_spares_recy
         let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
         (comm(leftover)?.trim() == "sleep" && comm(recycled)?.trim() == "sleep").then_some(())
     });
-    let ticks = |p| state_manager::proc::start_ticks(p).unwrap();
+    let ticks = |p| state_manager::proc::procfs::start_ticks(p).unwrap();
     let ledger = Arc::new(MemLedger {
         earlier: vec![
             OpenRun {

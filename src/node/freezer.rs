@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{FreezeError, Freezer};
+use crate::proc::procfs::{self, TaskState};
 use crate::supervisor::SupervisorHandle;
 
 /// Longest wait for stopped groups to show as stopped. A process inside a system call in
@@ -54,20 +55,15 @@ impl Freezer for SupervisorFreezer {
     }
 }
 
-/// The state letter of `pid` if it exists and can still run code: neither stopped, nor a
-/// zombie, nor waiting on a `vfork` child.
-fn running(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .to_string();
-    match state.as_str() {
-        "T" | "t" | "Z" | "X" => None,
-        "D" if in_vfork(pid) => None,
-        _ => Some(state),
+/// The state of `pid` if it exists and can still run code: neither stopped, nor a zombie, nor
+/// waiting on a `vfork` child.
+fn running(pid: u32) -> Option<TaskState> {
+    let mut reader = procfs::Reader::new();
+    let state = reader.stat(pid).ok()?.state;
+    match state {
+        s if s.is_stopped() || s.is_zombie() || s == TaskState::Dead => None,
+        TaskState::DiskSleep if in_vfork(&mut reader, pid) => None,
+        s => Some(s),
     }
 }
 
@@ -75,10 +71,10 @@ fn running(pid: u32) -> Option<String> {
 /// `posix_spawn` start commands this way; when the group's SIGSTOP reaches the child before its
 /// exec, the parent stays in state `D` until SIGCONT — it can run nothing, and the stop pending
 /// for it takes effect before it returns to its own code, so it counts as stopped.
-fn in_vfork(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| {
+fn in_vfork(reader: &mut procfs::Reader, pid: u32) -> bool {
+    reader.wchan(pid).is_ok_and(|w| {
         matches!(
-            w.trim(),
+            w,
             "kernel_clone" | "wait_for_vfork_done" | "do_fork" | "_do_fork"
         )
     })

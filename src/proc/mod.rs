@@ -17,6 +17,7 @@
 //! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
 //! `tokio::process` for children; they call [`spawn`] or [`run`].
 
+pub mod procfs;
 mod run;
 
 use std::collections::HashMap;
@@ -217,7 +218,7 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
         exit: exit_rx,
         started: Instant::now(),
         // Short commands are never looked up later by start time.
-        start_ticks: die_with_parent.then(|| start_ticks(pid)).flatten(),
+        start_ticks: die_with_parent.then(|| procfs::start_ticks(pid)).flatten(),
     })
     // `child` is dropped without waiting: the reaper collects it.
 }
@@ -273,14 +274,6 @@ fn reap_all() {
     }
 }
 
-/// Process start time in clock ticks since boot, from `/proc/<pid>/stat`.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// Send `sig` to the process group led by `pgid`. A group that is already gone is not an error.
 /// Pgid 0 or 1 (our own group, init) is refused: only a child's group can be signalled.
 pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
@@ -304,22 +297,15 @@ pub fn group_alive(pgid: u32) -> bool {
         return false;
     }
     // Rare path: something answers for the group; look for a member that is not a zombie.
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(mut pids) = procfs::pids() else {
         return true;
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
-            pgrp == Some(pgid) && state != Some("Z")
-        })
+    let mut reader = procfs::Reader::new();
+    pids.any(|pid| {
+        reader
+            .stat(pid)
+            .is_ok_and(|s| s.pgrp == pgid && !s.state.is_zombie())
+    })
 }
 
 /// The environment a child gets: this process's own, minus state-manager's secrets and settings

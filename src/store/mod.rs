@@ -32,7 +32,7 @@ pub use checkpoints::CatalogEntry;
 pub use events::{MAX_PAGE, StoredEvent};
 pub use facts::{fact_get, fact_set};
 pub use migrations::LATEST_VERSION;
-pub use runs::{Run, RunEnd, RunStart, process_start_ticks};
+pub use runs::{Run, RunEnd, RunStart};
 
 /// Errors of the state database.
 #[derive(Debug, thiserror::Error)]

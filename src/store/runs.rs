@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::codec::{exit_from_sql, exit_to_sql, time_from_sql, time_to_sql, unbox};
 use super::{Result, Store, StoreError};
 use crate::events::ExitStatus;
+use crate::proc::procfs;
 
 /// What is known when a process starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +31,8 @@ impl RunStart {
         RunStart {
             process: process.to_string(),
             pid,
-            proc_start: process_start_ticks(pid).ok(),
-            boot_id: boot_id(),
+            proc_start: procfs::start_ticks(pid),
+            boot_id: procfs::boot_id().map(String::from),
             started_at,
         }
     }
@@ -67,25 +68,8 @@ impl Run {
         let (Some(start), Some(boot)) = (self.proc_start, self.boot_id.as_deref()) else {
             return false;
         };
-        boot_id().as_deref() == Some(boot) && process_start_ticks(self.pid).ok() == Some(start)
+        procfs::boot_id() == Some(boot) && procfs::start_ticks(self.pid) == Some(start)
     }
-}
-
-/// The start time of `pid` in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
-pub fn process_start_ticks(pid: u32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the last.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    after
-        .split_whitespace()
-        .nth(19)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("unexpected /proc/{pid}/stat format")))
-}
-
-fn boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(id.trim().to_string())
 }
 
 impl Store {
@@ -206,14 +190,6 @@ impl RawRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_own_start_time() {
-        let me = std::process::id();
-        let a = process_start_ticks(me).unwrap();
-        assert_eq!(process_start_ticks(me).unwrap(), a);
-        assert!(process_start_ticks(u32::MAX).is_err());
-    }
 
     #[test]
     fn same_process_alive_checks_start_time() {

@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 
 use crate::events::ExitStatus;
 use crate::ports::{self, Holder};
-use crate::proc;
+use crate::proc::{self, procfs};
 
 /// A run of a process as recorded in the state database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Earlier {
 
 /// The recorded leader is still the same process, or gone.
 fn leader_is(r: &OpenRun) -> bool {
-    match proc::start_ticks(r.pid) {
+    match procfs::start_ticks(r.pid) {
         Some(t) => t == r.start_ticks,
         None => true,
     }

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::leftovers::{OpenRun, RunLedger};
 use crate::events::ExitStatus;
+use crate::proc::procfs;
 use crate::store::{Run, RunEnd, RunStart, Store};
 
 #[derive(Debug)]
@@ -57,11 +58,6 @@ impl StoreLedger {
     }
 }
 
-fn boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(id.trim().to_string())
-}
-
 /// A recorded run that may still be alive: same boot, start time known.
 fn candidate(run: &Run, boot: Option<&str>) -> Option<OpenRun> {
     let same_boot = match (run.boot_id.as_deref(), boot) {
@@ -88,10 +84,10 @@ impl RunLedger for StoreLedger {
                 return Vec::new();
             }
         };
-        let boot = boot_id();
+        let boot = procfs::boot_id();
         let mut out = Vec::new();
         for run in runs {
-            match candidate(&run, boot.as_deref()) {
+            match candidate(&run, boot) {
                 Some(open) => {
                     self.slots()
                         .insert((run.process.clone(), run.pid), Slot::Open(run.id));
@@ -110,7 +106,7 @@ impl RunLedger for StoreLedger {
             process: process.to_string(),
             pid,
             proc_start: start_ticks,
-            boot_id: boot_id(),
+            boot_id: procfs::boot_id().map(String::from),
             started_at: OffsetDateTime::now_utc(),
         };
         let ledger = self.clone();
