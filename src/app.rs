@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Auth;
 use crate::config::{self, Config, ConfigError};
-use crate::datadir::{self, LockError};
+use crate::datadir::{DataDir, LockError};
 use crate::http::{self, AppState, StateParts};
 use crate::service::{Service, ServiceError, ServiceOptions};
 use crate::signals;
@@ -61,7 +61,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = i32> + Send + 'static,
 ) -> Result<i32, AppError> {
-    let _lock = datadir::lock(&settings.data_dir)?;
+    let _lock = DataDir::new(&settings.data_dir).lock()?;
     if settings.subreaper {
         crate::proc::set_subreaper().map_err(AppError::Subreaper)?;
     }

@@ -2,13 +2,14 @@
 //! a flag given on the command line wins over the environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Scope;
 use crate::config::{Dur, OnExit};
+use crate::datadir::DataDir;
 use crate::single::Entrypoint;
 use crate::telemetry::LogArgs;
 
@@ -189,21 +190,23 @@ impl Cmd {
 }
 
 impl RestoreDbArgs {
-    /// The config path: `--config`, else `<data-dir>/config.json`.
+    /// The config path: `--config`, else the data directory's.
     pub fn config_path(&self) -> PathBuf {
-        self.config
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("config.json"))
+        config_path(self.config.as_ref(), &self.data_dir)
     }
 }
 
 impl ServeArgs {
-    /// The config path: `--config`, else `<data-dir>/config.json`.
+    /// The config path: `--config`, else the data directory's.
     pub fn config_path(&self) -> PathBuf {
-        self.config
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("config.json"))
+        config_path(self.config.as_ref(), &self.data_dir)
     }
+}
+
+fn config_path(given: Option<&PathBuf>, data_dir: &Path) -> PathBuf {
+    given
+        .cloned()
+        .unwrap_or_else(|| DataDir::new(data_dir).config_file())
 }
 
 #[cfg(test)]

@@ -1,6 +1,20 @@
-//! The data directory and its lock: one state-manager per data directory, enforced with an OS
-//! file lock (not a pid file, which outlives a crash). The lock file also holds the holder's pid
-//! so that a refused second instance can say who holds it.
+//! The data directory: every path state-manager keeps under it, and its lock.
+//!
+//! ```text
+//! <data_dir>/
+//!   state-manager.lock   the lock (holds the holder's pid)
+//!   config.json          the config file, unless --config names another
+//!   state.db             the state database (+ -wal, -shm and replication's files beside it)
+//!   owner.json           the last lease epoch this data directory owned the environment under
+//!   checkpoint/          checkpoint state: staging, restore journal, local index (see checkpoint)
+//!   env/                 the environment directory, unless storage.env_dir names another
+//!   stacks/              string stacks (<name>/run), unless stacks_dir names another
+//!   objects/             the local storage backend, when no storage is configured
+//! ```
+//!
+//! One state-manager per data directory, enforced with an OS file lock (not a pid file, which
+//! outlives a crash). The lock file also holds the holder's pid so that a refused second
+//! instance can say who holds it. Hooks run with the data directory as their working directory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -8,6 +22,77 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::config::Config;
+
+/// A data directory: the root, and a method for every path under it. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lock that keeps a second state-manager off this directory.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("state-manager.lock")
+    }
+
+    /// The config file when none is given on the command line.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// The state database.
+    pub fn db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    /// The record of the last epoch this directory owned the environment under.
+    pub fn owner_record(&self) -> PathBuf {
+        self.root.join("owner.json")
+    }
+
+    /// The checkpoint engine's own state (its layout is the checkpoint module's).
+    pub fn checkpoint_state(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+
+    /// Where the local storage backend keeps objects when no storage is configured.
+    pub fn objects(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// The environment directory checkpoints capture: `storage.env_dir`, else `env/`.
+    pub fn env_dir(&self, config: &Config) -> PathBuf {
+        config
+            .storage
+            .as_ref()
+            .and_then(|s| s.env_dir.clone())
+            .unwrap_or_else(|| self.root.join("env"))
+    }
+
+    /// Where string stacks live: `stacks_dir`, else `stacks/`.
+    pub fn stacks_dir(&self, config: &Config) -> PathBuf {
+        config
+            .stacks_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("stacks"))
+    }
+
+    /// Create the directory if needed and lock it for the life of the returned guard.
+    pub fn lock(&self) -> Result<DirLock, LockError> {
+        lock(self)
+    }
+}
 
 /// Held for the life of the process; the OS releases it on exit, even on kill -9.
 #[derive(Debug)]
@@ -26,14 +111,14 @@ pub enum LockError {
     Io { dir: String, source: std::io::Error },
 }
 
-/// Create `dir` if needed (0700) and lock it.
-pub fn lock(dir: &Path) -> Result<DirLock, LockError> {
+fn lock(data_dir: &DataDir) -> Result<DirLock, LockError> {
+    let dir = data_dir.root();
     let io = |source| LockError::Io {
         dir: dir.display().to_string(),
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let path = dir.join("state-manager.lock");
+    let path = data_dir.lock_file();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -70,9 +155,10 @@ mod tests {
 
     #[test]
     fn second_lock_is_refused_with_the_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        let _held = lock(dir.path()).unwrap();
-        let err = lock(dir.path()).unwrap_err().to_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let _held = dir.lock().unwrap();
+        let err = dir.lock().unwrap_err().to_string();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"

@@ -29,6 +29,7 @@ use tokio::sync::{Mutex, RwLock, mpsc, watch};
 
 use crate::checkpoint::{CheckpointEngine, CheckpointError, CheckpointSummary, EngineOptions};
 use crate::config::{Config, ProcessSpec};
+use crate::datadir::DataDir;
 use crate::events::Event;
 use crate::lease::{LeaseError, LeaseHandle, Leaser, Role};
 use crate::objstore::{self, DynStore, StorageError};
@@ -140,7 +141,7 @@ struct Db {
 pub struct Node {
     config: Arc<Config>,
     specs: Vec<ProcessSpec>,
-    data_dir: PathBuf,
+    data_dir: DataDir,
     objects: DynStore,
     supervisor: SupervisorHandle,
     lease: LeaseHandle,
@@ -150,28 +151,6 @@ pub struct Node {
     status: watch::Sender<NodeStatus>,
     replication: watch::Sender<Option<ReplicationStatus>>,
     persist: events::Persister,
-}
-
-/// Where a node keeps its files under the data directory.
-pub struct Paths;
-
-impl Paths {
-    pub fn db(data_dir: &Path) -> PathBuf {
-        data_dir.join("state.db")
-    }
-    pub fn env_dir(config: &Config, data_dir: &Path) -> PathBuf {
-        config
-            .storage
-            .as_ref()
-            .and_then(|s| s.env_dir.clone())
-            .unwrap_or_else(|| data_dir.join("env"))
-    }
-    fn checkpoint_state(data_dir: &Path) -> PathBuf {
-        data_dir.join("checkpoint")
-    }
-    fn owner_record(data_dir: &Path) -> PathBuf {
-        data_dir.join("owner.json")
-    }
 }
 
 impl Node {
@@ -189,9 +168,10 @@ impl Node {
             path: data_dir.into(),
             source,
         })?;
-        let objects = objstore::open(config.storage.as_ref(), &data_dir).await?;
-        let env_dir = Paths::env_dir(&config, &data_dir);
-        let state_dir = Paths::checkpoint_state(&data_dir);
+        let data_dir = DataDir::new(data_dir);
+        let objects = objstore::open(config.storage.as_ref(), data_dir.root()).await?;
+        let env_dir = data_dir.env_dir(&config);
+        let state_dir = data_dir.checkpoint_state();
         for dir in [&env_dir, &state_dir] {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
                 path: dir.clone(),
@@ -205,7 +185,7 @@ impl Node {
             state_dir,
             opts,
         )?);
-        let node_id = crate::lease::node_id(config.node_id.as_deref(), &data_dir)?;
+        let node_id = crate::lease::node_id(config.node_id.as_deref(), data_dir.root())?;
         let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease).spawn()?;
         tracing::info!(node = %node_id, storage = %objects.describe(), "environment configured; looking at the lease");
         let node = Arc::new(Node {

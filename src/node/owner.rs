@@ -83,7 +83,7 @@ async fn bring_up(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
 
 async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
     let mut timings = super::Timings::start();
-    let db_path = super::Paths::db(&node.data_dir);
+    let db_path = node.data_dir.db();
     let keep_local =
         previous_epoch(node) == Some(epoch.saturating_sub(1)) || storage_is_empty(node).await?;
     if !keep_local && db_path.exists() {
@@ -216,14 +216,14 @@ struct OwnerRecord {
 
 /// The last epoch this data directory owned the environment under, if it ever did.
 fn previous_epoch(node: &Node) -> Option<u64> {
-    let text = std::fs::read_to_string(super::Paths::owner_record(&node.data_dir)).ok()?;
+    let text = std::fs::read_to_string(node.data_dir.owner_record()).ok()?;
     serde_json::from_str::<OwnerRecord>(&text)
         .ok()
         .map(|r| r.epoch)
 }
 
 fn write_owner_record(node: &Node, epoch: u64) -> Result<(), NodeError> {
-    let path = super::Paths::owner_record(&node.data_dir);
+    let path = node.data_dir.owner_record();
     let body = serde_json::to_vec(&OwnerRecord { epoch }).unwrap_or_default();
     crate::config::persist(&path, &body).map_err(|source| NodeError::Io { path, source })
 }

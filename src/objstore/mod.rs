@@ -152,7 +152,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 /// else → S3. The key prefix applies to all three.
 pub async fn open(storage: Option<&StorageConfig>, data_dir: &Path) -> Result<DynStore> {
     let Some(s) = storage else {
-        return open_local(data_dir.join("objects"), None).await;
+        return open_local(crate::datadir::DataDir::new(data_dir).objects(), None).await;
     };
     match s.endpoint.as_deref().and_then(file_endpoint) {
         Some(base) if !base.is_absolute() => Err(StorageError::Backend {

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::config::{self, Config, ConfigError};
+use crate::datadir::DataDir;
 use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
 use crate::node::Node;
 use crate::supervisor::{SupervisorError, SupervisorHandle};
@@ -155,7 +156,7 @@ impl Service {
         config: Config,
     ) -> Result<Arc<Applied>, ServiceError> {
         let inner = &self.inner;
-        let specs = config::resolve(&config, &stacks_dir(&config, &inner.data_dir));
+        let specs = config::resolve(&config, &DataDir::new(&inner.data_dir).stacks_dir(&config));
         let processes = specs.iter().map(|s| s.name.clone()).collect();
         let Some(events) = pending.events.take() else {
             return Err(SupervisorError::AlreadyLoaded.into());
@@ -194,14 +195,6 @@ impl EventLog for Service {
         }
         self.inner.memory.recent(limit, process).await
     }
-}
-
-/// Where string stacks live: `stacks_dir` from the config, else `<data_dir>/stacks`.
-fn stacks_dir(config: &Config, data_dir: &Path) -> PathBuf {
-    config
-        .stacks_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("stacks"))
 }
 
 fn parse(body: &[u8]) -> Result<Config, ServiceError> {
