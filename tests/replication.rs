@@ -15,8 +15,9 @@ use std::time::Duration;
 use common::moto::MotoServer;
 use state_manager::config::{Dur, ReplicationConfig, StorageConfig};
 use state_manager::events::{Event, StateName};
+use state_manager::lease::{Clock, Fence, SystemClock};
 use state_manager::objstore::{self, DynStore};
-use state_manager::replication::{self, Fence, Fenced, ReplicationError, restore_db};
+use state_manager::replication::{self, ReplicationError, restore_db};
 use time::OffsetDateTime;
 
 const BUCKET: &str = "replication";
@@ -187,7 +188,8 @@ async fn a_fenced_node_writes_nothing() {
     let be = Backend::local();
     let objects = be.objects("fenced").await;
     let dir = tempfile::tempdir().unwrap();
-    let fence: Fence = Arc::new(|| Err(Fenced));
+    // A fence never granted: this node does not hold the lease.
+    let fence = Fence::new(Arc::new(SystemClock));
     let cfg = config(Duration::from_millis(50));
     let (store, rep) =
         replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, Some(fence))
@@ -210,7 +212,8 @@ async fn epochs_are_stamped_into_object_names() {
     let be = Backend::local();
     let objects = be.objects("epoch").await;
     let dir = tempfile::tempdir().unwrap();
-    let fence: Fence = Arc::new(|| Ok(42));
+    let fence = Fence::new(Arc::new(SystemClock));
+    fence.grant(42, SystemClock.mono() + Duration::from_secs(3600));
     let cfg = config(Duration::from_millis(50));
     let (store, rep) =
         replication::open(&dir.path().join("s.db"), objects.clone(), &cfg, Some(fence))

@@ -1,5 +1,7 @@
 //! The fence: the one question every storage writer asks before it writes, "do we still own
-//! the lease, and under which epoch?".
+//! the lease, and under which epoch?". It is the only fence type: replication stamps its
+//! objects with the epoch it answers, checkpoints check it before they publish, and a refusal
+//! carries its reason ([`Fenced`]) to wherever the write was refused.
 //!
 //! The leaser grants the fence an epoch and a monotonic deadline each time a write of the
 //! lease is confirmed, and revokes it when it releases or loses the lease. [`Fence::check`]
@@ -86,8 +88,10 @@ impl Fence {
             .filter(|d| !d.is_zero())
     }
 
-    /// Open (or extend) the fence for `epoch` until monotonic instant `until`.
-    pub(super) fn grant(&self, epoch: u64, until: Duration) {
+    /// Open (or extend) the fence for `epoch` until monotonic instant `until` of its clock.
+    /// The leaser does, after each confirmed write of the lease; so may a holder of storage by
+    /// other means (a tool that owns a bucket outright, under a fixed epoch).
+    pub fn grant(&self, epoch: u64, until: Duration) {
         *self.lock() = Some(Grant { epoch, until });
     }
 

@@ -95,14 +95,11 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         tracing::info!(moved_to = %aside.display(), "another node owned the environment since: restoring its state database");
     }
     node.engine.recover().await?;
-    let fence = node.lease.fence();
-    let repl_fence: replication::Fence =
-        Arc::new(move || fence.check().map_err(|_| replication::Fenced));
     let (store, replicator) = replication::open(
         &db_path,
         node.objects.clone(),
         &node.config.replication,
-        Some(repl_fence),
+        Some(node.lease.fence()),
     )
     .await?;
     let last = super::catalog::reconcile(node, &store).await?;

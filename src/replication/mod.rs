@@ -20,9 +20,9 @@
 //! - Restore = the newest generation's snapshot + its segments in order, each frame checked
 //!   against the WAL checksum chain, then `PRAGMA integrity_check`.
 //!
-//! Layout: see [`layout`]. Writes go through one fenced writer ([`Fence`]).
+//! Layout: see [`layout`]. Writes go through one fenced writer, which asks the lease's
+//! [`Fence`](crate::lease::Fence) before each.
 
-mod fence;
 mod files;
 pub mod layout;
 mod restore;
@@ -32,14 +32,13 @@ mod sidecar;
 mod startup;
 mod task;
 pub mod wal;
+mod writer;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-
-pub use fence::{Fence, Fenced};
 
 /// Set the local state database aside (as `<db>.<tag>`, with its WAL files) so that the next
 /// [`open`] restores it from storage; returns where it went.
@@ -63,7 +62,7 @@ pub enum ReplicationError {
     #[error("storage: {0}")]
     Storage(#[from] crate::objstore::StorageError),
     #[error(transparent)]
-    Fenced(#[from] Fenced),
+    Fenced(#[from] crate::lease::Fenced),
     #[error("reading the WAL {path}: {source}")]
     Wal { path: PathBuf, source: WalError },
     #[error("{what} {path}: {source}")]

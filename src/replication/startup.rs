@@ -18,8 +18,9 @@ use time::OffsetDateTime;
 
 use super::shipper::Continuation;
 use super::sidecar::{self, Sidecar};
-use super::{Fence, ReplicationError, Replicator, files, layout, restore};
+use super::{ReplicationError, Replicator, files, layout, restore};
 use crate::config::ReplicationConfig;
+use crate::lease::Fence;
 use crate::objstore::DynStore;
 use crate::store::{Checkpoints, Store, StoreOptions};
 

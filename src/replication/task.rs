@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::fence::FencedWriter;
 use super::shipper::{Continuation, Shipper};
-use super::{Fence, ReplicationError, ReplicationStatus, sidecar};
+use super::writer::FencedWriter;
+use super::{ReplicationError, ReplicationStatus, sidecar};
 use crate::config::ReplicationConfig;
+use crate::lease::Fence;
 use crate::objstore::DynStore;
 use crate::store::Store;
 

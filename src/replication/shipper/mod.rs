@@ -14,8 +14,8 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
-use super::fence::FencedWriter;
 use super::wal::{self, WalPos, WalRead};
+use super::writer::FencedWriter;
 use super::{ReplicationError, files, layout, segment};
 use crate::store::Store;
 

@@ -1,23 +1,15 @@
-//! The one place replication writes to storage. Every write first asks the fence for the current
-//! lease epoch and stamps it into the object name; when the fence says the lease is lost, the
-//! write is refused and nothing reaches storage.
+//! The one place replication writes to storage. Every write first asks the lease's [`Fence`] for
+//! the current epoch and stamps it into the object name; when the fence refuses, the write is
+//! refused with the fence's reason and nothing reaches storage. Without a fence the epoch is 0
+//! (a single node with nothing to fence against).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::ReplicationError;
+use crate::lease::Fence;
 use crate::objstore::DynStore;
-
-/// The lease is lost: this node must not write to storage any more.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("this node no longer holds the lease, so it must not write to storage")]
-pub struct Fenced;
-
-/// Asked before every write: the lease epoch to stamp, or [`Fenced`]. Without a fence the epoch
-/// is 0 (a single node with nothing to fence against).
-pub type Fence = Arc<dyn Fn() -> Result<u64, Fenced> + Send + Sync>;
 
 /// Storage writes of replication, fenced.
 #[derive(Clone)]
@@ -33,7 +25,7 @@ impl FencedWriter {
 
     fn epoch(&self) -> Result<u64, ReplicationError> {
         match &self.fence {
-            Some(f) => Ok(f()?),
+            Some(f) => Ok(f.check()?),
             None => Ok(0),
         }
     }
