@@ -23,6 +23,7 @@ pub mod ports;
 pub mod probes;
 pub mod proc;
 pub mod replication;
+pub mod retry;
 pub mod service;
 pub mod signals;
 pub mod single;

@@ -22,10 +22,12 @@ use tokio::time::Instant;
 
 use crate::config::WebhookConfig;
 use crate::events::Event;
+use crate::retry::Backoff;
 
 /// First retry delay after a failed POST; doubles per failure in a row up to [`RETRY_MAX`].
 const RETRY_BASE: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+const RETRY: Backoff = Backoff::new(RETRY_BASE, RETRY_MAX);
 /// How long shutdown waits for the sinks to deliver what is queued.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -299,7 +301,7 @@ impl Poster {
                     self.shared.failed.fetch_add(1, Ordering::Relaxed);
                     let dropped = self.shared.queue().requeue(batch);
                     self.shared.dropped.fetch_add(dropped, Ordering::Relaxed);
-                    let delay = retry_delay(failures);
+                    let delay = RETRY.delay(failures);
                     tracing::warn!(url = %redact(&self.cfg.url), failures, "webhook POST failed, retrying in {delay:?}: {why}");
                     tokio::time::sleep(delay).await;
                 }
@@ -352,11 +354,6 @@ impl Poster {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-fn retry_delay(failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    (RETRY_BASE * factor).min(RETRY_MAX)
 }
 
 /// `url` without user info and query, for logs and stats.
@@ -412,7 +409,7 @@ mod tests {
 
     #[test]
     fn retries_back_off_exponentially_to_a_cap_and_urls_lose_secrets() {
-        let d: Vec<_> = [1, 2, 3, 30].map(retry_delay).to_vec();
+        let d: Vec<_> = [1, 2, 3, 30].map(|f| RETRY.delay(f)).to_vec();
         assert_eq!(d[..3], [RETRY_BASE, RETRY_BASE * 2, RETRY_BASE * 4]);
         assert_eq!(d[3], RETRY_MAX);
         assert_eq!(redact("http://u:p@h:1/x?token=s"), "http://h:1/x");

@@ -25,8 +25,12 @@ use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
 use super::manifest::ChunkHash;
 use crate::objstore::{DynStore, ETag};
+use crate::retry::Backoff;
 
 pub const GC_STATE_KEY: &str = "gc/state.json";
+
+/// Pauses between looks at a running GC.
+const GC_POLL: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The shared GC state object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +71,7 @@ pub async fn read_gc_state(store: &DynStore) -> Result<(GcState, Option<ETag>)> 
 /// Wait until no GC runs (or the running one is stale); returns the generation then.
 pub async fn wait_gc_idle(store: &DynStore, stale_after: Duration, max: Duration) -> Result<u64> {
     let start = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = GC_POLL.delays();
     loop {
         let (state, _) = read_gc_state(store).await?;
         if !state.is_running(unix_now(), stale_after) {
@@ -78,8 +82,7 @@ pub async fn wait_gc_idle(store: &DynStore, stale_after: Duration, max: Duration
                 waited_s: max.as_secs(),
             });
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(pauses.next_delay()).await;
     }
 }
 

@@ -5,11 +5,14 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{FreezeError, Freezer};
 use crate::proc::procfs::{self, TaskState};
+use crate::retry::Backoff;
 use crate::supervisor::SupervisorHandle;
 
 /// Longest wait for stopped groups to show as stopped. A process inside a system call in
 /// uninterruptible sleep (state `D`, e.g. throttled by a busy disk) stops when it returns.
 const SETTLE: Duration = Duration::from_secs(10);
+/// Pauses between looks at the groups: most stop within a millisecond.
+const LOOK_AGAIN: Backoff = Backoff::new(Duration::from_micros(200), Duration::from_millis(20));
 
 pub struct SupervisorFreezer {
     supervisor: SupervisorHandle,
@@ -30,7 +33,7 @@ impl Freezer for SupervisorFreezer {
             .await
             .map_err(|e| FreezeError::from(e.to_string()))?;
         let deadline = Instant::now() + SETTLE;
-        let mut pause = Duration::from_micros(200);
+        let mut pauses = LOOK_AGAIN.delays();
         while let Some((pid, state)) = groups
             .iter()
             .find_map(|&pid| running(pid).map(|s| (pid, s)))
@@ -40,8 +43,7 @@ impl Freezer for SupervisorFreezer {
                     "process {pid} is still in state {state} {SETTLE:?} after SIGSTOP (a busy disk?); retry the checkpoint"
                 )));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+            tokio::time::sleep(pauses.next_delay()).await;
         }
         Ok(())
     }

@@ -17,9 +17,10 @@ use std::time::Duration;
 use super::{Db, Node, NodeError};
 use crate::lease::Role;
 use crate::replication;
+use crate::retry::Backoff;
 
 /// First and longest wait between attempts to bring the environment up.
-const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 pub(super) async fn follow(node: Arc<Node>) {
     let mut roles = node.lease.watch();
@@ -40,28 +41,24 @@ async fn bring_up_retrying(
     epoch: u64,
     roles: &mut tokio::sync::watch::Receiver<Role>,
 ) {
-    let mut wait = RETRY.0;
+    let mut waits = RETRY.delays();
     loop {
         if node.lease.role().owned_epoch() != Some(epoch) {
             return;
         }
-        match bring_up(node, epoch).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(
-                    epoch,
-                    "cannot bring the environment up (retrying in {wait:?}): {e}"
-                );
-                node.set_status(|s| {
-                    s.last_error = Some(format!("bringing the environment up: {e}"))
-                });
-            }
-        }
+        let Err(e) = bring_up(node, epoch).await else {
+            return;
+        };
+        let wait = waits.next_delay();
+        tracing::error!(
+            epoch,
+            "cannot bring the environment up (retrying in {wait:?}): {e}"
+        );
+        node.set_status(|s| s.last_error = Some(format!("bringing the environment up: {e}")));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             r = roles.changed() => if r.is_err() { return },
         }
-        wait = (wait * 2).min(RETRY.1);
     }
 }
 

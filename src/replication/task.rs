@@ -13,6 +13,7 @@ use super::{ReplicationError, ReplicationStatus, sidecar};
 use crate::config::ReplicationConfig;
 use crate::lease::Fence;
 use crate::objstore::DynStore;
+use crate::retry::Backoff;
 use crate::store::Store;
 
 /// The longest wait between retries while storage keeps failing.
@@ -154,8 +155,10 @@ fn delay(interval: Duration, failures: u32) -> Duration {
     if failures == 0 {
         return interval;
     }
-    let backoff = interval.saturating_mul(1 << failures.min(16));
-    backoff.min(MAX_BACKOFF).max(interval)
+    let first = interval.saturating_mul(2);
+    Backoff::new(first, MAX_BACKOFF)
+        .delay(failures)
+        .max(interval)
 }
 
 async fn finish(

@@ -1,11 +1,12 @@
 //! Restart delay arithmetic: pure functions of the policy, the attempt number and a jitter draw.
+//! The exponential growth is [`crate::retry::Backoff`]'s; the policy adds jitter, the reset
+//! after a long run and the restart limit.
 
 use std::time::Duration;
 
 use crate::config::RestartPolicy;
+use crate::retry::Backoff;
 
-/// Growth factor between consecutive restarts.
-pub const FACTOR: u32 = 2;
 /// Jitter spread: the delay is scaled by a factor in `[1 - JITTER, 1 + JITTER]`.
 pub const JITTER: f64 = 0.1;
 
@@ -14,15 +15,10 @@ pub const JITTER: f64 = 0.1;
 /// `policy.delay` for the first, doubling each time, capped at `policy.backoff_max` (the cap is
 /// never exceeded by jitter). `jitter` is a draw in `[-1, 1]`.
 pub fn delay(policy: &RestartPolicy, attempt: u32, jitter: f64) -> Duration {
-    let base = policy.delay;
-    if base.is_zero() {
-        return Duration::ZERO;
-    }
-    let exp = attempt.saturating_sub(1).min(31);
-    let grown = base.saturating_mul(FACTOR.saturating_pow(exp));
-    let capped = grown.min(policy.backoff_max.max(base));
+    let cap = policy.backoff_max.max(policy.delay);
+    let capped = Backoff::new(policy.delay, cap).delay(attempt);
     let scaled = capped.as_secs_f64() * (1.0 + JITTER * jitter.clamp(-1.0, 1.0));
-    Duration::from_secs_f64(scaled).min(policy.backoff_max.max(base))
+    Duration::from_secs_f64(scaled).min(cap)
 }
 
 /// The attempt number to use for the next restart, given how long the process stayed up.
