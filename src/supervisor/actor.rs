@@ -187,8 +187,7 @@ impl Actor {
                     Err(error) => Input::SpawnFailed { error },
                 };
                 self.feed(i, input);
-                if let ProcState::Starting { pid, .. } = self.procs[i].m.state
-                    && pid != 0
+                if let ProcState::Starting { pid: Some(_), .. } = self.procs[i].m.state
                     && self.procs[i].readiness.is_none()
                 {
                     self.feed(i, Input::Ready);
@@ -282,8 +281,13 @@ impl Actor {
     }
 
     pub(super) fn signal(&self, i: usize, sig: Signal) {
-        let pid = self.procs[i].m.state.pid().or(self.procs[i].last_pid);
-        if let Some(pid) = pid.filter(|&p| p != 0)
+        let state = &self.procs[i].m.state;
+        if state.is_spawning() {
+            return; // no group yet: the machine signals again once the spawn reports its pid
+        }
+        // A group whose leader just exited is signalled after the state moved on.
+        let pid = state.pid().or(self.procs[i].last_pid);
+        if let Some(pid) = pid
             && let Err(e) = proc::signal_group(pid, sig)
         {
             tracing::warn!(process = %self.procs[i].name, "cannot send {sig} to process group {pid}: {e}");
@@ -302,7 +306,7 @@ impl Actor {
         let at = OffsetDateTime::now_utc();
         p.since = at;
         p.reason = Some(reason.clone());
-        let pid = p.m.state.pid().filter(|&x| x != 0).or(p.last_pid);
+        let pid = p.m.state.pid().or(p.last_pid);
         tracing::info!(process = %p.name, %from, %to, pid, "{reason}");
         let event = Event {
             at,
@@ -340,7 +344,7 @@ impl Actor {
         // A frozen process cannot answer its probes: they pause while it is frozen.
         (0..self.procs.len()).for_each(|i| self.sync_probes(i));
         live.iter()
-            .filter_map(|&i| self.procs[i].m.state.pid().filter(|&p| p != 0))
+            .filter_map(|&i| self.procs[i].m.state.pid())
             .collect()
     }
 

@@ -14,9 +14,9 @@ use crate::events::{ExitStatus, StateName};
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProcState {
     Stopped,
-    /// Spawned, not yet ready.
+    /// Being spawned (`pid: None` until the spawn reports it), then spawned and not yet ready.
     Starting {
-        pid: u32,
+        pid: Option<u32>,
         since: Instant,
     },
     Running {
@@ -24,9 +24,10 @@ pub enum ProcState {
         since: Instant,
     },
     /// Stop signal sent; SIGKILL to the group at `kill_at`. `deadline` is the next wake-up: the
-    /// kill, or a check whether the group is empty once the leader is gone.
+    /// kill, or a check whether the group is empty once the leader is gone. `pid: None`: the
+    /// stop was asked while the spawn was under way; the group is signalled once it has a pid.
     Stopping {
-        pid: u32,
+        pid: Option<u32>,
         since: Instant,
         kill_at: Instant,
         deadline: Instant,
@@ -59,13 +60,21 @@ impl ProcState {
         }
     }
 
+    /// The leader of the current incarnation's process group, once it is spawned.
     pub fn pid(&self) -> Option<u32> {
         match self {
-            ProcState::Starting { pid, .. }
-            | ProcState::Running { pid, .. }
-            | ProcState::Stopping { pid, .. } => Some(*pid),
+            ProcState::Starting { pid, .. } | ProcState::Stopping { pid, .. } => *pid,
+            ProcState::Running { pid, .. } => Some(*pid),
             _ => None,
         }
+    }
+
+    /// A spawn is under way: there is no process (nor group) to signal or probe yet.
+    pub fn is_spawning(&self) -> bool {
+        matches!(
+            self,
+            ProcState::Starting { pid: None, .. } | ProcState::Stopping { pid: None, .. }
+        )
     }
 
     /// Down and not coming back by itself.
@@ -197,12 +206,15 @@ impl Machine {
         match (self.state.clone(), input) {
             (s, Input::Start { reason }) => self.start(&s, reason, now, &mut fx),
             (ProcState::Starting { since, .. }, Input::Spawned { pid }) => {
-                self.state = ProcState::Starting { pid, since };
+                self.state = ProcState::Starting {
+                    pid: Some(pid),
+                    since,
+                };
             }
             // Asked to stop while its spawn was under way: now there is a group to signal.
             (
                 ProcState::Stopping {
-                    pid: 0,
+                    pid: None,
                     since,
                     kill_at,
                     deadline,
@@ -211,7 +223,7 @@ impl Machine {
                 Input::Spawned { pid },
             ) => {
                 self.state = ProcState::Stopping {
-                    pid,
+                    pid: Some(pid),
                     since,
                     kill_at,
                     deadline,
@@ -219,7 +231,7 @@ impl Machine {
                 };
                 fx.push(Effect::Signal(self.stop_signal));
             }
-            (ProcState::Stopping { pid: 0, .. }, Input::SpawnFailed { error }) => {
+            (ProcState::Stopping { pid: None, .. }, Input::SpawnFailed { error }) => {
                 self.after_stop = AfterStop::Stay;
                 self.go(
                     ProcState::Stopped,
@@ -228,7 +240,13 @@ impl Machine {
                     &mut fx,
                 );
             }
-            (ProcState::Starting { pid, since }, Input::Ready) => self.go(
+            (
+                ProcState::Starting {
+                    pid: Some(pid),
+                    since,
+                },
+                Input::Ready,
+            ) => self.go(
                 ProcState::Running { pid, since },
                 "ready".into(),
                 None,
@@ -326,25 +344,21 @@ impl Machine {
                 self.spawn("restarting".into(), now, &mut fx)
             }
             (
-                ProcState::Starting { pid, .. } | ProcState::Running { pid, .. },
+                ProcState::Starting { pid, .. },
                 Input::Stop {
                     timeout,
                     reason,
                     then,
                 },
-            ) => {
-                self.after_stop = then;
-                fx.push(Effect::Signal(self.stop_signal));
-                let kill_at = now + timeout;
-                let st = ProcState::Stopping {
-                    pid,
-                    since: now,
-                    kill_at,
-                    deadline: kill_at,
-                    leader_exit: None,
-                };
-                self.go(st, reason, None, &mut fx);
-            }
+            ) => self.begin_stop(pid, timeout, reason, then, now, &mut fx),
+            (
+                ProcState::Running { pid, .. },
+                Input::Stop {
+                    timeout,
+                    reason,
+                    then,
+                },
+            ) => self.begin_stop(Some(pid), timeout, reason, then, now, &mut fx),
             // A later request wins: stop during a restart stays stopped, restart during a stop starts.
             (ProcState::Stopping { .. }, Input::Stop { then, .. })
                 if !matches!(then, AfterStop::Recover(_)) =>
@@ -368,6 +382,29 @@ impl Machine {
         fx
     }
 
+    /// Signal the group (once it has a pid) and wait up to `timeout` before SIGKILL.
+    fn begin_stop(
+        &mut self,
+        pid: Option<u32>,
+        timeout: Duration,
+        reason: String,
+        then: AfterStop,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.after_stop = then;
+        fx.push(Effect::Signal(self.stop_signal));
+        let kill_at = now + timeout;
+        let st = ProcState::Stopping {
+            pid,
+            since: now,
+            kill_at,
+            deadline: kill_at,
+            leader_exit: None,
+        };
+        self.go(st, reason, None, fx);
+    }
+
     fn start(&mut self, s: &ProcState, reason: String, now: Instant, fx: &mut Vec<Effect>) {
         match s {
             ProcState::Stopped
@@ -382,9 +419,13 @@ impl Machine {
         }
     }
 
-    /// Ask the actor to spawn; the state is `starting` with pid 0 until `Spawned`.
+    /// Ask the actor to spawn; the state is `starting` without a pid until `Spawned`.
     fn spawn(&mut self, reason: String, now: Instant, fx: &mut Vec<Effect>) {
-        self.go(ProcState::Starting { pid: 0, since: now }, reason, None, fx);
+        let to = ProcState::Starting {
+            pid: None,
+            since: now,
+        };
+        self.go(to, reason, None, fx);
         fx.push(Effect::Spawn);
     }
 
@@ -855,5 +896,112 @@ mod tests {
             0.0,
         );
         assert!(fx.contains(&Effect::Spawn));
+    }
+
+    #[test]
+    fn the_spawning_phase_has_no_pid_until_the_spawn_reports_one() {
+        use StateName::*;
+        let t0 = Instant::now();
+        let mut m = Machine::new(policy(OnExit::Restart, None), Signal::SIGTERM);
+        let fx = m.handle(Input::Start { reason: "t".into() }, t0, 0.0);
+        assert_eq!(transitions(&fx), [(Stopped, Starting)]);
+        assert!(fx.contains(&Effect::Spawn));
+        assert!(m.state.is_spawning());
+        assert_eq!(m.state.pid(), None);
+        assert!(
+            m.handle(Input::Ready, t0, 0.0).is_empty(),
+            "nothing can be ready before it exists"
+        );
+        assert_eq!(m.handle(Input::Spawned { pid: 42 }, t0, 0.0), []);
+        assert!(!m.state.is_spawning());
+        assert_eq!(m.state.pid(), Some(42));
+        let fx = m.handle(Input::Ready, t0, 0.0);
+        assert_eq!(transitions(&fx), [(Starting, Running)]);
+    }
+
+    #[test]
+    fn a_stop_during_a_spawn_that_fails_ends_stopped() {
+        use StateName::*;
+        let t0 = Instant::now();
+        let mut m = Machine::new(policy(OnExit::Restart, None), Signal::SIGTERM);
+        m.handle(Input::Start { reason: "t".into() }, t0, 0.0);
+        let stop = Input::Stop {
+            timeout: Duration::from_secs(2),
+            reason: "api".into(),
+            then: AfterStop::Start,
+        };
+        m.handle(stop, t0, 0.0);
+        assert!(m.state.is_spawning() && m.state.name() == Stopping);
+        let fx = m.handle(Input::SpawnFailed { error: "no".into() }, t0, 0.0);
+        assert_eq!(transitions(&fx), [(Stopping, Stopped)]);
+        assert!(
+            !fx.contains(&Effect::Spawn),
+            "a failed spawn is not retried"
+        );
+        assert!(!m.state.is_spawning());
+    }
+
+    /// Every input in every state the machine can reach (from stopped, a few steps deep, with
+    /// each restart policy) moves only along the table, and a process is spawning exactly
+    /// when it is starting or stopping without a pid.
+    #[test]
+    fn every_reachable_state_and_input_keeps_to_the_table() {
+        let stop = |then| Input::Stop {
+            timeout: Duration::from_secs(2),
+            reason: "t".into(),
+            then,
+        };
+        let exited = |group_alive| Input::Exited {
+            status: ExitStatus::Code(1),
+            group_alive,
+        };
+        let inputs = [
+            Input::Start { reason: "t".into() },
+            Input::Spawned { pid: 7 },
+            Input::SpawnFailed { error: "e".into() },
+            Input::Ready,
+            exited(false),
+            exited(true),
+            stop(AfterStop::Stay),
+            stop(AfterStop::Start),
+            stop(AfterStop::Recover("r".into())),
+            Input::Timer { group_alive: false },
+            Input::Timer { group_alive: true },
+        ];
+        let t0 = Instant::now();
+        let mut seen = std::collections::BTreeSet::new();
+        for on_exit in [OnExit::Restart, OnExit::Ignore, OnExit::Shutdown] {
+            let mut level = vec![Machine::new(policy(on_exit, Some(1)), Signal::SIGTERM)];
+            for depth in 1..=4u32 {
+                let now = t0 + Duration::from_secs(10 * u64::from(depth));
+                let mut next = Vec::new();
+                for m in &level {
+                    for input in &inputs {
+                        let mut m = m.clone();
+                        for (from, to) in transitions(&m.handle(input.clone(), now, 0.0)) {
+                            assert!(allowed(from, to), "{from} -> {to}");
+                        }
+                        let spawning = matches!(
+                            m.state,
+                            ProcState::Starting { pid: None, .. }
+                                | ProcState::Stopping { pid: None, .. }
+                        );
+                        assert_eq!(m.state.is_spawning(), spawning, "{:?}", m.state);
+                        seen.insert((m.state.name().to_string(), spawning));
+                        next.push(m);
+                    }
+                }
+                level = next;
+            }
+        }
+        for name in StateName::ALL {
+            assert!(seen.contains(&(name.to_string(), false)), "{name}");
+        }
+        for name in [StateName::Starting, StateName::Stopping] {
+            assert!(
+                seen.contains(&(name.to_string(), true)),
+                "{name} while spawning"
+            );
+        }
     }
 }

@@ -53,11 +53,7 @@ impl Actor {
                 )
             })
             .collect();
-        let ours: HashSet<u32> = self
-            .procs
-            .iter()
-            .filter_map(|p| p.m.state.pid().filter(|&pid| pid != 0))
-            .collect();
+        let ours: HashSet<u32> = self.procs.iter().filter_map(|p| p.m.state.pid()).collect();
         let tx = self.cleanup_tx.clone();
         tokio::spawn(async move {
             let mut runs = ledger.earlier_runs().await;
@@ -88,11 +84,7 @@ impl Actor {
     /// report, not a leftover).
     pub(super) fn is_ours(&self) -> IsOurs {
         let earlier = self.earlier.clone();
-        let live: HashSet<u32> = self
-            .procs
-            .iter()
-            .filter_map(|p| p.m.state.pid().filter(|&pid| pid != 0))
-            .collect();
+        let live: HashSet<u32> = self.procs.iter().filter_map(|p| p.m.state.pid()).collect();
         Arc::new(move |h| {
             !h.pgid.is_some_and(|g| live.contains(&g)) && leftovers::is_ours(&earlier, h)
         })
@@ -110,7 +102,7 @@ impl Actor {
         let frozen = self.frozen;
         let p = &mut self.procs[i];
         let (pid, running) = match p.m.state {
-            ProcState::Starting { pid, .. } if pid != 0 => (pid, false),
+            ProcState::Starting { pid: Some(pid), .. } => (pid, false),
             ProcState::Running { pid, .. } => (pid, true),
             _ => {
                 p.probes.clear();

@@ -28,7 +28,7 @@ impl Actor {
                     .procs
                     .iter()
                     .flat_map(|p| {
-                        let pid = p.m.state.pid().filter(|&x| x != 0);
+                        let pid = p.m.state.pid();
                         p.spec
                             .ports
                             .iter()
@@ -73,7 +73,10 @@ impl Actor {
     fn info(&self, i: usize) -> ProcessInfo {
         let p = &self.procs[i];
         let uptime = match p.m.state {
-            ProcState::Starting { since, pid } if pid != 0 => Some(since.elapsed().as_secs_f64()),
+            ProcState::Starting {
+                since,
+                pid: Some(_),
+            } => Some(since.elapsed().as_secs_f64()),
             ProcState::Running { since, .. } => Some(since.elapsed().as_secs_f64()),
             _ => None,
         };
@@ -81,7 +84,7 @@ impl Actor {
             name: p.name.to_string(),
             stack: p.spec.stack.clone(),
             state: p.m.state.name(),
-            pid: p.m.state.pid().filter(|&x| x != 0),
+            pid: p.m.state.pid(),
             restarts: p.m.restarts,
             uptime_s: uptime.map(|u| (u * 1000.0).round() / 1000.0),
             since: p.since,
