@@ -23,21 +23,26 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(0)
         }),
-        Cmd::Serve(args) => {
-            proc::init();
-            block_on(|| serve(args))
-        }
-        Cmd::Run(args) => {
-            proc::init();
-            block_on(|| async {
+        Cmd::Serve(args) => match proc::init() {
+            Ok(()) => block_on(|| serve(args)),
+            Err(e) => fail(e),
+        },
+        Cmd::Run(args) => match proc::init() {
+            Ok(()) => block_on(|| async {
                 let shutdown = signals::termination()?;
                 single::run(args.entrypoint(), shutdown)
                     .await
                     .map_err(anyhow::Error::from)
-            })
-        }
+            }),
+            Err(e) => fail(e),
+        },
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("state-manager: {e}");
+    1
 }
 
 fn block_on<F, Fut>(f: F) -> i32

@@ -86,12 +86,18 @@ pub enum SpawnError {
     EmptyCommand,
     #[error("the process spawner is not running")]
     SpawnerGone,
+    #[error(
+        "cannot start a thread to spawn or reap child processes ({0}); is a pids limit reached? Raise it (docker run --pids-limit) or run fewer processes"
+    )]
+    Thread(std::io::Error),
 }
 
 type Reply = oneshot::Sender<Result<Child, SpawnError>>;
 
 /// Spawner threads: forks overlap, so one child's way to `exec` does not hold up the next.
 const SPAWNERS: usize = 4;
+
+type Requests = Arc<Mutex<mpsc::Receiver<(SpawnRequest, Reply)>>>;
 
 struct Shared {
     /// Held shared by every spawn from before its fork until its pid is registered, and
@@ -100,42 +106,80 @@ struct Shared {
     /// Exit channels of live children, by pid.
     waiting: Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>,
     spawn_tx: Mutex<mpsc::Sender<(SpawnRequest, Reply)>>,
+    requests: Requests,
+    /// The threads running so far. The system may refuse a thread (a pids limit in a
+    /// container); the missing ones are tried again at the next spawn.
+    threads: Mutex<Threads>,
+}
+
+#[derive(Default)]
+struct Threads {
+    reaper: bool,
+    spawners: usize,
+    warned: bool,
 }
 
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<(SpawnRequest, Reply)>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..SPAWNERS {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("sm-spawner-{i}"))
-                .spawn(move || {
-                    loop {
-                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((req, reply)) = next else { break };
-                        let _ = reply.send(spawn_now(req));
-                    }
-                })
-                .expect("cannot start a spawner thread");
-        }
-        std::thread::Builder::new()
-            .name("sm-reaper".into())
-            .spawn(reap_forever)
-            .expect("cannot start the reaper thread");
         Shared {
             gate: RwLock::new(()),
             waiting: Mutex::new(HashMap::new()),
             spawn_tx: Mutex::new(tx),
+            requests: Arc::new(Mutex::new(rx)),
+            threads: Mutex::new(Threads::default()),
         }
     })
 }
 
-/// Start the spawner and reaper threads now (done lazily otherwise). Call early in `main`, before
-/// any child exists, so that orphans re-parented to a PID 1 are reaped from the start.
-pub fn init() {
-    let _ = shared();
+/// The shared state, with the reaper and at least one spawner running. Fails only if the
+/// system refuses the reaper or every spawner; fewer spawners than [`SPAWNERS`] is a warning.
+fn running() -> Result<&'static Shared, SpawnError> {
+    let s = shared();
+    let mut t = s.threads.lock().unwrap_or_else(|p| p.into_inner());
+    if !t.reaper {
+        std::thread::Builder::new()
+            .name("sm-reaper".into())
+            .spawn(reap_forever)
+            .map_err(SpawnError::Thread)?;
+        t.reaper = true;
+    }
+    while t.spawners < SPAWNERS {
+        let requests = s.requests.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("sm-spawner-{}", t.spawners))
+            .spawn(move || serve_spawns(requests));
+        match started {
+            Ok(_) => t.spawners += 1,
+            Err(e) if t.spawners == 0 => return Err(SpawnError::Thread(e)),
+            Err(e) => {
+                if !std::mem::replace(&mut t.warned, true) {
+                    tracing::warn!(
+                        running = t.spawners,
+                        "cannot start another spawner thread ({e}); fewer children start at once"
+                    );
+                }
+                break;
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn serve_spawns(requests: Requests) {
+    loop {
+        let next = requests.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((req, reply)) = next else { break };
+        let _ = reply.send(spawn_now(req));
+    }
+}
+
+/// Start the spawner and reaper threads now (done at the first spawn otherwise). Call early in
+/// `main`, before any child exists, so that orphans re-parented to a PID 1 are reaped from the
+/// start.
+pub fn init() -> Result<(), SpawnError> {
+    running().map(|_| ())
 }
 
 /// Become a subreaper: orphaned descendants are re-parented to this process (and reaped here).
@@ -152,7 +196,7 @@ pub fn set_subreaper() -> std::io::Result<()> {
 /// Start a child in its own process group, from the long-lived spawner thread.
 pub async fn spawn(req: SpawnRequest) -> Result<Child, SpawnError> {
     let (tx, rx) = oneshot::channel();
-    shared()
+    running()?
         .spawn_tx
         .lock()
         .map_err(|_| SpawnError::SpawnerGone)?
@@ -253,8 +297,7 @@ fn reap_forever() {
 
 /// Collect every child that has exited; deliver statuses to their owners, drop orphans'.
 fn reap_all() {
-    // Blocks until the thread that started us has finished building `Shared`, then until no
-    // spawn is between its fork and its registration.
+    // Blocks until no spawn is between its fork and its registration.
     let _gate = shared().gate.write().unwrap_or_else(|p| p.into_inner());
     loop {
         let mut status: libc::c_int = 0;
@@ -289,14 +332,26 @@ pub fn signal_group(pgid: u32, sig: nix::sys::signal::Signal) -> std::io::Result
     }
 }
 
+/// Whether the group `pgid` has any member at all, zombies included: one system call
+/// (`kill(-pgid, 0)`), cheap enough for the async runtime. `false` means the group is gone.
+pub fn group_exists(pgid: u32) -> bool {
+    pgid > 1 && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_ok()
+}
+
 /// Whether any live process is left in the group `pgid`. Zombies do not count: an orphan that
 /// died may wait a while for a slow init to reap it, yet it holds nothing and runs nothing.
+/// Blocking: when the group exists and its leader is gone, this reads the stat of every
+/// process, so call it off the async runtime (a group that does not exist costs one system
+/// call, see [`group_exists`]).
 pub fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 || nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), None).is_err()
-    {
+    if !group_exists(pgid) {
         return false;
     }
-    // Rare path: something answers for the group; look for a member that is not a zombie.
+    // Most often the leader itself is still there.
+    if procfs::stat(pgid).is_ok_and(|s| s.pgrp == pgid && !s.state.is_zombie()) {
+        return true;
+    }
+    // Something answers for the group; look for a member that is not a zombie.
     let Ok(mut pids) = procfs::pids() else {
         return true;
     };
@@ -306,6 +361,17 @@ pub fn group_alive(pgid: u32) -> bool {
             .stat(pid)
             .is_ok_and(|s| s.pgrp == pgid && !s.state.is_zombie())
     })
+}
+
+/// [`group_alive`] without blocking the runtime: one system call when the group is gone, else
+/// the look at `/proc` on the blocking pool.
+pub async fn group_alive_async(pgid: u32) -> bool {
+    if !group_exists(pgid) {
+        return false;
+    }
+    tokio::task::spawn_blocking(move || group_alive(pgid))
+        .await
+        .unwrap_or(true)
 }
 
 /// The environment a child gets: this process's own, minus state-manager's secrets and settings
@@ -344,6 +410,21 @@ mod tests {
         assert!(c.start_ticks.is_some());
         signal_group(c.pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         assert_eq!(c.exit.await.unwrap(), ExitStatus::Signal(9));
+    }
+
+    #[tokio::test]
+    async fn a_group_exists_while_it_has_members() {
+        let c = spawn(req(&["sleep", "30"])).await.unwrap();
+        assert!(group_exists(c.pid) && group_alive(c.pid));
+        assert!(group_alive_async(c.pid).await);
+        signal_group(c.pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        c.exit.await.unwrap();
+        assert!(!group_exists(c.pid), "reaped, its group is gone");
+        assert!(!group_alive_async(c.pid).await);
+        assert!(
+            !group_exists(0) && !group_exists(1),
+            "never our own group or init's"
+        );
     }
 
     #[tokio::test]

@@ -49,6 +49,16 @@ struct Proc {
     last_probe: Option<ProbeResult>,
     /// Log mark taken before the current incarnation was spawned.
     log_mark: u64,
+    /// A look at the members of its group is under way (off the runtime); its deadline waits
+    /// for the answer.
+    group_check: bool,
+}
+
+/// The answer of a look at a stopping process's group.
+struct GroupCheck {
+    name: Arc<str>,
+    pid: u32,
+    alive: bool,
 }
 
 enum Wait {
@@ -81,6 +91,8 @@ pub(super) struct Actor {
     probe_rx: mpsc::UnboundedReceiver<Report>,
     cleanup_tx: mpsc::UnboundedSender<Earlier>,
     cleanup_rx: mpsc::UnboundedReceiver<Earlier>,
+    group_tx: mpsc::UnboundedSender<GroupCheck>,
+    group_rx: mpsc::UnboundedReceiver<GroupCheck>,
     /// Start-up cleanups under way (leftovers of an earlier run being stopped): nothing starts
     /// until none is.
     cleaning: u32,
@@ -109,6 +121,7 @@ impl Actor {
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let (cleanup_tx, cleanup_rx) = mpsc::unbounded_channel();
+        let (group_tx, group_rx) = mpsc::unbounded_channel();
         Actor {
             opts,
             rx,
@@ -125,6 +138,8 @@ impl Actor {
             probe_rx,
             cleanup_tx,
             cleanup_rx,
+            group_tx,
+            group_rx,
             cleaning: 0,
             earlier: Arc::new(Earlier::default()),
             waiters: Vec::new(),
@@ -140,7 +155,12 @@ impl Actor {
     pub(super) async fn run(mut self) {
         let mut handles_gone = false;
         loop {
-            let deadline = self.procs.iter().filter_map(|p| p.m.state.deadline()).min();
+            let deadline = self
+                .procs
+                .iter()
+                .filter(|p| !p.group_check)
+                .filter_map(|p| p.m.state.deadline())
+                .min();
             tokio::select! {
                 biased;
                 Some(launch) = self.launch_rx.recv() => self.on_launch(launch),
@@ -153,6 +173,7 @@ impl Actor {
                 },
                 Some(report) = self.probe_rx.recv() => self.on_probe(report),
                 Some(earlier) = self.cleanup_rx.recv() => self.on_cleanup(earlier),
+                Some(check) = self.group_rx.recv() => self.on_group_check(check),
                 Some(name) = self.watch_rx.recv() => self.on_watch(name),
                 _ = sleep_until(deadline) => self.on_timers(),
             }
@@ -193,7 +214,12 @@ impl Actor {
                     self.feed(i, Input::Ready);
                 }
             }
-            Launch::Exited { name, pid, status } => {
+            Launch::Exited {
+                name,
+                pid,
+                status,
+                group_alive,
+            } => {
                 let Some(&i) = self.index.get(&name) else {
                     return;
                 };
@@ -203,7 +229,6 @@ impl Actor {
                 if self.procs[i].m.state.pid() != Some(pid) {
                     return; // an earlier incarnation
                 }
-                let group_alive = proc::group_alive(pid);
                 self.feed(
                     i,
                     Input::Exited {
@@ -215,14 +240,45 @@ impl Actor {
         }
     }
 
+    /// Feed the processes whose deadline passed. A group that does not exist any more is known
+    /// at once; whether one that still answers has a live member is looked up off the runtime
+    /// (that reads `/proc`) and fed when known.
     pub(super) fn on_timers(&mut self) {
         let now = Instant::now();
         let due: Vec<usize> = (0..self.procs.len())
+            .filter(|&i| !self.procs[i].group_check)
             .filter(|&i| self.procs[i].m.state.deadline().is_some_and(|d| d <= now))
             .collect();
         for i in due {
-            let group_alive = self.procs[i].m.state.pid().is_some_and(proc::group_alive);
-            self.feed(i, Input::Timer { group_alive });
+            match self.procs[i].m.state.pid() {
+                Some(pid) if proc::group_exists(pid) => self.check_group(i, pid),
+                _ => self.feed(i, Input::Timer { group_alive: false }),
+            }
+        }
+    }
+
+    fn check_group(&mut self, i: usize, pid: u32) {
+        let p = &mut self.procs[i];
+        p.group_check = true;
+        let (name, tx) = (p.name.clone(), self.group_tx.clone());
+        tokio::spawn(async move {
+            let alive = proc::group_alive_async(pid).await;
+            let _ = tx.send(GroupCheck { name, pid, alive });
+        });
+    }
+
+    fn on_group_check(&mut self, check: GroupCheck) {
+        let Some(&i) = self.index.get(&check.name) else {
+            return;
+        };
+        self.procs[i].group_check = false;
+        if self.procs[i].m.state.pid() == Some(check.pid) {
+            self.feed(
+                i,
+                Input::Timer {
+                    group_alive: check.alive,
+                },
+            );
         }
     }
 

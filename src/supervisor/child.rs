@@ -36,10 +36,13 @@ pub enum Launch {
         name: Arc<str>,
         result: Result<Started, String>,
     },
+    /// The leader exited; `group_alive`: members of its group are still there (checked off the
+    /// actor, since that may mean reading every process's stat).
     Exited {
         name: Arc<str>,
         pid: u32,
         status: ExitStatus,
+        group_alive: bool,
     },
 }
 
@@ -96,7 +99,13 @@ pub fn launch(
                     result: Ok(started),
                 });
                 if let Ok(status) = child.exit.await {
-                    let _ = tx.send(Launch::Exited { name, pid, status });
+                    let group_alive = proc::group_alive_async(pid).await;
+                    let _ = tx.send(Launch::Exited {
+                        name,
+                        pid,
+                        status,
+                        group_alive,
+                    });
                 }
             }
             Err(e) => {

@@ -108,7 +108,7 @@ async fn stop_one(r: &OpenRun, sig: Signal, timeout: Duration) -> Cleanup {
     if !leader_is(r) {
         return Cleanup::Recycled;
     }
-    if !proc::group_alive(r.pid) {
+    if !proc::group_alive_async(r.pid).await {
         return Cleanup::Gone;
     }
     tracing::warn!(process = %r.process, pid = r.pid, "stopping a leftover of an earlier run");
@@ -124,10 +124,7 @@ async fn stop_one(r: &OpenRun, sig: Signal, timeout: Duration) -> Cleanup {
 async fn wait_empty(pgid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        let alive = tokio::task::spawn_blocking(move || proc::group_alive(pgid))
-            .await
-            .unwrap_or(false);
-        if !alive {
+        if !proc::group_alive_async(pgid).await {
             return true;
         }
         if Instant::now() >= deadline {

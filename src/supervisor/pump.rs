@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use time::OffsetDateTime;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,27 +25,45 @@ struct Forward {
     line: String,
 }
 
-fn forwarder() -> &'static mpsc::Sender<Forward> {
+/// The writer thread's queue, started at the first forwarded line. `None` if the system
+/// refuses the thread (a pids limit in a container): the line is then kept in the buffer only,
+/// and the thread is tried again with the next line.
+fn forwarder() -> Option<&'static mpsc::Sender<Forward>> {
     static TX: OnceLock<mpsc::Sender<Forward>> = OnceLock::new();
-    TX.get_or_init(|| {
-        let (tx, mut rx) = mpsc::channel::<Forward>(4096);
-        std::thread::Builder::new()
-            .name("sm-output".into())
-            .spawn(move || {
-                while let Some(f) = rx.blocking_recv() {
-                    let _ = match f.stream {
-                        LogStream::Stdout => {
-                            writeln!(std::io::stdout().lock(), "[{}] {}", f.name, f.line)
-                        }
-                        LogStream::Stderr => {
-                            writeln!(std::io::stderr().lock(), "[{}] {}", f.name, f.line)
-                        }
-                    };
-                }
-            })
-            .expect("cannot start the output thread");
-        tx
-    })
+    static START: Mutex<bool> = Mutex::new(false);
+    if let Some(tx) = TX.get() {
+        return Some(tx);
+    }
+    let mut warned = START.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(tx) = TX.get() {
+        return Some(tx);
+    }
+    let (tx, mut rx) = mpsc::channel::<Forward>(4096);
+    let started = std::thread::Builder::new()
+        .name("sm-output".into())
+        .spawn(move || {
+            while let Some(f) = rx.blocking_recv() {
+                let _ = match f.stream {
+                    LogStream::Stdout => {
+                        writeln!(std::io::stdout().lock(), "[{}] {}", f.name, f.line)
+                    }
+                    LogStream::Stderr => {
+                        writeln!(std::io::stderr().lock(), "[{}] {}", f.name, f.line)
+                    }
+                };
+            }
+        });
+    match started {
+        Ok(_) => Some(TX.get_or_init(|| tx)),
+        Err(e) => {
+            if !std::mem::replace(&mut *warned, true) {
+                tracing::error!(
+                    "cannot start the output thread ({e}); child output is kept for the log API but not forwarded"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Read `fd` until EOF, line by line, into `buffer` (and forwarded when `forward` is set).
@@ -97,8 +115,8 @@ async fn emit(
     }
     let text = String::from_utf8_lossy(raw).into_owned();
     raw.clear();
-    if forward {
-        let _ = forwarder()
+    if forward && let Some(tx) = forwarder() {
+        let _ = tx
             .send(Forward {
                 name: name.clone(),
                 stream,

@@ -194,6 +194,7 @@ impl Actor {
                 live_ok: None,
                 last_probe: None,
                 log_mark: 0,
+                group_check: false,
             });
         }
         self.begin_cleanup();
