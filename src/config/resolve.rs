@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::validate::{instance_names, parse_signal};
+use super::process::{instance_names, parse_signal};
 use super::{CommandSpec, Config, OnExit, ProbeConfig, ProcessConfig, StackEntry};
 
 /// Where a process's definition came from.
