@@ -116,14 +116,58 @@ pub fn start(
     cfg: &WebhookConfig,
     events: broadcast::Receiver<Event>,
 ) -> Result<Sink, WebhookError> {
-    let url = redact(&cfg.url);
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .map_err(|source| WebhookError::Client {
-            url: url.clone(),
+            url: redact(&cfg.url),
             source,
         })?;
+    let http = Http {
+        client,
+        cfg: cfg.clone(),
+    };
+    Ok(start_with(cfg, events, http))
+}
+
+/// Where a sink's batches go: the receiver over HTTP. A trait only so that the retry loop can
+/// be tested under a paused clock, which no socket survives (see the tests).
+trait Transport: Send + Sync + 'static {
+    fn post(&self, batch: &[Event]) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// POSTs a batch as a JSON array, with the configured `Authorization` header.
+struct Http {
+    client: reqwest::Client,
+    cfg: WebhookConfig,
+}
+
+impl Transport for Http {
+    async fn post(&self, batch: &[Event]) -> Result<(), String> {
+        let mut req = self
+            .client
+            .post(&self.cfg.url)
+            .timeout(self.cfg.timeout.get())
+            .json(batch);
+        if let Some(auth) = &self.cfg.authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+            Err(e) if e.is_timeout() => Err("no answer in time".into()),
+            Err(e) if e.is_connect() => Err("cannot connect".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn start_with(
+    cfg: &WebhookConfig,
+    events: broadcast::Receiver<Event>,
+    transport: impl Transport,
+) -> Sink {
+    let url = redact(&cfg.url);
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             events: VecDeque::new(),
@@ -137,19 +181,19 @@ pub fn start(
     let (stop, stopping) = watch::channel(false);
     let intake = tokio::spawn(intake(events, shared.clone(), stopping.clone()));
     let poster = Poster {
-        client,
+        transport,
         cfg: cfg.clone(),
         shared: shared.clone(),
         stopping,
     };
     let sender = tokio::spawn(poster.run());
-    Ok(Sink {
+    Sink {
         url,
         shared,
         stop,
         intake,
         sender,
-    })
+    }
 }
 
 impl Shared {
@@ -275,21 +319,21 @@ async fn intake(
     }
 }
 
-struct Poster {
-    client: reqwest::Client,
+struct Poster<T> {
+    transport: T,
     cfg: WebhookConfig,
     shared: Arc<Shared>,
     stopping: watch::Receiver<bool>,
 }
 
-impl Poster {
+impl<T: Transport> Poster<T> {
     async fn run(mut self) {
         let mut failures: u32 = 0;
         loop {
             let Some(batch) = self.next_batch().await else {
                 return;
             };
-            match self.post(&batch).await {
+            match self.transport.post(&batch).await {
                 Ok(()) => {
                     failures = 0;
                     self.shared
@@ -335,24 +379,6 @@ impl Poster {
             }
         }
         Some(self.shared.queue().take(size))
-    }
-
-    async fn post(&self, batch: &[Event]) -> Result<(), String> {
-        let mut req = self
-            .client
-            .post(&self.cfg.url)
-            .timeout(self.cfg.timeout.get())
-            .json(batch);
-        if let Some(auth) = &self.cfg.authorization {
-            req = req.header(reqwest::header::AUTHORIZATION, auth);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-            Err(e) if e.is_timeout() => Err("no answer in time".into()),
-            Err(e) if e.is_connect() => Err("cannot connect".into()),
-            Err(e) => Err(e.to_string()),
-        }
     }
 }
 
@@ -413,5 +439,81 @@ mod tests {
         assert_eq!(d[..3], [RETRY_BASE, RETRY_BASE * 2, RETRY_BASE * 4]);
         assert_eq!(d[3], RETRY_MAX);
         assert_eq!(redact("http://u:p@h:1/x?token=s"), "http://h:1/x");
+    }
+
+    /// A receiver that refuses the first `refuse` batches; it notes when each attempt came and
+    /// what it held.
+    ///
+    /// A stand-in for a real receiver, which tests/webhooks.rs uses in real time: under a
+    /// paused clock tokio moves time to the next timer whenever the runtime waits, with socket
+    /// I/O in flight or not, so a real request would run out its timeout in virtual time.
+    struct Refusing {
+        refuse: usize,
+        attempts: Arc<Mutex<Vec<Attempt>>>,
+        delivered: Arc<Notify>,
+    }
+
+    /// When a batch came, and the processes of its events.
+    type Attempt = (Instant, Vec<String>);
+
+    impl Transport for Refusing {
+        async fn post(&self, batch: &[Event]) -> Result<(), String> {
+            let mut attempts = self.attempts.lock().unwrap();
+            let names = batch.iter().map(|e| e.process.clone()).collect();
+            attempts.push((Instant::now(), names));
+            if attempts.len() <= self.refuse {
+                return Err("HTTP 503".into());
+            }
+            self.delivered.notify_one();
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_batches_are_retried_with_doubling_waits_in_paused_time() {
+        let real = std::time::Instant::now();
+        let (tx, rx) = broadcast::channel(16);
+        let cfg = WebhookConfig {
+            url: "http://receiver/hook".into(),
+            batch_size: 3,
+            ..WebhookConfig::default()
+        };
+        let receiver = Refusing {
+            refuse: 5,
+            attempts: Arc::default(),
+            delivered: Arc::default(),
+        };
+        let (attempts, delivered) = (receiver.attempts.clone(), receiver.delivered.clone());
+        let sink = start_with(&cfg, rx, receiver);
+        for n in 1..=3 {
+            tx.send(ev(n)).unwrap();
+        }
+        delivered.notified().await;
+
+        let attempts = attempts.lock().unwrap().clone();
+        let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let expected: Vec<Duration> = (1..=5).map(|f| RETRY.delay(f)).collect();
+        assert_eq!(expected[4], Duration::from_millis(1600));
+        for (gap, want) in gaps.iter().zip(&expected) {
+            assert!(
+                *gap >= *want && *gap <= *want + Duration::from_millis(2),
+                "waits {gaps:?}, expected {expected:?}"
+            );
+        }
+        assert_eq!(gaps.len(), 5);
+        assert!(
+            attempts.iter().all(|(_, b)| b == &["1", "2", "3"]),
+            "the refused batch is sent again whole and in order: {attempts:?}"
+        );
+        let stats = sink.shutdown(SHUTDOWN_GRACE).await;
+        assert_eq!(
+            (stats.sent, stats.failed, stats.dropped, stats.queued),
+            (3, 5, 0, 0)
+        );
+        assert!(
+            real.elapsed() < Duration::from_millis(3100) / 2,
+            "{:?}",
+            real.elapsed()
+        );
     }
 }

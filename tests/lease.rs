@@ -2,7 +2,8 @@
 //! server). Nodes are leasers in this process, or (to be killed with SIGKILL or frozen with
 //! SIGSTOP) this test binary re-run as a child process holding the lease
 //! ([`child_lease_holder`]). Time is real where the behaviour is about time passing (TTLs of a
-//! few seconds), and a fake clock where only the arithmetic matters.
+//! few seconds) across processes, a fake clock where only the arithmetic matters, and a paused
+//! clock for the holder's own renewals and loss.
 
 #[path = "lease/cases.rs"]
 mod cases;
@@ -60,6 +61,17 @@ impl Backend {
         objstore::open(Some(&self.storage()), Path::new("/nonexistent"))
             .await
             .unwrap()
+    }
+
+    /// Make the local backend refuse every write from now on, for real: its lock file (taken
+    /// by every conditional write) becomes a directory. Reads still work.
+    pub fn refuse_writes(&self) {
+        let Backend::Local(dir) = self else {
+            panic!("only the local backend can be made to refuse writes this way")
+        };
+        let lock = dir.path().join("objects/\\lock");
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::create_dir(&lock).unwrap();
     }
 
     pub fn moto(&self) -> &MotoServer {
@@ -169,6 +181,13 @@ both_backends!(
     fake_time::expiry_and_skew_with_a_fake_clock,
     fake_time::a_retried_write_that_landed_counts_as_done,
 );
+
+/// Local storage only: under a paused clock a request to S3 would run out its timeouts in
+/// virtual time while it waits on the socket.
+#[tokio::test(start_paused = true)]
+async fn renewals_and_the_loss_follow_the_ttl_in_paused_time() {
+    fake_time::renewals_and_the_loss_follow_the_ttl_in_paused_time(&Backend::local()).await;
+}
 
 /// Not a test on its own: the lease holder that the kill and freeze cases run as a child
 /// process (see `lease/child.rs`). Does nothing unless `LEASE_CHILD` is set.

@@ -367,3 +367,44 @@ async fn freezer_counts_a_shell_held_in_vfork_as_stopped() {
     }
     h.shutdown().await.unwrap();
 }
+
+/// Restart backoff in paused time (STYLE §6): the clock moves only when every task waits on a
+/// timer, so the waits between a crash and the next start are exactly the ones the actor chose.
+/// They double from `restart_delay` up to `backoff_max` (each within the 10 % jitter, none above
+/// the cap), the process is fatal after `max_restarts`, and none of it is waited for in real
+/// time.
+#[tokio::test(start_paused = true)]
+async fn restart_backoff_doubles_to_its_cap_in_paused_time() {
+    let real = Instant::now();
+    let (h, mut rx) = start(
+        r#"{"stacks": [{"name": "c", "command": "sh", "args": ["-c", "exit 1"],
+            "restart_delay": "1s", "backoff_max": "8s", "max_restarts": 5}]}"#,
+    )
+    .await;
+    let mut waits = Vec::new();
+    let mut backoff_at = None;
+    loop {
+        // No timeout here: under a paused clock it would be the next timer and fire at once.
+        let e = rx.recv().await.expect("the event stream");
+        match e.to {
+            StateName::Backoff => backoff_at = Some(tokio::time::Instant::now()),
+            StateName::Starting => waits.extend(backoff_at.take().map(|t| t.elapsed())),
+            StateName::Fatal => break,
+            _ => {}
+        }
+    }
+    let nominal = [1.0, 2.0, 4.0, 8.0, 8.0];
+    assert_eq!(waits.len(), nominal.len(), "{waits:?}");
+    for (wait, n) in waits.iter().zip(nominal) {
+        let s = wait.as_secs_f64();
+        assert!((0.9 * n..=1.1 * n).contains(&s) && s <= 8.0, "{waits:?}");
+    }
+    let virtual_total: Duration = waits.iter().sum();
+    assert!(
+        real.elapsed() < virtual_total / 2,
+        "{:?} of real time for {virtual_total:?} of backoff",
+        real.elapsed()
+    );
+    assert_eq!(h.get("c").await.unwrap().state, StateName::Fatal);
+    h.shutdown().await.unwrap();
+}

@@ -8,7 +8,8 @@
 //!
 //! [`SystemClock`] reads the real clocks; its monotonic origin is shared by the whole process,
 //! so monotonic readings of different clocks in one process are comparable. [`FakeClock`] moves
-//! only when told to, and can be skewed per node.
+//! only when told to, and can be skewed per node. [`RuntimeClock`] reads the tokio runtime's
+//! clock, so that under a paused test clock the lease task's readings and its sleeps agree.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -97,10 +98,55 @@ impl Clock for FakeClock {
     }
 }
 
+/// Both clocks from the tokio runtime's: real time, or virtual time while the runtime's clock
+/// is paused (`#[tokio::test(start_paused = true)]`), where the lease task's timers and the
+/// times it reads move together when time is advanced instead of waited for. The wall clock is
+/// the system's at creation plus the runtime time since (it does not follow steps of the system
+/// clock, which is what a test of the holder's own timing wants).
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeClock {
+    wall_origin: OffsetDateTime,
+    origin: tokio::time::Instant,
+}
+
+impl RuntimeClock {
+    /// A clock reading the system's wall time now and zero on its monotonic clock.
+    pub fn new() -> RuntimeClock {
+        RuntimeClock {
+            wall_origin: OffsetDateTime::now_utc(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for RuntimeClock {
+    fn default() -> Self {
+        RuntimeClock::new()
+    }
+}
+
+impl Clock for RuntimeClock {
+    fn now(&self) -> OffsetDateTime {
+        self.wall_origin + self.mono()
+    }
+    fn mono(&self) -> Duration {
+        tokio::time::Instant::now().saturating_duration_since(self.origin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_runtime_clock_moves_with_paused_time() {
+        let c = RuntimeClock::new();
+        let (wall, mono) = (c.now(), c.mono());
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        assert_eq!(c.mono() - mono, Duration::from_secs(90));
+        assert_eq!(c.now() - wall, time::Duration::seconds(90));
+    }
 
     #[test]
     fn fake_clock_moves_only_when_told_and_skew_is_wall_only() {

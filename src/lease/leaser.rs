@@ -71,7 +71,8 @@ impl Leaser {
         }
     }
 
-    /// Use another clock. The task sleeps in real time, so the clock must advance in real time.
+    /// Use another clock. The task sleeps on the tokio runtime's clock, so the clock must advance
+    /// with it: [`SystemClock`] in real time, [`super::RuntimeClock`] under a paused test clock.
     pub fn with_clock(mut self, clock: DynClock) -> Leaser {
         self.clock = clock;
         self

@@ -58,7 +58,7 @@ use time::OffsetDateTime;
 
 use crate::objstore::StorageError;
 
-pub use clock::{Clock, DynClock, FakeClock, SystemClock};
+pub use clock::{Clock, DynClock, FakeClock, RuntimeClock, SystemClock};
 pub use fence::{Fence, Fenced};
 pub use leaser::{LeaseHandle, Leaser, ReleaseOutcome, Tenure};
 pub use ops::{Held, Lease};

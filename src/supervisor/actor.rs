@@ -244,7 +244,7 @@ impl Actor {
     /// at once; whether one that still answers has a live member is looked up off the runtime
     /// (that reads `/proc`) and fed when known.
     pub(super) fn on_timers(&mut self) {
-        let now = Instant::now();
+        let now = now();
         let due: Vec<usize> = (0..self.procs.len())
             .filter(|&i| !self.procs[i].group_check)
             .filter(|&i| self.procs[i].m.state.deadline().is_some_and(|d| d <= now))
@@ -305,10 +305,9 @@ impl Actor {
 
     /// Feed an input to process `i` and carry out the effects.
     pub(super) fn feed(&mut self, i: usize, input: Input) {
-        let effects =
-            self.procs[i]
-                .m
-                .handle(input, Instant::now(), rand::random::<f64>() * 2.0 - 1.0);
+        let effects = self.procs[i]
+            .m
+            .handle(input, now(), rand::random::<f64>() * 2.0 - 1.0);
         for fx in effects {
             match fx {
                 Effect::Transition {
@@ -420,6 +419,13 @@ impl Actor {
             }
         }
     }
+}
+
+/// The actor's clock: tokio's, which is the system's monotonic clock except under a paused test
+/// clock, so that restart delays and stop timeouts can be tested by advancing time (the
+/// deadlines in the state and the timers that wait for them read the same clock).
+pub(super) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

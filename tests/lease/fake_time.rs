@@ -1,11 +1,13 @@
-//! The lease's time arithmetic on real storage with a fake clock: expiry, skew, stale
-//! writes and read-back, without waiting.
+//! The lease's time arithmetic on real storage with a fake clock (expiry, skew, stale writes
+//! and read-back), and the holder's task under a paused clock (renewals, retries, the loss),
+//! without waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use state_manager::lease::{
-    Claim, Clock, FakeClock, LEASE_KEY, Lease, LeaseError, LeaseView, Timing,
+    Claim, Clock, FakeClock, LEASE_KEY, Lease, LeaseError, LeaseEventKind, LeaseView, Leaser,
+    LostReason, Role, RuntimeClock, Timing,
 };
 
 use crate::{Backend, lease_config, stored};
@@ -132,4 +134,54 @@ pub async fn a_retried_write_that_landed_counts_as_done(b: &Backend) {
         a.renew(&renewed).await,
         Err(LeaseError::Superseded { .. })
     ));
+}
+
+/// The leaser task in paused time (STYLE §6): it renews every `ttl / 3`; when storage refuses
+/// writes it retries every `retry_every` and, with no renewal confirmed, stops trusting the lease
+/// exactly `ttl - margin` after the last one was sent, which is `margin` before the record
+/// expires. Local storage only: a paused clock runs a socket's timeouts out while it waits.
+pub async fn renewals_and_the_loss_follow_the_ttl_in_paused_time(b: &Backend) {
+    let real = std::time::Instant::now();
+    let cfg = lease_config(30_000, 2000, 2000);
+    let timing = Timing::new(&cfg).unwrap();
+    let leaser = Leaser::new(b.store().await, "node-a".into(), &cfg)
+        .with_clock(Arc::new(RuntimeClock::new()));
+    let mut events = leaser.subscribe();
+    let lease = leaser.spawn().unwrap();
+    let acquired = events.recv().await.unwrap();
+    assert!(matches!(acquired.kind, LeaseEventKind::Acquired { .. }));
+
+    tokio::time::sleep(timing.renew_every * 3 + timing.renew_every / 2).await;
+    assert_eq!(lease.stats().renewals, 3, "renewed at 10, 20 and 30 s");
+    assert_eq!(lease.fence().check(), Ok(acquired.epoch));
+
+    b.refuse_writes();
+    let broke = tokio::time::Instant::now();
+    let lost = events.recv().await.unwrap();
+    let lost_after = broke.elapsed();
+    let LeaseEventKind::Lost {
+        reason: LostReason::NotRenewed { last_error },
+    } = &lost.kind
+    else {
+        panic!("{lost:?}");
+    };
+    assert!(last_error.is_some(), "the refused write is named");
+    let close = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_millis(10);
+    // The last renewal was sent at 30 s; storage broke at 35 s; trust ends at 30 + ttl - margin.
+    let trusted_for = timing.ttl - timing.safety_margin;
+    assert!(
+        close(lost_after, trusted_for - Duration::from_secs(5)),
+        "lost {lost_after:?} after storage broke"
+    );
+    let before_expiry: Duration = (lost.expires_at - lost.at).try_into().unwrap();
+    assert!(
+        close(before_expiry, timing.safety_margin),
+        "lost {before_expiry:?} before the record expires"
+    );
+    // Failed renewals at 40, 42, … 54 s.
+    assert_eq!(lease.stats().renew_failures, 8);
+    assert!(lease.fence().check().is_err());
+    assert!(matches!(lease.role(), Role::Lost { .. }));
+    assert!(real.elapsed() < trusted_for / 2, "{:?}", real.elapsed());
+    lease.stop(false).await.unwrap();
 }

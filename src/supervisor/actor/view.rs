@@ -72,12 +72,13 @@ impl Actor {
 
     fn info(&self, i: usize) -> ProcessInfo {
         let p = &self.procs[i];
+        let up = |since| super::now().saturating_duration_since(since).as_secs_f64();
         let uptime = match p.m.state {
             ProcState::Starting {
                 since,
                 pid: Some(_),
-            } => Some(since.elapsed().as_secs_f64()),
-            ProcState::Running { since, .. } => Some(since.elapsed().as_secs_f64()),
+            } => Some(up(since)),
+            ProcState::Running { since, .. } => Some(up(since)),
             _ => None,
         };
         ProcessInfo {
