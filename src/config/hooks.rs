@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::process::CommandSpec;
+use super::command::CommandSpec;
 use super::{Dur, Problem};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@
 //! problem before returning.
 //!
 //! One file per section, each with its types and its own rules: [`settings`] (the whole file and
-//! the settings for every process), [`process`] (stacks, commands), [`probe`], [`storage`]
+//! the settings for every process), [`process`] (stacks), `command`, [`probe`], [`storage`]
 //! (storage, replication, checkpoints, lease), [`hooks`] (hooks and webhooks). [`validate`] runs
 //! them all and owns the checks across processes (names, dependency cycles, ports); `load`
 //! parses and persists, `resolve` turns stacks into process specs.
@@ -14,6 +14,7 @@
 //! Invariant: a `Config` that came out of [`parse`] has passed [`validate`]; code downstream relies
 //! on names being unique, references resolving and durations being sane.
 
+mod command;
 mod duration;
 pub mod hooks;
 mod load;
@@ -24,14 +25,20 @@ pub mod settings;
 pub mod storage;
 mod validate;
 
+pub use command::CommandSpec;
 pub use duration::Dur;
 pub use hooks::{HookConfig, HooksConfig, WebhookConfig};
 pub use load::{ConfigError, Problem, parse, parse_file, parse_with_env, persist, redacted};
 pub use probe::{ProbeConfig, TcpTarget};
-pub use process::{
-    CommandSpec, MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_names, parse_signal,
-};
+pub use process::{MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_names, parse_signal};
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};
 pub use settings::{Config, apply_env};
 pub use storage::{CheckpointConfig, LeaseConfig, ReplicationConfig, StorageConfig};
 pub use validate::{is_name, validate};
+
+/// The problems of a config given as JSON, for the rules' tests of every section.
+#[cfg(test)]
+fn problems_of(json: &str) -> Vec<Problem> {
+    let c: Config = serde_json::from_str(json).unwrap();
+    validate(&c)
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::process::CommandSpec;
+use super::command::CommandSpec;
 use super::{Dur, Problem};
 
 /// A probe names its kind by its key: `exec`, `http`, `tcp` or `log_line`.
@@ -146,7 +146,7 @@ pub(super) fn check_probe(pr: &ProbeConfig, base: &str, p: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::validate::problems_of as problems;
+    use crate::config::problems_of as problems;
 
     #[test]
     fn probes_need_exactly_one_kind() {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use super::command::CommandSpec;
 use super::probe::{ProbeConfig, TcpTarget, check_probe};
 use super::{Dur, Problem};
 
@@ -57,30 +58,6 @@ pub enum OnExit {
     Ignore,
     /// Stop everything and exit with the process's exit code (the default for `run`).
     Shutdown,
-}
-
-/// A command: a shell string (run with `/bin/sh -c`) or an argv array.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum CommandSpec {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-impl CommandSpec {
-    /// The argv to execute.
-    pub fn argv(&self) -> Vec<String> {
-        match self {
-            CommandSpec::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-            CommandSpec::Argv(v) => v.clone(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        match self {
-            CommandSpec::Shell(s) => s.trim().is_empty(),
-            CommandSpec::Argv(v) => v.first().is_none_or(|c| c.trim().is_empty()),
-        }
-    }
 }
 
 /// One process (or `instances` copies of it) defined inline.
@@ -258,7 +235,7 @@ pub(super) fn check_env(env: &BTreeMap<String, String>, base: &str, p: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::validate::problems_of as problems;
+    use crate::config::problems_of as problems;
 
     #[test]
     fn signals_parse_in_every_spelling() {

@@ -282,7 +282,7 @@ pub(super) fn check_checkpoint(k: &CheckpointConfig, p: &mut Vec<Problem>) {
 mod tests {
     use std::collections::BTreeSet;
 
-    use crate::config::validate::problems_of as problems;
+    use crate::config::problems_of as problems;
 
     #[test]
     fn storage_rules() {

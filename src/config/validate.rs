@@ -30,13 +30,6 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     p
 }
 
-/// The problems of a config given as JSON, for the rules' tests.
-#[cfg(test)]
-pub(super) fn problems_of(json: &str) -> Vec<Problem> {
-    let c: Config = serde_json::from_str(json).unwrap();
-    validate(&c)
-}
-
 fn name_rule() -> &'static str {
     "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
 }
@@ -186,7 +179,7 @@ fn ports(config: &Config, p: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use super::problems_of as problems;
+    use crate::config::problems_of as problems;
 
     #[test]
     fn dependency_cycle_and_unknown_names() {
