@@ -1,0 +1,113 @@
+//! Whole nodes over HTTP, with real processes and real storage (the local backend and the moto
+//! S3 server): handoff with the final checkpoint restored byte for byte, checkpoint/restore with
+//! hooks and the undo checkpoint, validation before anything is touched, busy and failing
+//! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
+//! state database surviving a kill and the loss of the local disk.
+
+use crate::common;
+
+mod cases;
+mod failover;
+
+use common::moto::MotoServer;
+use serde_json::{Value, json};
+
+/// Where the nodes of one test keep the environment.
+pub enum Backend {
+    Local(tempfile::TempDir),
+    S3(MotoServer),
+}
+
+impl Backend {
+    pub fn local() -> Backend {
+        Backend::Local(tempfile::tempdir().unwrap())
+    }
+
+    pub fn s3() -> Backend {
+        let moto = MotoServer::start();
+        moto.create_bucket("env");
+        Backend::S3(moto)
+    }
+
+    pub fn storage(&self) -> Value {
+        match self {
+            Backend::Local(dir) => {
+                json!({"endpoint": format!("file://{}", dir.path().display()), "key_prefix": "env-1"})
+            }
+            Backend::S3(m) => serde_json::to_value(m.storage_config("env", "env-1")).unwrap(),
+        }
+    }
+
+    pub fn moto(&self) -> Option<&MotoServer> {
+        match self {
+            Backend::S3(m) => Some(m),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// The local directory of the objects (local backend only).
+    pub fn objects_dir(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Backend::Local(dir) => Some(dir.path().join("env-1")),
+            Backend::S3(_) => None,
+        }
+    }
+}
+
+/// A config for a node whose data directory is `data_dir`: short lease times, fast replication,
+/// and `stacks` (their `cwd` defaults to the node's env_dir).
+pub fn config(b: &Backend, data_dir: &std::path::Path, mut stacks: Vec<Value>) -> Value {
+    let env = data_dir.join("env");
+    for s in &mut stacks {
+        if s.get("cwd").is_none() {
+            s["cwd"] = json!(env);
+        }
+    }
+    json!({
+        "storage": b.storage(),
+        "lease": {"ttl": "4s", "poll_interval": "300ms", "clock_skew": "1s"},
+        "replication": {"interval": "200ms"},
+        "stop_timeout": "5s",
+        "stacks": stacks,
+    })
+}
+
+macro_rules! both_backends {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$module::$case(&super::Backend::local()).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$module::$case(&super::Backend::s3()).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    cases::handoff_restores_the_final_checkpoint_byte_for_byte,
+    cases::restore_round_trip_with_hooks_and_undo,
+    cases::restore_validates_before_touching_anything,
+    cases::operations_are_refused_while_one_runs_and_hooks_can_fail_them,
+    failover::a_killed_owner_is_taken_over_after_the_ttl_and_never_before,
+    failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_chunk_fails_the_restore_and_leaves_env_dir_as_it_was() {
+    cases::a_corrupt_chunk_fails_the_restore(&Backend::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_owner_stops_its_stacks_before_its_lease_expires() {
+    failover::a_partitioned_owner_stops_in_time(&Backend::s3()).await;
+}

@@ -1,0 +1,12 @@
+//! The HTTP API end to end: the real server on 127.0.0.1:0, real child processes, reqwest.
+
+mod auth;
+mod config_flow;
+mod errors;
+mod health;
+mod metrics;
+mod openapi;
+mod openapi_schema;
+mod processes;
+mod streams;
+mod support;
