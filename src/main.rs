@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use state_manager::auth::{Auth, AuthError, Keys};
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
+use state_manager::supervisor::usage;
 use state_manager::{app, config, ctl, memory, proc, signals, single, telemetry};
 
 fn main() -> ExitCode {
@@ -71,11 +72,20 @@ where
 
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let auth = Auth::from_env(args.insecure_no_auth)?;
+    let usage_interval = Some(args.usage_interval.get()).filter(|d| !d.is_zero());
+    if let Some(d) = usage_interval.filter(|&d| d < usage::MIN_INTERVAL) {
+        anyhow::bail!(
+            "--usage-interval {} is too short: give at least {}, or 0s to turn sampling off",
+            humantime::format_duration(d),
+            humantime::format_duration(usage::MIN_INTERVAL)
+        );
+    }
     let settings = app::Settings {
         config_path: args.config_path(),
         data_dir: args.data_dir,
         subreaper: args.subreaper,
         auth,
+        usage_interval,
     };
     let shutdown = signals::termination()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

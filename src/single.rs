@@ -88,6 +88,8 @@ pub async fn run(args: Entrypoint, shutdown: impl Future<Output = i32>) -> Resul
     let options = Options {
         stdio: Stdio3::Inherit,
         forward_output: false,
+        // Nothing reads the samples: `run` serves no API.
+        usage_interval: None,
         ..Options::default()
     };
     let handle = supervisor::start(options);

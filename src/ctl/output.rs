@@ -148,6 +148,14 @@ pub fn millis(v: &Value) -> String {
         .map_or_else(|| NONE.into(), |ms| duration(Duration::from_millis(ms)))
 }
 
+/// A percentage: `0.3%`, `12.5%`, `180.0%` (several cores).
+pub fn percent(v: &Value) -> String {
+    match v.as_f64() {
+        Some(p) if p.is_finite() && p >= 0.0 => format!("{p:.1}%"),
+        _ => NONE.into(),
+    }
+}
+
 /// A size in bytes: `512 B`, `1.2 KiB`, `3.0 MiB`.
 pub fn bytes(v: &Value) -> String {
     let Some(n) = v.as_u64() else {

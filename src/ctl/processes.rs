@@ -51,14 +51,15 @@ pub async fn list(client: &Client, pattern: Option<&str>) -> Result<(), CtlError
     Ok(())
 }
 
-/// The processes as a table; a HEALTH column only when the server reports health.
+/// The processes as a table: CPU (percent of one core over the last sample) and MEM (resident
+/// memory) of each process group; a HEALTH column only when the server reports health.
 pub fn table(v: &Value) -> String {
     let list = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
     if list.is_empty() {
         return "no processes\n".into();
     }
     let health = list.iter().any(|p| p.get("healthy").is_some());
-    let mut header = vec!["NAME", "STATE", "PID", "RESTARTS", "UPTIME"];
+    let mut header = vec!["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEM"];
     if health {
         header.push("HEALTH");
     }
@@ -71,6 +72,8 @@ pub fn table(v: &Value) -> String {
             output::count(&p["pid"]),
             output::count(&p["restarts"]),
             output::secs(&p["uptime_s"]),
+            output::percent(&p["usage"]["cpu_percent"]),
+            output::bytes(&p["usage"]["rss_bytes"]),
         ];
         if health {
             row.push(health_of(p));
@@ -139,7 +142,8 @@ mod tests {
     fn the_table_humanises_and_tolerates_missing_fields() {
         let v = json!([
             {"name": "web-1", "stack": "web", "state": "running", "pid": 19040, "restarts": 0,
-             "uptime_s": 192.0, "last_exit": null, "reason": "ready"},
+             "uptime_s": 192.0, "last_exit": null, "reason": "ready",
+             "usage": {"cpu_percent": 12.5, "rss_bytes": 5_452_595, "processes": 2}},
             {"name": "worker", "state": "backoff", "pid": null, "restarts": 3,
              "last_exit": {"code": 1}, "reason": "exited with code 1; restarting in 4s"},
             {"name": "odd"}
@@ -147,10 +151,10 @@ mod tests {
         assert_eq!(
             table(&v),
             "\
-NAME    STATE    PID    RESTARTS  UPTIME  LAST EXIT  REASON
-web-1   running  19040  0         3m 12s  -          ready
-worker  backoff  -      3         -       code 1     exited with code 1; restarting in 4s
-odd     -        -      -         -       -          -
+NAME    STATE    PID    RESTARTS  UPTIME  CPU    MEM      LAST EXIT  REASON
+web-1   running  19040  0         3m 12s  12.5%  5.2 MiB  -          ready
+worker  backoff  -      3         -       -      -        code 1     exited with code 1; restarting in 4s
+odd     -        -      -         -       -      -        -          -
 "
         );
         assert_eq!(table(&json!([])), "no processes\n");
@@ -161,7 +165,7 @@ odd     -        -      -         -       -          -
         let v = json!([{"name": "db", "state": "running", "ready": true, "healthy": false}]);
         let out = table(&v);
         assert!(
-            out.starts_with("NAME  STATE    PID  RESTARTS  UPTIME  HEALTH"),
+            out.starts_with("NAME  STATE    PID  RESTARTS  UPTIME  CPU  MEM  HEALTH"),
             "{out}"
         );
         assert!(out.contains("unhealthy"), "{out}");

@@ -7,16 +7,17 @@ use axum::extract::State;
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
-use tokio_stream::wrappers::BroadcastStream;
+use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use utoipa::IntoParams;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Claims;
 use super::error::ApiError;
 use super::extract::Query;
 use crate::events::{Event, MEMORY_CAPACITY};
+use crate::supervisor::{Usage, UsageTable};
 
 /// Events `GET /events` returns when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -81,13 +82,27 @@ pub async fn list(
 pub struct StreamQuery {
     /// Only the events of processes whose name matches this glob, e.g. `web-*`.
     process: Option<String>,
+    /// Also send `event: usage` after every CPU and memory sample.
+    #[serde(default)]
+    usage: bool,
+}
+
+/// One process's CPU and memory in an `event: usage` of `GET /events/stream?usage=true`.
+#[derive(Serialize, ToSchema)]
+pub struct UsageEvent<'a> {
+    pub process: &'a str,
+    /// The pid of the incarnation sampled.
+    pub pid: u32,
+    #[serde(flatten)]
+    pub usage: &'a Usage,
 }
 
 /// Lifecycle events as they happen.
 ///
 /// Server-sent events: `event: transition` with one event as JSON (the schema `Event`); if the
-/// reader falls behind, `event: lagged` with `{"missed": n}`. The stream ends when the client
-/// leaves or the server shuts down.
+/// reader falls behind, `event: lagged` with `{"missed": n}`. With `usage=true`, also
+/// `event: usage` after every CPU and memory sample: a JSON array of `UsageEvent`, one per
+/// process that is up. The stream ends when the client leaves or the server shuts down.
 #[utoipa::path(
     get,
     path = "/events/stream",
@@ -107,9 +122,10 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let pattern = glob_param("process", q.process.as_deref())?;
     let rx = state.supervisor().subscribe();
+    let only = pattern.clone();
     let events = BroadcastStream::new(rx).filter_map(move |item| {
         let out = match item {
-            Ok(e) if pattern.as_ref().is_none_or(|g| g.matches(&e.process)) => {
+            Ok(e) if only.as_ref().is_none_or(|g| g.matches(&e.process)) => {
                 Some(sse_json("transition", &e))
             }
             Ok(_) => None,
@@ -119,7 +135,28 @@ pub async fn stream(
         };
         std::future::ready(out.map(Ok::<_, Infallible>))
     });
-    Ok(state.sse(events))
+    if !q.usage {
+        return Ok(state.sse(events));
+    }
+    let samples = WatchStream::from_changes(state.supervisor().usage())
+        .map(move |table| Ok(usage_event(&table, pattern.as_ref())));
+    Ok(state.sse(futures::stream::select(events, samples)))
+}
+
+/// The `event: usage` of one sample: the processes matching `pattern`, by name.
+fn usage_event(table: &UsageTable, pattern: Option<&glob::Pattern>) -> SseEvent {
+    let mut list: Vec<UsageEvent> = table
+        .live
+        .iter()
+        .filter(|(name, _)| pattern.is_none_or(|g| g.matches(name)))
+        .map(|(name, usage)| UsageEvent {
+            process: name,
+            pid: usage.pid,
+            usage,
+        })
+        .collect();
+    list.sort_by(|a, b| a.process.cmp(b.process));
+    sse_json("usage", &list)
 }
 
 /// One SSE event named `name` carrying `value` as JSON.

@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4), rendered here.
 //!
 //! The families are few and fixed, so they are written out directly rather than through a
-//! metrics registry crate: per-process `up` and restarts and per-state counts are read from the
-//! supervisor at scrape time (no second copy of process state to keep in sync); transitions are
+//! metrics registry crate: per-process `up`, restarts, CPU and memory and per-state counts are
+//! read from the supervisor at scrape time (no second copy of process state to keep in sync); transitions are
 //! counted from the supervisor's event broadcast; HTTP requests are counted and timed by the
 //! [`track`] middleware, labelled by route *template* (`/processes/{name}`), never by raw path,
 //! so cardinality stays bounded.
@@ -24,7 +24,7 @@ use super::auth::Claims;
 use super::error::ApiError;
 use crate::events::{Event, StateName};
 use crate::node::NodeRole;
-use crate::supervisor::ProcessInfo;
+use crate::supervisor::{ProcessInfo, Usage, UsageTable};
 
 /// Upper bounds (seconds) of the request latency histogram.
 const BUCKETS: [f64; 14] = [
@@ -136,6 +136,7 @@ pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response
         render_node(&mut out, &node);
     }
     render_processes(&mut out, &procs);
+    render_usage(&mut out, &procs, &state.supervisor().usage().borrow());
     render_transitions(&mut out, state.metrics());
     render_http(&mut out, state.metrics());
     let mut resp = out.into_response();
@@ -342,6 +343,63 @@ fn render_processes(out: &mut String, procs: &[ProcessInfo]) {
     for s in StateName::ALL {
         let n = procs.iter().filter(|p| p.state == s).count();
         let _ = writeln!(out, "state_manager_processes{{state=\"{s}\"}} {n}");
+    }
+}
+
+/// CPU and memory of each process group at the latest sample (only the processes that are up),
+/// and the CPU seconds each process used over its life (every incarnation).
+fn render_usage(out: &mut String, procs: &[ProcessInfo], table: &UsageTable) {
+    let up: Vec<(&str, &Usage)> = procs
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.usage.as_ref()?)))
+        .collect();
+    family(
+        out,
+        "state_manager_process_cpu_seconds_total",
+        "counter",
+        "CPU time (user and system) used by the process's group, over every incarnation.",
+    );
+    for p in procs {
+        if let Some(secs) = table.cpu_seconds.get(&p.name) {
+            let _ = writeln!(
+                out,
+                "state_manager_process_cpu_seconds_total{{process=\"{}\"}} {secs:.2}",
+                esc(&p.name)
+            );
+        }
+    }
+    family(
+        out,
+        "state_manager_process_cpu_percent",
+        "gauge",
+        "CPU used by the process's group over the last sampling interval, in percent of one core.",
+    );
+    for (name, u) in &up {
+        if let Some(cpu) = u.cpu_percent {
+            let _ = writeln!(
+                out,
+                "state_manager_process_cpu_percent{{process=\"{}\"}} {cpu}",
+                esc(name)
+            );
+        }
+    }
+    let gauges = [
+        (
+            "state_manager_process_resident_memory_bytes",
+            "Resident memory of the process's group (sum over its processes) at the last sample.",
+            (|u: &Usage| u.rss_bytes) as fn(&Usage) -> u64,
+        ),
+        (
+            "state_manager_process_group_processes",
+            "Live processes in the process's group at the last sample.",
+            |u: &Usage| u64::from(u.processes),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        for (process, u) in &up {
+            let _ = writeln!(out, "{name}{{process=\"{}\"}} {}", esc(process), value(u));
+        }
     }
 }
 

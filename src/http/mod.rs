@@ -2,12 +2,14 @@
 //! goes through (request id, tracing, metrics, body limit, per-route timeouts).
 //!
 //! One file per resource; handlers talk to the supervisor only through its handle. Invariants:
-//! every route except `GET /healthz` authenticates through the [`auth`] extractors; every error
+//! every route except `GET /healthz` and the console's page and files (`GET /ui`, `/ui/{file}`:
+//! static, the same for everyone) authenticates through the [`auth`] extractors; every error
 //! (including 404, 405 and extractor rejections) is `application/problem+json`; streaming
 //! routes (server-sent events) have no request timeout but end when the server shuts down.
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod environment;
 pub mod error;
 pub mod events;
@@ -180,6 +182,7 @@ pub fn router(state: AppState) -> Router {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let quick = OpenApiRouter::new()
         .routes(routes!(status::status))
+        .routes(routes!(console::whoami))
         .routes(routes!(config::get, config::post))
         .routes(routes!(processes::list))
         .routes(routes!(processes::get))
@@ -203,6 +206,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::stream));
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(status::healthz))
+        .routes(routes!(console::page))
+        .routes(routes!(console::file))
         .merge(openapi::with_deadline(quick, REQUEST_TIMEOUT))
         .merge(openapi::with_deadline(long, LONG_REQUEST_TIMEOUT))
         .merge(streams)

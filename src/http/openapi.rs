@@ -26,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::auth::Claims;
 use super::error::{PROBLEM_JSON, ProblemBody};
+use super::events::UsageEvent;
 
 /// The name of the bearer JWT security scheme.
 pub const BEARER: &str = "bearer";
@@ -36,13 +37,13 @@ pub const BEARER: &str = "bearer";
         title = "state-manager",
         description = "The control plane of state-manager: processes, configuration, checkpoints \
             of the environment directory, and the lease that decides which node owns it.\n\n\
-            Every request except `GET /healthz` carries `Authorization: Bearer <JWT>` (mint one \
-            with `state-manager token`). A token with the `read` scope may call every GET; \
+            Every request except `GET /healthz` and the console (`GET /ui`) carries \
+            `Authorization: Bearer <JWT>` (mint one with `state-manager token`). A token with the `read` scope may call every GET; \
             everything that changes state needs the `admin` scope. Every error is \
             `application/problem+json`."
     ),
     modifiers(&Bearer),
-    components(schemas(ProblemBody)),
+    components(schemas(ProblemBody, UsageEvent)),
     tags(
         (name = "status", description = "Status, liveness and metrics"),
         (name = "config", description = "The one-shot configuration"),
@@ -51,6 +52,7 @@ pub const BEARER: &str = "bearer";
         (name = "checkpoints", description = "Checkpoints of the environment directory"),
         (name = "lease", description = "The lease: which node owns the environment"),
         (name = "openapi", description = "This description"),
+        (name = "console", description = "The operator's console, a page for a browser"),
     )
 )]
 struct ApiDoc;
@@ -240,7 +242,8 @@ mod tests {
             assert!(op["operationId"].is_string(), "{what}");
             assert!(op["tags"][0].is_string(), "{what}");
             let secured = op.get("security").is_some();
-            assert_eq!(secured, path != "/healthz", "{what}");
+            let public = matches!(path.as_str(), "/healthz" | "/ui" | "/ui/{file}");
+            assert_eq!(secured, !public, "{what}");
             for status in ["401", "403"] {
                 assert_eq!(
                     op["responses"].get(status).is_some(),
@@ -264,7 +267,10 @@ mod tests {
                     "{method} {path} {status}"
                 );
             }
-            let timed = !matches!(path.as_str(), "/healthz" | "/events/stream");
+            let timed = !matches!(
+                path.as_str(),
+                "/healthz" | "/events/stream" | "/ui" | "/ui/{file}"
+            );
             let has_503 = op["responses"].get("503").is_some();
             assert!(has_503 || !timed, "{method} {path} has no 503");
         }

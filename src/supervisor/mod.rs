@@ -17,6 +17,7 @@ pub mod leftovers;
 mod pump;
 pub mod state;
 mod store_ledger;
+pub mod usage;
 pub mod watch;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::proc::Stdio3;
 pub use child::read_env_file;
 pub use leftovers::{OpenRun, RunLedger};
 pub use store_ledger::StoreLedger;
+pub use usage::{Usage, UsageTable};
 
 /// How the supervisor is set up.
 #[derive(Clone, Debug)]
@@ -49,6 +51,8 @@ pub struct Options {
     /// stopped before anything starts, and a port held by one is freed. `None`: no earlier run
     /// is known (only this run's own leftovers are recognised).
     pub ledger: Option<Arc<dyn RunLedger>>,
+    /// How often each process group's CPU and memory are sampled from `/proc`; `None`: never.
+    pub usage_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             forward_output: true,
             durable_events: None,
             ledger: None,
+            usage_interval: Some(usage::DEFAULT_INTERVAL),
         }
     }
 }
@@ -86,6 +91,35 @@ pub struct ProcessInfo {
     /// The latest probe attempt, readiness or liveness (kept after the process went down, to
     /// show why).
     pub last_probe: Option<ProbeResult>,
+    /// CPU and memory of its process group at the latest sample; `null` while it is not up or
+    /// before it was first sampled (or when sampling is off).
+    pub usage: Option<Usage>,
+}
+
+#[cfg(test)]
+impl ProcessInfo {
+    /// A running process named `name` (for tests of what is built on the list).
+    pub fn example(name: &str, pid: Option<u32>) -> ProcessInfo {
+        ProcessInfo {
+            name: name.into(),
+            stack: name.into(),
+            state: if pid.is_some() {
+                StateName::Running
+            } else {
+                StateName::Stopped
+            },
+            pid,
+            restarts: 0,
+            uptime_s: None,
+            since: OffsetDateTime::UNIX_EPOCH,
+            last_exit: None,
+            reason: None,
+            ready: pid.is_some(),
+            healthy: pid.is_some(),
+            last_probe: None,
+            usage: None,
+        }
+    }
 }
 
 /// Counts by state, for `GET /`.
@@ -190,6 +224,8 @@ pub struct SupervisorHandle {
     /// Counts by state, published by the actor at every change, so that reading them (every
     /// `GET /`) costs no round trip through the actor.
     summary: watch_ch::Receiver<Summary>,
+    /// The latest CPU and memory sample of every process.
+    usage: watch_ch::Receiver<Arc<UsageTable>>,
 }
 
 /// Start the supervisor actor on the current tokio runtime, with no processes yet.
@@ -198,12 +234,17 @@ pub fn start(options: Options) -> SupervisorHandle {
     let (events, _) = broadcast::channel(4096);
     let (exit_tx, exit) = watch_ch::channel(None);
     let (summary_tx, summary) = watch_ch::channel(Summary::default());
+    let (usage_tx, usage) = watch_ch::channel(Arc::default());
+    if let Some(interval) = options.usage_interval {
+        tokio::spawn(usage::run(tx.downgrade(), interval, usage_tx));
+    }
     tokio::spawn(actor::Actor::new(options, rx, events.clone(), exit_tx, summary_tx).run());
     SupervisorHandle {
         tx,
         events,
         exit,
         summary,
+        usage,
     }
 }
 
@@ -239,13 +280,25 @@ impl SupervisorHandle {
         .await
     }
 
-    /// Processes whose names match the glob `pattern` (all when `None`), in configuration order.
+    /// Processes whose names match the glob `pattern` (all when `None`), in configuration order,
+    /// each with its latest CPU and memory sample.
     pub async fn list(&self, pattern: Option<&str>) -> Result<Vec<ProcessInfo>, SupervisorError> {
-        self.ask(|reply| Command::List {
-            pattern: pattern.map(str::to_string),
-            reply,
-        })
-        .await
+        let mut list = self
+            .ask(|reply| Command::List {
+                pattern: pattern.map(str::to_string),
+                reply,
+            })
+            .await?;
+        let usage = self.usage.borrow().clone();
+        for p in &mut list {
+            usage.attach(p);
+        }
+        Ok(list)
+    }
+
+    /// The latest CPU and memory sample of every process, and its changes (one per sample).
+    pub fn usage(&self) -> watch_ch::Receiver<Arc<UsageTable>> {
+        self.usage.clone()
     }
 
     pub async fn get(&self, name: &str) -> Result<ProcessInfo, SupervisorError> {

@@ -53,6 +53,7 @@ impl Node {
             data_dir: data_dir.to_path_buf(),
             config_path: data_dir.join("config.json"),
             subreaper: false,
+            usage_interval: Some(Duration::from_millis(250)),
             auth: Auth::Jwt(Box::new(keys())),
         };
         let (stop, rx) = oneshot::channel::<i32>();

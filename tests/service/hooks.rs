@@ -41,6 +41,7 @@ fn settings(dir: &Path, config: &serde_json::Value) -> Settings {
         config_path,
         subreaper: false,
         auth: state_manager::auth::Auth::Insecure,
+        usage_interval: None,
     }
 }
 

@@ -94,6 +94,7 @@ impl Actor {
             ready: is_ready(p),
             healthy: is_healthy(p),
             last_probe: p.last_probe.clone(),
+            usage: None,
         }
     }
 

@@ -27,6 +27,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/processes/web-1/logs", false),
     ("GET", "/events", false),
     ("GET", "/metrics", false),
+    ("GET", "/whoami", false),
 ];
 
 fn now() -> u64 {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod config_flow;
+mod console;
 mod errors;
 mod health;
 mod metrics;
@@ -10,3 +11,4 @@ mod openapi_schema;
 mod processes;
 mod streams;
 mod support;
+mod usage;

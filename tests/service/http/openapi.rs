@@ -20,6 +20,9 @@ const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 /// is acquired. `{id}` stands for the checkpoint taken. The status is what our handler answers.
 const PROBES: &[(&str, &str, Option<&str>, u16)] = &[
     ("healthz", "/healthz", None, 200),
+    ("console", "/ui", None, 200),
+    ("console_file", "/ui/app.js", None, 200),
+    ("whoami", "/whoami", None, 200),
     ("status", "/", None, 200),
     ("openapi", "/openapi.json", None, 200),
     ("get_config", "/config", None, 200),
@@ -104,6 +107,7 @@ fn filled(path: &str) -> String {
     path.replace("{name}", "web-1")
         .replace("{pattern}", "nothing-matches")
         .replace("{id}", "20260101T000000.000Z-00000000")
+        .replace("{file}", "app.js")
 }
 
 async fn document(s: &Server) -> Value {
@@ -223,8 +227,8 @@ async fn every_operation_names_the_scope_the_server_enforces() {
         };
         let scope = op.scope.as_deref();
         match (id.as_str(), scope) {
-            ("healthz", None) => {
-                assert_eq!(send(None).await.unwrap().status(), StatusCode::OK);
+            ("healthz" | "console" | "console_file", None) => {
+                assert_eq!(send(None).await.unwrap().status(), StatusCode::OK, "{id}");
                 continue;
             }
             (_, Some("read")) => assert_eq!(op.method, "GET", "{id}: only GETs are read"),

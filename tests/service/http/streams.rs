@@ -13,13 +13,13 @@ const TALKERS: &str = r#"{ "stacks": [
 ] }"#;
 
 /// Server-sent events read from a response, one `(event, data)` at a time.
-struct Sse {
+pub struct Sse {
     resp: Response,
     buf: String,
 }
 
 impl Sse {
-    async fn open(s: &Server, path: &str) -> Sse {
+    pub async fn open(s: &Server, path: &str) -> Sse {
         let resp = s.call(Method::GET, path).await;
         assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
         let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
@@ -31,7 +31,7 @@ impl Sse {
     }
 
     /// The next event with data, or `None` when the stream ended.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub async fn next(&mut self) -> Option<(String, Value)> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -58,7 +58,7 @@ impl Sse {
     }
 
     /// Events until one satisfies `cond`; returns it.
-    async fn until(&mut self, what: &str, cond: impl Fn(&str, &Value) -> bool) -> Value {
+    pub async fn until(&mut self, what: &str, cond: impl Fn(&str, &Value) -> bool) -> Value {
         while let Some((name, data)) = self.next().await {
             if cond(&name, &data) {
                 return data;

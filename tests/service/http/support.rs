@@ -47,6 +47,7 @@ impl Server {
             data_dir: dir.path().to_path_buf(),
             config_path: dir.path().join("config.json"),
             subreaper: false,
+            usage_interval: Some(Duration::from_millis(250)),
             auth,
         };
         let (stop, rx) = oneshot::channel::<i32>();

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""The console (GET /ui) in a real browser, against a real node with real processes.
+
+It starts `state-manager serve` (local storage, five processes) and headless Chromium driven by
+Selenium, then checks what an operator does: sign in with a pasted token; the table shows the
+processes; Stop on a row stops the process (checked through the API) and the row changes with
+no reload; a crash shows up live; the log panel shows lines printed after the page opened, and
+pauses and searches; keyboard moves through the rows and dialogs; a checkpoint and a restore
+from the page (the restored file checked on disk); with a read token every control is disabled
+and a call forced past them is refused; the CSP header is there; the browser logs no error; no
+token appears in the server's log, a URL or a cookie.
+
+    integration/console.py [--bin target/debug/state-manager] [--screenshots docs/]
+
+Needs chromium and chromedriver (Debian: chromium, chromium-driver) and selenium (the Makefile's
+venv). With --screenshots, a desktop and a phone view are saved there. The node and the browser
+are always stopped; on failure the working directory (node log, screenshot) is kept and named.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import harness
+from browser import Browser, Fail
+
+REPO = Path(__file__).resolve().parent.parent
+DEADLINE = 60.0
+
+CONFIG = {
+    "node_id": "console-test",
+    "stop_timeout": "5s",
+    "restart_delay": "300ms",
+    "lease": {"ttl": "10s", "poll_interval": "1s"},
+    "stacks": [
+        {"name": "web", "instances": 2, "command": "sh",
+         "args": ["-c", "echo web {instance} up; while :; do echo web {instance} tick; sleep 1; done"]},
+        {"name": "worker", "command": "sleep 100000"},
+        # Exits with code 3 when the test drops a file named crash-now in its directory.
+        {"name": "crasher", "command": "sh", "cwd": "{work}",
+         "args": ["-c", "while [ ! -e crash-now ]; do sleep 0.1; done; rm -f crash-now; exit 3"]},
+        # Prints the content of a file named say (then removes it) when the test writes one.
+        {"name": "talker", "command": "sh", "cwd": "{work}",
+         "args": ["-c", "while :; do if [ -e say ]; then cat say; rm -f say; fi; sleep 0.1; done"]},
+    ],
+}
+
+
+def args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bin", default=os.environ.get("STATE_MANAGER_BIN", "target/debug/state-manager"))
+    p.add_argument("--screenshots", type=Path, help="save console-desktop.png and console-phone.png here")
+    return p.parse_args()
+
+
+class Api:
+    """The node's API, as the test checks it (never through the page)."""
+
+    def __init__(self, base, token):
+        self.base, self.token = base, token
+
+    def get(self, path):
+        req = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {self.token}"})
+        with harness.DIRECT.open(req, timeout=30) as r:
+            return json.load(r)
+
+    def process(self, name):
+        return self.get(f"/processes/{name}")
+
+
+def wait(what, cond, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise Fail(f"timed out after {deadline:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def mint(binary, env, scope):
+    out = subprocess.run([str(binary), "token", "--scope", scope, "--sub", f"{scope}-operator", "--ttl", "1h"],
+                         env=env, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def start_node(h, binary, work):
+    config = json.loads(json.dumps(CONFIG).replace("{work}", str(work)))
+    (work / "data").mkdir()
+    (work / "data" / "config.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATE_MANAGER_")}
+    env["STATE_MANAGER_JWT_SECRET"] = secrets.token_hex(32)
+    env["STATE_MANAGER_USAGE_INTERVAL"] = "1s"
+    base, log = h.start_node("node", binary, "data", env)
+    return base, log, env
+
+
+def run(opts, work):
+    binary = Path(opts.bin).resolve()
+    with harness.Harness(work) as h:
+        base, log, env = start_node(h, binary, work)
+        admin, read = mint(binary, env, "admin"), mint(binary, env, "read")
+        api = Api(base, admin)
+        wait("the node to own the lease and run its processes",
+             lambda: api.get("/")["role"] == "owner" and api.process("talker")["state"] == "running")
+        with Browser(work) as b:
+            checks(b, api, base, work, admin, read, opts.screenshots)
+        text = log.read_text(errors="replace")
+        for t in (admin, read):
+            if t in text or t.split(".")[2] in text:
+                raise Fail("a token was written to the server's log")
+
+
+def checks(b, api, base, work, admin, read, shots):
+    started = time.monotonic()
+    headers = harness.DIRECT.open(base + "/ui", timeout=30).headers  # no token needed
+    csp = headers.get("Content-Security-Policy", "")
+    if "script-src 'self'" not in csp or "unsafe" in csp or headers.get("X-Frame-Options") != "DENY":
+        raise Fail(f"the page's security headers: CSP {csp!r}, X-Frame-Options {headers.get('X-Frame-Options')!r}")
+
+    b.open(base + "/ui")
+    b.sign_in(admin)
+    b.wait_text("who", "admin")
+    names = ["web-1", "web-2", "worker", "crasher", "talker"]
+    for n in names:
+        b.wait_cell(n, "State", "running")
+    b.mark_page()
+    step("sign in; the table shows the processes", started)
+
+    b.click_row_button("worker", "Stop")
+    wait("worker stopped, through the API", lambda: api.process("worker")["state"] == "stopped")
+    b.wait_cell("worker", "State", "stopped")
+    b.wait_cell("worker", "PID", "–")
+    b.click_row_button("worker", "Start")
+    b.wait_cell("worker", "State", "running")
+    b.assert_same_page()
+    step("stop and start from a row; the row follows with no reload", started)
+
+    before = api.process("crasher")["restarts"]
+    (work / "crash-now").touch()
+    b.wait_cell("crasher", "Last exit", "code 3")
+    wait("crasher restarted, through the API", lambda: api.process("crasher")["restarts"] > before)
+    b.wait_cell("crasher", "Restarts", str(before + 1))
+    b.wait_cell("crasher", "State", "running")
+    b.assert_same_page()
+    step("a crash shows up live", started)
+
+    b.wait_cell("talker", "Memory", lambda t: t.endswith("iB"))
+    b.wait_cell("talker", "CPU", lambda t: t.endswith("%"))
+    step("CPU and memory of each row", started)
+
+    b.click_row_button("talker", "Logs")
+    b.wait_text("log-state", "following talker")
+    said = f"hello from the test {secrets.token_hex(4)}"
+    (work / "say").write_text(said + "\n")
+    b.wait_log_line(said)
+    b.click("log-pause")
+    held = f"held back {secrets.token_hex(4)}"
+    (work / "say").write_text(held + "\n")
+    b.wait_text("log-count", "1 new held back")
+    if b.log_lines_containing(held):
+        raise Fail("a paused panel showed a new line")
+    b.click("log-pause")
+    b.wait_log_line(held)
+    b.type("log-search", "hello from")
+    shown = b.visible_log_lines()
+    if not shown or not all("hello from" in l for l in shown):
+        raise Fail(f"search shows {shown}")
+    b.clear("log-search")
+    step("the log panel: a line printed after the page opened; pause; search", started)
+
+    b.keyboard_through_rows(names)
+    step("keyboard: rows and selection", started)
+
+    env_file = Path(api.get("/config").get("storage", {}).get("env_dir") or work / "data" / "env") / "state.txt"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("before\n")
+    label = f"from-the-page-{secrets.token_hex(3)}"
+    b.click("checkpoint-create")
+    b.wait_dialog("Take a checkpoint")
+    b.type("checkpoint-label", label)
+    b.click("dialog-ok")
+    b.wait_notice("taken")
+    listed = api.get("/checkpoints")["checkpoints"]
+    ours = [c for c in listed if c.get("label") == label]
+    if not ours:
+        raise Fail(f"no checkpoint labelled {label} in GET /checkpoints")
+    cid = ours[0]["id"]
+    b.wait_checkpoint(cid)
+    env_file.write_text("after\n")
+    b.click_checkpoint_button(cid, "Restore")
+    text = b.wait_dialog("Restore")
+    if "web-1" not in text or "talker" not in text:
+        raise Fail(f"the restore dialog does not name what it stops: {text!r}")
+    b.press_escape()
+    b.wait_dialog_closed()
+    if env_file.read_text() != "after\n":
+        raise Fail("Escape restored anyway")
+    b.click_checkpoint_button(cid, "Restore")
+    b.wait_dialog("Restore")
+    b.click("dialog-ok")
+    b.wait_notice("Restored")
+    wait("the restored file", lambda: env_file.read_text() == "before\n")
+    for n in names:
+        b.wait_cell(n, "State", "running")
+    step("a checkpoint and a restore from the page", started)
+
+    for n in names:
+        b.wait_cell(n, "CPU", lambda t: t.endswith("%"))
+    b.views(shots)
+    step("desktop and phone layouts" + (f", saved in {shots}" if shots else ""), started)
+    b.assert_no_console_errors()
+    b.assert_token_only_in_session_storage(admin)
+
+    b.sign_out()
+    b.sign_in(read)
+    b.wait_text("who", "read")
+    b.wait_cell("worker", "State", "running")
+    disabled = b.admin_controls()
+    if not disabled or not all(d for _, d in disabled):
+        raise Fail(f"with a read token, controls left enabled: {[n for n, d in disabled if not d]}")
+    if not b.visible("read-only"):
+        raise Fail("the read-only banner is not shown")
+    b.assert_no_console_errors()
+    b.force_click_row_button("worker", "Stop")
+    b.wait_notice("admin")
+    if api.process("worker")["state"] != "running":
+        raise Fail("a forced call with a read token stopped the process")
+    b.assert_no_console_errors(allowed="403")
+    step("read token: controls disabled, a forced call refused", started)
+
+
+def step(what, started):
+    print(f"ok  {time.monotonic() - started:5.1f}s  {what}", flush=True)
+
+
+def main():
+    opts = args()
+    for tool in ("chromium", "chromedriver"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: apt-get install chromium chromium-driver")
+    work = Path(tempfile.mkdtemp(prefix="sm-console-"))
+    t0 = time.monotonic()
+    try:
+        run(opts, work)
+    except (Fail, harness.HarnessError) as e:
+        print(f"FAIL: {e}\n(kept {work}: node.log, failure.png)", file=sys.stderr)
+        sys.exit(1)
+    print(f"console: every check passed in {time.monotonic() - t0:.1f}s")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
