@@ -254,8 +254,9 @@ class Browser:
         if where:
             # The whole page: as tall as its content.
             for _ in range(3):  # a taller window reflows: measure again
-                tall = self.js("return document.documentElement.scrollHeight")
-                self.d.set_window_size(DESKTOP[0], min(tall + 120, 2400))
+                tall, chrome = self.js("return [document.documentElement.scrollHeight, "
+                                       "window.outerHeight - window.innerHeight]")
+                self.d.set_window_size(DESKTOP[0], min(tall + chrome + 4, 2400))
             self.js("window.scrollTo(0, 0)")
             self.d.save_screenshot(str(Path(where) / "console-desktop.png"))
         self.d.set_window_size(*PHONE)
