@@ -143,6 +143,19 @@ class Browser:
         except Fail as e:
             raise Fail(f"{e}: it shows {seen[0] if seen else None!r}, expected {expected!r}") from None
 
+    def shown_rows(self):
+        """The names of the rows the filter leaves visible, in table order."""
+        return [r.get_attribute("data-name")
+                for r in self.d.find_elements(By.CSS_SELECTOR, "#process-rows tr") if r.is_displayed()]
+
+    def wait_shown_rows(self, names):
+        self.until(f"exactly the rows {names}", lambda: self.shown_rows() == names)
+
+    def click_bulk(self, action):
+        b = self.d.find_element(By.CSS_SELECTOR, f'[data-bulk="{action}"]')
+        self.until(f"the selection's {action} enabled", b.is_enabled)
+        b.click()
+
     def row_button(self, name, label):
         for b in self.row(name).find_elements(By.CSS_SELECTOR, "td.actions button"):
             if b.text.strip() == label:
@@ -209,6 +222,9 @@ class Browser:
             return any(text in n for n in notes)
         return self.until(f"a notice saying {text!r}", find, deadline=120)
 
+    def checkpoint_ids(self):
+        return [li.get_attribute("data-id") for li in self.d.find_elements(By.CSS_SELECTOR, "#checkpoints li")]
+
     def checkpoint(self, cid):
         return self.d.find_element(By.CSS_SELECTOR, f'#checkpoints li[data-id="{cid}"]')
 
@@ -252,20 +268,28 @@ class Browser:
             return not self.d.find_elements(By.CSS_SELECTOR, ".notice")
         self.until("the notices dismissed", dismiss)
         if where:
-            # The whole page: as tall as its content.
-            for _ in range(3):  # a taller window reflows: measure again
-                tall, chrome = self.js("return [document.documentElement.scrollHeight, "
-                                       "window.outerHeight - window.innerHeight]")
-                self.d.set_window_size(DESKTOP[0], min(tall + chrome + 4, 2400))
-            self.js("window.scrollTo(0, 0)")
-            self.d.save_screenshot(str(Path(where) / "console-desktop.png"))
+            self.whole_page(DESKTOP[0], Path(where) / "console-desktop.png")
         self.d.set_window_size(*PHONE)
         self.until("the phone layout", lambda: self.js("return window.innerWidth") <= PHONE[0])
         overflow = self.js("return document.documentElement.scrollWidth - window.innerWidth")
         if overflow > 0:
             raise Fail(f"at phone width the page is {overflow}px wider than the screen")
         if where:
-            self.d.set_window_size(PHONE[0], 1500)
-            self.js("window.scrollTo(0, 0)")
-            self.d.save_screenshot(str(Path(where) / "console-phone.png"))
+            self.whole_page(PHONE[0], Path(where) / "console-phone.png", most=1800)
         self.d.set_window_size(*DESKTOP)
+
+    def whole_page(self, width, path, most=2400):
+        """Save the page at `width` as tall as its content (up to `most` pixels). The viewport is
+        set through the DevTools protocol: a headless window is clamped to its screen, so a
+        taller window alone still cut the page off."""
+        tall = self.js("return document.documentElement.scrollHeight")
+        for _ in range(3):  # a taller viewport can reflow: measure again
+            self.d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": min(tall, most), "deviceScaleFactor": 1, "mobile": False})
+            now = self.js("return document.documentElement.scrollHeight")
+            if now == tall:
+                break
+            tall = now
+        self.js("window.scrollTo(0, 0)")
+        self.d.save_screenshot(str(path))
+        self.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -5,9 +5,10 @@ It starts `state-manager serve` (local storage, five processes) and headless Chr
 Selenium, then checks what an operator does: sign in with a pasted token; the table shows the
 processes; Stop on a row stops the process (checked through the API) and the row changes with
 no reload; a crash shows up live; the log panel shows lines printed after the page opened, and
-pauses and searches; keyboard moves through the rows and dialogs; a checkpoint and a restore
-from the page (the restored file checked on disk); with a read token every control is disabled
-and a call forced past them is refused; the CSP header is there; the browser logs no error; no
+pauses and searches; keyboard moves through the rows and dialogs; a glob filter and a restart of
+the selection; a checkpoint, a restore (the restored file checked on disk) and a delete from the
+page; with a read token every control is disabled and a call forced past them is refused; the
+lease released from the page; the CSP header is there; the browser logs no error; no
 token appears in the server's log, a URL or a cookie.
 
     integration/console.py [--bin target/debug/state-manager] [--screenshots docs/]
@@ -181,6 +182,28 @@ def checks(b, api, base, work, admin, read, shots):
     b.keyboard_through_rows(names)
     step("keyboard: rows and selection", started)
 
+    b.type("filter", "web-[12]")
+    b.wait_shown_rows(["web-1", "web-2"])
+    pids = {n: api.process(n)["pid"] for n in names}
+    b.click("pick-all")
+    b.wait_text("selected", "2 selected")
+    b.click_bulk("restart")
+    b.wait_notice("restarted web-1, web-2")
+    wait("web-1 and web-2 restarted, through the API",
+         lambda: all(api.process(n)["state"] == "running" and api.process(n)["pid"] != pids[n]
+                     for n in ("web-1", "web-2")))
+    for n in ("web-1", "web-2"):
+        b.wait_cell(n, "PID", str(api.process(n)["pid"]))
+    if api.process("worker")["pid"] != pids["worker"]:
+        raise Fail("restarting the filtered selection restarted worker too")
+    b.click("pick-all")
+    b.wait_text("selected", "none selected")
+    b.type("filter", "web-[")
+    b.wait_text("filter-help", "not a glob")
+    b.clear("filter")
+    b.wait_shown_rows(names)
+    step("filter by glob; restart the selection", started)
+
     env_file = Path(api.get("/config").get("storage", {}).get("env_dir") or work / "data" / "env") / "state.txt"
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("before\n")
@@ -214,6 +237,16 @@ def checks(b, api, base, work, admin, read, shots):
         b.wait_cell(n, "State", "running")
     step("a checkpoint and a restore from the page", started)
 
+    b.click_checkpoint_button(cid, "Delete")
+    if cid not in b.wait_dialog("Delete"):
+        raise Fail("the delete dialog does not name the checkpoint")
+    b.click("dialog-ok")
+    b.wait_notice(f"Deleted checkpoint {cid}")
+    if any(c["id"] == cid for c in api.get("/checkpoints")["checkpoints"]):
+        raise Fail(f"checkpoint {cid} is still in GET /checkpoints")
+    b.until(f"checkpoint {cid} gone from the list", lambda: cid not in b.checkpoint_ids())
+    step("delete a checkpoint from the page", started)
+
     for n in names:
         b.wait_cell(n, "CPU", lambda t: t.endswith("%"))
     b.views(shots)
@@ -237,6 +270,20 @@ def checks(b, api, base, work, admin, read, shots):
         raise Fail("a forced call with a read token stopped the process")
     b.assert_no_console_errors(allowed="403")
     step("read token: controls disabled, a forced call refused", started)
+
+    b.sign_out()
+    b.sign_in(admin)
+    b.click("lease-release")
+    text = b.wait_dialog("Release the lease")
+    if "stop" not in text.lower():
+        raise Fail(f"the release dialog does not say what it stops: {text!r}")
+    b.click("dialog-ok")
+    b.wait_notice("Released the lease")
+    wait("the lease released, through the API", lambda: api.get("/")["role"] != "owner")
+    wait("the processes stopped, through the API", lambda: api.process("worker")["state"] != "running")
+    b.wait_text("node", "released")
+    b.assert_no_console_errors()
+    step("release the lease from the page", started)
 
 
 def step(what, started):

@@ -65,10 +65,18 @@ export function percent(p) {
   return `${p.toFixed(p < 10 ? 1 : 0)}%`;
 }
 
+// The signals a process is usually ended by, by number (Linux numbering).
+const SIGNALS = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS",
+  8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM" };
+
+/** How a process last ended: its exit code, or the signal by name and number. */
 export function exit(status) {
   if (!status) return NONE;
   if (status.code !== undefined) return `code ${status.code}`;
-  if (status.signal !== undefined) return `signal ${status.signal}`;
+  if (status.signal !== undefined) {
+    const name = SIGNALS[status.signal];
+    return name ? `${name} (${status.signal})` : `signal ${status.signal}`;
+  }
   return NONE;
 }
 

@@ -8,6 +8,8 @@ import { call, follow, seg } from "./api.js";
 import { $, NONE, bytes, duration, el, exit, globRegExp, percent, setText } from "./format.js";
 
 const UP = new Set(["starting", "running", "stopping"]);
+// States in which there is nothing to stop (Start is offered instead).
+const DOWN = new Set(["stopped", "exited", "fatal"]);
 const DOING = { start: "Starting", stop: "Stopping", restart: "Restarting" };
 const DONE = { start: "started", stop: "stopped", restart: "restarted" };
 
@@ -110,6 +112,7 @@ export class Processes {
       b.disabled = !this.ui.admin;
       if (!this.ui.admin) b.title = "needs a token with the admin scope";
       b.addEventListener("click", () => this.act(action, [name]));
+      cells[action] = b;
       return b;
     };
     const logs = el("button", { type: "button", "aria-label": `Logs of ${name}` }, "Logs");
@@ -144,6 +147,14 @@ export class Processes {
     setText(cells.cpu, percent(p.usage ? p.usage.cpu_percent : null));
     setText(cells.rss, bytes(p.usage ? p.usage.rss_bytes : null));
     setText(cells.exit, exit(p.last_exit));
+    // An admin sees Start only where something is down and Stop only where something is up;
+    // a read token sees every control disabled whatever the state.
+    if (this.ui.admin) {
+      cells.start.disabled = UP.has(p.state);
+      cells.start.title = cells.start.disabled ? `${name} is ${p.state}` : "";
+      cells.stop.disabled = DOWN.has(p.state);
+      cells.stop.title = cells.stop.disabled ? `${name} is ${p.state}` : "";
+    }
     tr.dataset.state = p.state;
   }
 
