@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use state_manager::auth::Scope;
 
-use crate::support::{Server, assert_problem};
+use super::support::{Server, assert_problem};
 
 fn assert_hardened(r: &reqwest::Response, what: &str) {
     let h = r.headers();

@@ -4,8 +4,8 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::streams::Sse;
-use crate::support::Server;
+use super::streams::Sse;
+use super::support::Server;
 
 /// A busy loop, and a group of two (a sleeping child, and a leader holding 64 MiB it wrote).
 const COSTLY: &str = r#"{ "stacks": [
