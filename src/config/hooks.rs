@@ -100,10 +100,10 @@ pub(super) fn check_webhooks(webhooks: &[WebhookConfig], p: &mut Vec<Problem>) {
                 format!("invalid URL {:?}: expected http(s)://…", w.url),
             )),
         }
-        if w.batch_size == 0 || w.queue_capacity < w.batch_size {
+        if w.queue_capacity < w.batch_size {
             p.push(Problem::new(
                 format!("webhooks[{i}]"),
-                "batch_size must be at least 1 and queue_capacity at least batch_size",
+                "queue_capacity must be at least batch_size",
             ));
         }
     }

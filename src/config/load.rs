@@ -87,6 +87,9 @@ pub fn parse_with_env(
         column: e.column(),
         message: e.to_string(),
     })?;
+    if !value.is_object() {
+        return Err(ConfigError::Invalid(vec![not_an_object()]));
+    }
     let mut problems = Vec::new();
     let config = match typed::<Config>(value.clone(), "") {
         Ok(mut c) => {
@@ -113,8 +116,15 @@ pub fn parse_with_env(
     }
 }
 
+fn not_an_object() -> Problem {
+    Problem::new(
+        "",
+        "the config must be a JSON object like {\"stacks\": [...]}",
+    )
+}
+
 fn typed<T: DeserializeOwned>(value: Value, base: &str) -> Result<T, Problem> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(super::strict::Strict(value)).map_err(|e| {
         let inner = e.path().to_string();
         let path = match (base.is_empty(), inner == ".") {
             (_, true) => base.to_string(),
@@ -130,10 +140,7 @@ fn typed<T: DeserializeOwned>(value: Value, base: &str) -> Result<T, Problem> {
 /// can still be validated) and the paths that were removed.
 fn diagnose(value: Value, problems: &mut Vec<Problem>) -> (Value, Vec<String>) {
     let Value::Object(top) = value else {
-        problems.push(Problem::new(
-            "",
-            "the config must be a JSON object like {\"stacks\": [...]}",
-        ));
+        problems.push(not_an_object());
         return (Value::Object(Map::new()), Vec::new());
     };
     let mut removed = Vec::new();

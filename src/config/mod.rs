@@ -7,7 +7,9 @@
 //!
 //! One file per section, each with its types and its own rules: [`settings`] (the whole file and
 //! the settings for every process), [`process`] (stacks), `command`, [`probe`], [`storage`]
-//! (storage, replication, checkpoints, lease), [`hooks`] (hooks and webhooks). [`validate`] runs
+//! (storage, replication, checkpoints, lease), [`hooks`] (hooks and webhooks); `limits` bounds
+//! every duration and number; [`strict`] is the one way JSON becomes a typed value (an object
+//! where an object is meant), for the file and every request body. [`validate`] runs
 //! them all and owns the checks across processes (names, dependency cycles, ports); `load`
 //! parses and persists, `resolve` turns stacks into process specs.
 //!
@@ -17,12 +19,14 @@
 mod command;
 mod duration;
 pub mod hooks;
+mod limits;
 mod load;
 pub mod probe;
 pub mod process;
 mod resolve;
 pub mod settings;
 pub mod storage;
+pub mod strict;
 mod validate;
 
 pub use command::CommandSpec;

@@ -79,7 +79,7 @@ pub enum TcpTarget {
     FirstPort(bool),
 }
 
-/// Exactly one kind, each well formed, with periods and a failure count that make sense.
+/// Exactly one kind, each well formed (periods and counts are bounded in `limits`).
 pub(super) fn check_probe(pr: &ProbeConfig, base: &str, p: &mut Vec<Problem>) {
     let kinds = pr.kinds();
     if kinds.len() != 1 {
@@ -122,24 +122,6 @@ pub(super) fn check_probe(pr: &ProbeConfig, base: &str, p: &mut Vec<Problem>) {
         p.push(Problem::new(
             format!("{base}.log_line"),
             format!("invalid regex: {e}"),
-        ));
-    }
-    if pr.period.get().is_zero() {
-        p.push(Problem::new(
-            format!("{base}.period"),
-            "must be greater than zero, e.g. \"1s\"",
-        ));
-    }
-    if pr.timeout.get().is_zero() {
-        p.push(Problem::new(
-            format!("{base}.timeout"),
-            "must be greater than zero, e.g. \"1s\"",
-        ));
-    }
-    if pr.failures == 0 {
-        p.push(Problem::new(
-            format!("{base}.failures"),
-            "must be at least 1",
         ));
     }
 }

@@ -38,7 +38,7 @@ impl<'de> Deserialize<'de> for StackEntry {
         use serde::de::Error;
         match serde_json::Value::deserialize(d)? {
             serde_json::Value::String(s) => Ok(StackEntry::Dir(s)),
-            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+            v @ serde_json::Value::Object(_) => super::strict::from_value(v)
                 .map(|p| StackEntry::Inline(Box::new(p)))
                 .map_err(D::Error::custom),
             _ => Err(D::Error::custom(

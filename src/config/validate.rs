@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::hooks::{check_hooks, check_webhooks};
+use super::limits::check_limits;
 use super::process::{check_env, check_process};
 use super::storage::{check_checkpoint, check_lease, check_replication, check_storage};
 use super::{Config, MAX_INSTANCES, Problem, StackEntry};
@@ -27,6 +28,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     check_checkpoint(&config.checkpoint, &mut p);
     check_hooks(&config.hooks, &mut p);
     check_webhooks(&config.webhooks, &mut p);
+    check_limits(config, &mut p);
     p
 }
 
@@ -93,6 +95,8 @@ fn stacks(config: &Config, p: &mut Vec<Problem>) {
 
 fn dependencies(config: &Config, names: &HashMap<&str, usize>, p: &mut Vec<Problem>) {
     let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // The path of each edge, so that a cycle is reported at the `depends_on` entry closing it.
+    let mut edges: BTreeMap<(&str, &str), String> = BTreeMap::new();
     for (i, entry) in config.stacks.iter().enumerate() {
         let StackEntry::Inline(pc) = entry else {
             continue;
@@ -112,13 +116,24 @@ fn dependencies(config: &Config, names: &HashMap<&str, usize>, p: &mut Vec<Probl
                     .entry(pc.name.as_str())
                     .or_default()
                     .push(dep.as_str());
+                edges
+                    .entry((pc.name.as_str(), dep.as_str()))
+                    .or_insert(path);
             }
         }
     }
     if let Some(cycle) = find_cycle(&graph) {
+        let n = cycle.len();
+        let path = edges
+            .get(&(cycle[n - 2], cycle[n - 1]))
+            .cloned()
+            .unwrap_or_else(|| "stacks".into());
         p.push(Problem::new(
-            "stacks",
-            format!("dependency cycle: {}", cycle.join(" -> ")),
+            path,
+            format!(
+                "dependency cycle: {}; remove one of these dependencies",
+                cycle.join(" -> ")
+            ),
         ));
     }
 }
@@ -187,8 +202,11 @@ mod tests {
             r#"{"stacks": [{"name": "a", "command": "x", "depends_on": ["b"]},
                            {"name": "b", "command": "x", "depends_on": ["a", "zz"]}]}"#,
         );
+        // At the `depends_on` entry that closes the cycle (b -> a), not at `stacks`.
         assert!(
-            p.iter().any(|p| p.message.contains("cycle: a -> b -> a")),
+            p.iter()
+                .any(|p| p.path == "stacks[1].depends_on[0]"
+                    && p.message.contains("cycle: a -> b -> a")),
             "{p:#?}"
         );
         assert!(

@@ -5,7 +5,9 @@
 //! JSON bodies are read in one place ([`read`]: whole, within [`super::BODY_LIMIT`], 413 beyond;
 //! declared as JSON, else 415) and parsed in one place ([`parse`]: malformed JSON is 400, a body
 //! of the wrong shape 422). Every body the API takes is an object, so [`parse`] refuses any
-//! other JSON value (an array, a string, `null`) with 422 before looking at the fields.
+//! other JSON value (an array, a string, `null`) with 422 before looking at the fields, and
+//! reads the fields through [`crate::config::strict`]: no struct inside a body may be given in
+//! serde's positional (array) form either.
 //!
 //! - [`Json`]: a required body, parsed.
 //! - [`OptionalJson`]: a body that may be left out (empty means "all defaults").
@@ -122,10 +124,8 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body must be a JSON object ({{...}}), not {kind}"
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::Unprocessable(e.to_string()),
-        _ => not_json(e),
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(not_json)?;
+    crate::config::strict::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 impl From<QueryRejection> for ApiError {

@@ -272,6 +272,36 @@ fn check_accepts_the_example_and_reports_every_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
 }
 
+/// `check` refuses what would fail later: serde's positional (array) form of the config or of a
+/// section, and a duration out of its range (a zero checkpoint interval used to pass `check`
+/// and then panic the service at start).
+#[test]
+fn check_refuses_arrays_for_objects_and_durations_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    for (doc, want) in [
+        (r#"[null, ["web"]]"#, "must be a JSON object"),
+        ("[]", "must be a JSON object"),
+        (
+            r#"{"checkpoint": [null, null, true, 8, [], "1h"]}"#,
+            "checkpoint: invalid type: sequence",
+        ),
+        (r#"{"stacks": [["web", "sleep 1"]]}"#, "stacks[0]"),
+        (
+            r#"{"checkpoint": {"interval": "0s"}}"#,
+            "checkpoint.interval: 0s is out of range",
+        ),
+    ] {
+        std::fs::write(&file, doc).unwrap();
+        let out = sm(&["check", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{doc}: {err}");
+        assert!(err.contains(want), "{doc}: missing {want:?} in:\n{err}");
+    }
+}
+
 #[test]
 fn version_is_printed() {
     let out = sm(&["--version"]).output().unwrap();

@@ -99,6 +99,26 @@ async fn rejected_posts_write_nothing() {
         .unwrap();
     assert_problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
+    // serde's positional form of a struct is no config, nor a duration out of its range (a zero
+    // checkpoint interval used to be written, then panic the service at start).
+    for (doc, at) in [
+        ("[]", ""),
+        (r#"[null, ["web"]]"#, ""),
+        (r#"{"lease": [30, 2, true, 2]}"#, "lease"),
+        (
+            r#"{"checkpoint": {"interval": "0s"}}"#,
+            "checkpoint.interval",
+        ),
+        (
+            r#"{"replication": {"interval": "100000000years"}}"#,
+            "replication.interval",
+        ),
+    ] {
+        let body = assert_problem(s.post_config(doc).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let problems = body["problems"].as_array().unwrap();
+        assert!(problems.iter().any(|p| p["path"] == at), "{doc}: {body}");
+    }
+
     let huge = format!(
         r#"{{ "stacks": [], "node_id": "{}" }}"#,
         "x".repeat(2 << 20)

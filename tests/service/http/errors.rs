@@ -49,3 +49,40 @@ async fn every_answer_carries_a_request_id() {
     assert_eq!(r.headers()["x-request-id"], "runbook-step-7");
     s.stop().await;
 }
+
+/// Bodies are objects where objects are meant: `POST /release-lease` with `[]` once released the
+/// lease (its fields all have defaults, and serde took the array as the struct's positional
+/// form). It is refused with 422 and the node keeps the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_array_body_is_refused_and_changes_nothing() {
+    let s = Server::start(Some(SLEEPERS)).await;
+    crate::common::wait_for_async(
+        "the node to own the lease",
+        crate::support::DEADLINE,
+        || async { (s.get_json("/").await["role"] == "owner").then_some(()) },
+    )
+    .await;
+    for (path, body) in [
+        ("/release-lease", "[]"),
+        ("/release-lease", "[false]"),
+        ("/checkpoint", "[]"),
+        ("/release-lease", "null"),
+    ] {
+        let r = s
+            .client
+            .post(s.url(path))
+            .bearer_auth(s.token(state_manager::auth::Scope::Admin))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let p = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("JSON object"),
+            "{path} {body}: {p}"
+        );
+    }
+    assert_eq!(s.get_json("/").await["role"], "owner");
+    s.stop().await;
+}
