@@ -76,13 +76,26 @@ const RSA_ALGS: [Algorithm; 6] = [
     Algorithm::PS512,
 ];
 
+/// Seconds of clock difference allowed between the minting machine and this one, for `exp`,
+/// `nbf` and `iat` alike.
+pub const LEEWAY_SECS: u64 = 5;
+
 fn validation(algorithms: &[Algorithm]) -> Validation {
     let mut v = Validation::new(algorithms[0]);
     v.algorithms = algorithms.to_vec();
     v.set_required_spec_claims(&["exp"]);
-    v.leeway = 5;
+    v.leeway = LEEWAY_SECS;
+    v.validate_exp = true;
+    v.validate_nbf = true;
     v.validate_aud = false;
     v
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 impl Keys {
@@ -170,16 +183,24 @@ impl Keys {
                 };
                 InvalidToken(why)
             })?;
+        // jsonwebtoken does not look at `iat`; a token issued in the future is as suspect as
+        // one not valid yet.
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > now_secs() + LEEWAY_SECS)
+        {
+            return Err(InvalidToken(
+                "the token was issued in the future (`iat`); check the clocks of both machines",
+            ));
+        }
         Ok(data.claims)
     }
 
     /// Sign a token with the shared secret (for `state-manager token` and tests).
     pub fn mint(&self, sub: &str, scope: Scope, ttl: Duration) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::CannotSign)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = now_secs();
         let claims = Claims {
             sub: Some(sub.to_string()),
             exp: now + ttl.as_secs(),
@@ -208,5 +229,36 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(matches!(keys.decode(&tampered), Err(InvalidToken(_))));
         assert!(Keys::hs256(b"", "X").is_err());
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_or_issued_in_the_future_is_refused() {
+        let secret = b"unit-secret-0123456789abcdef012345";
+        let keys = Keys::hs256(secret, "test").unwrap();
+        let now = now_secs();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        let future = now + 3600;
+        let nbf = sign(serde_json::json!({"scope": "admin", "nbf": future, "exp": now + 7200}));
+        let err = keys.decode(&nbf).unwrap_err().0;
+        assert!(err.contains("not valid yet"), "{err}");
+        let iat = sign(serde_json::json!({"scope": "admin", "iat": future, "exp": now + 7200}));
+        let err = keys.decode(&iat).unwrap_err().0;
+        assert!(err.contains("issued in the future"), "{err}");
+        // Within the leeway both pass, as do an `nbf` and `iat` in the past.
+        let near = now + LEEWAY_SECS - 1;
+        let ok =
+            sign(serde_json::json!({"scope": "admin", "nbf": near, "iat": near, "exp": now + 60}));
+        assert!(keys.decode(&ok).is_ok());
+        let past = sign(
+            serde_json::json!({"scope": "admin", "nbf": now - 60, "iat": now - 60, "exp": now + 60}),
+        );
+        assert!(keys.decode(&past).is_ok());
     }
 }
