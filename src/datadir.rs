@@ -15,6 +15,9 @@
 //! One state-manager per data directory, enforced with an OS file lock (not a pid file, which
 //! outlives a crash). The lock file also holds the holder's pid so that a refused second
 //! instance can say who holds it. Hooks run with the data directory as their working directory.
+//!
+//! The directory is 0700 and the files holding state or secrets under it 0600 (the config, the
+//! database with its WAL and SHM, the owner record, replication's and checkpoints' state).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -117,7 +120,7 @@ fn lock(data_dir: &DataDir) -> Result<DirLock, LockError> {
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    create_private_dir(dir).map_err(io)?;
     let path = data_dir.lock_file();
     let file = OpenOptions::new()
         .read(true)
@@ -149,9 +152,50 @@ fn lock(data_dir: &DataDir) -> Result<DirLock, LockError> {
     Ok(DirLock { _lock: lock, path })
 }
 
+/// Create `dir` (and missing parents) as 0700, and make it 0700 if it exists: the data
+/// directory holds the config, the state database and the process set's environment, for the
+/// user state-manager runs as only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Create `path` empty as 0600 if it does not exist, and make it 0600 if it does: for files that
+/// another library creates (SQLite takes the mode of the database for its WAL and SHM files).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_directory_is_private_even_when_it_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = DataDir::new(tmp.path().join("a/data"));
+        let _held = fresh.lock().unwrap();
+        assert_eq!(mode(fresh.root()), 0o700);
+        assert_eq!(mode(&fresh.lock_file()), 0o600);
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _held = DataDir::new(&old).lock().unwrap();
+        assert_eq!(mode(&old), 0o700);
+    }
 
     #[test]
     fn second_lock_is_refused_with_the_pid() {

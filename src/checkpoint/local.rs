@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,7 +101,11 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
         rand::random::<u32>()
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

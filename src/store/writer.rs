@@ -76,6 +76,20 @@ pub(super) fn open(
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // 0600 before SQLite opens it: SQLite gives the WAL and SHM files the database's mode.
+    for p in [
+        path.to_path_buf(),
+        companion(path, "-wal"),
+        companion(path, "-shm"),
+    ] {
+        if p == path || p.exists() {
+            crate::datadir::private_file(&p).map_err(|source| StoreError::Io {
+                what: "make private (0600) the state database",
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
     let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
     configure(&mut conn, path, options, wal_grew).map_err(|e| match e {
         StoreError::Sqlite(source) => open_err(source),
@@ -151,4 +165,11 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Message>) {
             }
         }
     }
+}
+
+/// `path` with `suffix` appended to its file name (`state.db` → `state.db-wal`).
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
 }

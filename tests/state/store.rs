@@ -349,3 +349,24 @@ async fn a_long_wal_wakes_replication_early() {
         frames()
     );
 }
+
+/// The database and the WAL and SHM files SQLite creates beside it are 0600, also when an
+/// earlier version left them 0644.
+#[tokio::test]
+async fn the_database_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = Store::open(&path).await.unwrap();
+    store.fact_set("k", "v").await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("state.db{suffix}"));
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    store.close().await.unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = Store::open(&path).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    again.close().await.unwrap();
+}
