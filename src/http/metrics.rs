@@ -130,7 +130,14 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 )]
 pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let procs = state.supervisor().list(None).await?;
+    let usage = tokio::task::spawn_blocking(crate::proc::procfs::self_usage)
+        .await
+        .ok()
+        .and_then(Result::ok);
     let mut out = String::with_capacity(4096 + procs.len() * 200);
+    if let Some(u) = usage {
+        render_self(&mut out, &u);
+    }
     render_service(&mut out, &state);
     if let Some(node) = state.node() {
         render_node(&mut out, &node);
@@ -145,6 +152,56 @@ pub async fn scrape(_: Claims, State(state): State<AppState>) -> Result<Response
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(resp)
+}
+
+/// The standard process metrics every exporter has (the Prometheus client libraries' names and
+/// units), about state-manager itself; left out when `/proc` cannot be read.
+fn render_self(out: &mut String, u: &crate::proc::procfs::SelfUsage) {
+    let rows = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            u.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            u.resident_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            u.virtual_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            u.open_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            u.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    if let Some(max) = u.max_fds {
+        family(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+        );
+        let _ = writeln!(out, "process_max_fds {max}");
+    }
 }
 
 /// The environment: lease, replication, checkpoints.
@@ -218,10 +275,10 @@ fn render_node(out: &mut String, node: &crate::node::Node) {
     if let Some(r) = &o.replication {
         one(
             out,
-            "state_manager_replication_lag_milliseconds",
+            "state_manager_replication_lag_seconds",
             "gauge",
             "Age of the oldest commit not yet in storage.",
-            r.lag_ms as f64,
+            r.lag_ms as f64 / 1000.0,
         );
         one(
             out,

@@ -334,3 +334,104 @@ mod tests {
         assert_eq!(parse_listening(text, 8080).collect::<Vec<_>>(), [333]);
     }
 }
+
+/// What the standard `process_*` metrics report about this process, in base units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelfUsage {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    /// Unix time of the process's start, in seconds.
+    pub start_time_seconds: f64,
+}
+
+/// This process's usage from `/proc/self` (stat, statm, fd/, limits) and `/proc/stat`'s boot
+/// time. Blocking file reads: call it off the async runtime.
+pub fn self_usage() -> io::Result<SelfUsage> {
+    // SAFETY: sysconf only reads a constant of the system.
+    let (tick, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let (tick, page) = (tick.max(1) as f64, page.max(1) as u64);
+    let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat")?)
+        .ok_or_else(|| unexpected_self("stat"))?;
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let virtual_pages: u64 = statm
+        .split_ascii_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| unexpected_self("statm"))?;
+    let open_fds = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    let btime = parse_btime(&std::fs::read_to_string("/proc/stat")?)
+        .ok_or_else(|| unexpected_self("../stat"))?;
+    Ok(SelfUsage {
+        cpu_seconds: (stat.utime + stat.stime) as f64 / tick,
+        resident_bytes: stat.rss_pages * page,
+        virtual_bytes: virtual_pages * page,
+        open_fds,
+        max_fds: parse_max_fds(&limits),
+        start_time_seconds: btime as f64 + stat.start_ticks as f64 / tick,
+    })
+}
+
+/// `btime` of `/proc/stat`: the boot time, in Unix seconds.
+fn parse_btime(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The soft limit of "Max open files" in `/proc/<pid>/limits` (`None` if unlimited).
+fn parse_max_fds(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod self_usage_tests {
+    #[test]
+    fn this_process_is_measured_in_base_units() {
+        let u = super::self_usage().unwrap();
+        assert!(u.resident_bytes > 1 << 20, "{u:?}");
+        assert!(u.virtual_bytes >= u.resident_bytes, "{u:?}");
+        assert!(
+            u.open_fds >= 3 && u.max_fds.is_some_and(|m| m >= u.open_fds),
+            "{u:?}"
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            u.start_time_seconds <= now + 1.0 && u.start_time_seconds > now - 86400.0,
+            "{u:?}"
+        );
+        assert_eq!(
+            super::parse_btime("cpu 1 2\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            super::parse_max_fds(
+                "Max open files            1024                 524288               files\n"
+            ),
+            Some(1024)
+        );
+    }
+}
+
+fn unexpected_self(file: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unexpected /proc/self/{file} format"),
+    )
+}

@@ -268,3 +268,62 @@ fn the_parser_rejects_what_prometheus_would() {
         );
     }
 }
+
+/// `promtool check metrics` (Debian `prometheus`) finds nothing: base units, counters end in
+/// `_total`, and the standard `process_*` families are there. The replication lag used to be in
+/// milliseconds, which promtool flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_and_the_process_metrics_are_there() {
+    use std::io::Write;
+    let s = Server::start(Some(SLEEPERS)).await;
+    crate::common::wait_for_async(
+        "replication to report",
+        crate::support::DEADLINE,
+        || async {
+            let v = s.get_json("/").await;
+            (v["role"] == "owner" && v["replication"].is_object()).then_some(())
+        },
+    )
+    .await;
+    let text = s.call(Method::GET, "/metrics").await.text().await.unwrap();
+    let m = parse(&text);
+    assert!(
+        value(&m, "state_manager_replication_lag_seconds", &[]).is_some(),
+        "{text}"
+    );
+    let rss = value(&m, "process_resident_memory_bytes", &[]).unwrap();
+    assert!(rss > f64::from(1 << 20), "{rss}");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+    ] {
+        assert!(value(&m, name, &[]).is_some(), "{name} missing");
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian: apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+    s.stop().await;
+}
