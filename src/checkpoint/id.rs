@@ -12,6 +12,10 @@ use super::error::{CheckpointError, Result};
 /// Length of every id: 8 + 1 + 6 + 1 + 3 + 1 (`Z`) + 1 (`-`) + 8.
 const ID_LEN: usize = 29;
 
+/// The shape of an id, as the API description states it: every id [`CheckpointId::parse`]
+/// takes matches it, and an id matching it is either taken or names no calendar day (404).
+pub const ID_PATTERN: &str = r"^[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\.[0-9]{3}Z-[0-9a-f]{8}$";
+
 /// A validated checkpoint id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckpointId(String);
@@ -60,7 +64,25 @@ impl CheckpointId {
         {
             return Err(bad("suffix is not 8 lowercase hex digits"));
         }
-        timestamp_of(s).ok_or_else(|| bad("timestamp is not a valid date and time"))?;
+        let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(u32::MAX);
+        let ranges = [
+            (4..6, 1, 12),
+            (6..8, 1, 31),
+            (9..11, 0, 23),
+            (11..13, 0, 59),
+            (13..15, 0, 59),
+        ];
+        if ranges
+            .iter()
+            .any(|(r, lo, hi)| !(*lo..=*hi).contains(&n(r.clone())))
+        {
+            return Err(bad("timestamp has a field out of range"));
+        }
+        // Well formed (it matches the documented pattern) but naming no day, like February 30:
+        // no checkpoint can have it.
+        if timestamp_of(s).is_none() {
+            return Err(CheckpointError::NotFound { id: s.to_string() });
+        }
         Ok(CheckpointId(s.to_string()))
     }
 
@@ -82,7 +104,7 @@ impl utoipa::PartialSchema for CheckpointId {
             .description(Some(
                 "A checkpoint id: its creation time (UTC, to the millisecond) and 8 random hex digits.",
             ))
-            .pattern(Some(r"^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{8}$"))
+            .pattern(Some(ID_PATTERN))
             .examples(["20260101T120000.000Z-0a1b2c3d"])
             .into()
     }
@@ -153,6 +175,7 @@ mod tests {
             "20250304T050607.089Z-1A2B3C4D",
             "2025030√T050607.089Z-1a2b3c4d",
             "20250304T050607.089Z-../../..",
+            "20250304T250607.089Z-1a2b3c4d",
         ] {
             assert!(
                 matches!(
@@ -162,5 +185,15 @@ mod tests {
                 "{s:?}"
             );
         }
+        let feb30 = "20250230T050607.089Z-1a2b3c4d";
+        assert!(matches!(
+            CheckpointId::parse(feb30),
+            Err(CheckpointError::NotFound { .. })
+        ));
+        let re = regex::Regex::new(ID_PATTERN).unwrap();
+        assert!(re.is_match(feb30));
+        let id = CheckpointId::generate(time::OffsetDateTime::now_utc());
+        assert!(re.is_match(id.as_str()));
+        assert!(!re.is_match("20251304T050607.089Z-1a2b3c4d"));
     }
 }

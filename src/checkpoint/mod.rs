@@ -46,7 +46,7 @@ pub use create::CreateRequest;
 pub use error::{CheckpointError, FreezeError, Result};
 pub use freeze::Freezer;
 pub use gc::GcReport;
-pub use id::CheckpointId;
+pub use id::{CheckpointId, ID_PATTERN};
 pub use manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Meta, Stats};
 pub use restore::RestoreSummary;
 pub use swap::Recovery;

@@ -38,7 +38,7 @@ pub use process::{MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_nam
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};
 pub use settings::{Config, apply_env};
 pub use storage::{CheckpointConfig, LeaseConfig, ReplicationConfig, StorageConfig};
-pub use validate::{is_name, validate};
+pub use validate::{NAME_GLOB, NameGlob, is_name, name_glob, validate};
 
 /// The problems of a config given as JSON, for the rules' tests of every section.
 #[cfg(test)]

@@ -45,6 +45,42 @@ pub fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The globs over process names the API takes (`web-*`, `worker-?`, `web-[12]`), as the API
+/// description states them: name characters, `?`, `*` (never two in a row), and classes of name
+/// characters and ranges (`[12]`, `[1-3]`, `[!x]`). [`name_glob`] takes exactly what this matches.
+pub const NAME_GLOB: &str = r"^((\*?([A-Za-z0-9._-]|\?|\[!?[A-Za-z0-9._-]+\]))+\*?|\*)$";
+
+/// A glob over process names, or why not: the one check for every pattern a request carries.
+pub fn name_glob(s: &str) -> Result<glob::Pattern, String> {
+    static RE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(NAME_GLOB).expect("a valid regex"));
+    if !RE.is_match(s) {
+        return Err(
+            "use letters, digits, '.', '_', '-', '?', '*' (not two in a row) and classes like [12], [1-3] or [!x]"
+                .into(),
+        );
+    }
+    glob::Pattern::new(s).map_err(|e| e.msg.to_string())
+}
+
+/// [`NAME_GLOB`] in the API description.
+pub struct NameGlob;
+
+impl utoipa::PartialSchema for NameGlob {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A process name, or a glob over names such as `web-*`.",
+            ))
+            .pattern(Some(NAME_GLOB))
+            .examples(["web-*"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NameGlob {}
+
 fn stacks(config: &Config, p: &mut Vec<Problem>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut expanded: BTreeMap<String, usize> = BTreeMap::new();
@@ -226,6 +262,26 @@ mod tests {
                 .any(|p| p.message.contains("\"web-2\" is used twice")),
             "{p:#?}"
         );
+    }
+
+    #[test]
+    fn a_name_glob_is_what_its_pattern_says() {
+        use crate::config::validate::name_glob;
+        for ok in [
+            "web-*",
+            "*",
+            "w?b",
+            "web-[12]",
+            "web-[1-3]",
+            "[!x]*",
+            "a.b_c",
+            "*-1*",
+        ] {
+            assert!(name_glob(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "**", "a**", "[", "[]", "[!]", "a/b", "web ", "\u{f}"] {
+            assert!(name_glob(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::ApiError;
 use super::extract::{OptionalJson, Query};
+use crate::checkpoint::CheckpointId;
 use crate::checkpoint::CheckpointSummary;
 use crate::node::{Node, RestoreReport};
 use crate::store::CatalogEntry;
@@ -25,7 +26,9 @@ pub(super) fn node(state: &AppState) -> Result<Arc<Node>, ApiError> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointBody {
-    /// Free text shown in listings, e.g. "before-upgrade".
+    /// Free text shown in listings, e.g. "before-upgrade": at most 200 characters, none of
+    /// them a control character.
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub label: Option<String>,
 }
 
@@ -39,7 +42,7 @@ pub struct CheckpointBody {
     path = "/checkpoint",
     operation_id = "create_checkpoint",
     tag = "checkpoints",
-    request_body(content = Option<CheckpointBody>, description = "Optional; an empty body takes all defaults", content_type = "application/json"),
+    request_body(content = CheckpointBody, description = "Optional; an empty body takes all defaults", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "The checkpoint", body = CheckpointSummary, headers(("location" = String, description = "`/checkpoints/{id}`"))),
@@ -72,9 +75,13 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// How many of the newest checkpoints (default 100, clamped to 1..=10000).
+    /// How many of the newest checkpoints: 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
+
+/// The most checkpoints one `GET /checkpoints` lists.
+const MAX_LIMIT: u32 = 10_000;
 
 /// The answer of `GET /checkpoints`.
 #[derive(Serialize, ToSchema)]
@@ -103,7 +110,12 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} is out of range; ask for 1 to {MAX_LIMIT} checkpoints"
+        )));
+    }
     let checkpoints = node(&state)?.checkpoints(limit).await?;
     Ok(axum::Json(CheckpointList { checkpoints }).into_response())
 }
@@ -114,7 +126,7 @@ pub async fn list(
     path = "/checkpoints/{id}",
     operation_id = "get_checkpoint",
     tag = "checkpoints",
-    params(("id" = String, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
+    params(("id" = CheckpointId, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
     security(("bearer" = ["read"])),
     responses(
         (status = 200, description = "The checkpoint", body = CatalogEntry),
@@ -141,7 +153,7 @@ pub async fn get(
     path = "/checkpoints/{id}",
     operation_id = "delete_checkpoint",
     tag = "checkpoints",
-    params(("id" = String, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
+    params(("id" = CheckpointId, Path, description = "A checkpoint id, e.g. `20260101T120000.000Z-0a1b2c3d`")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 204, description = "Deleted"),
@@ -161,11 +173,23 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// In the description: an id (its pattern) or `latest`.
+fn checkpoint_or_latest() -> utoipa::openapi::schema::Object {
+    let id = crate::checkpoint::ID_PATTERN;
+    let inner = &id[1..id.len() - 1];
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("A checkpoint id, or \"latest\"."))
+        .pattern(Some(format!("^(latest|{inner})$")))
+        .examples(["latest"])
+        .build()
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// A checkpoint id, or "latest".
-    #[schema(examples("latest"))]
+    #[schema(schema_with = checkpoint_or_latest)]
     pub checkpoint: String,
 }
 

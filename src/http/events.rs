@@ -30,6 +30,7 @@ pub struct EventsQuery {
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// Only the events of processes whose name matches this glob, e.g. `web-*`.
+    #[param(value_type = Option<crate::config::NameGlob>)]
     process: Option<String>,
 }
 
@@ -37,8 +38,8 @@ pub struct EventsQuery {
 pub fn glob_param(name: &str, value: Option<&str>) -> Result<Option<glob::Pattern>, ApiError> {
     value
         .map(|v| {
-            glob::Pattern::new(v).map_err(|e| {
-                ApiError::BadRequest(format!("{name}: invalid glob pattern {v:?}: {}", e.msg))
+            crate::config::name_glob(v).map_err(|e| {
+                ApiError::BadRequest(format!("{name}: invalid glob pattern {v:?}: {e}"))
             })
         })
         .transpose()
@@ -81,6 +82,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only the events of processes whose name matches this glob, e.g. `web-*`.
+    #[param(value_type = Option<crate::config::NameGlob>)]
     process: Option<String>,
     /// Also send `event: usage` after every CPU and memory sample.
     #[serde(default)]

@@ -42,7 +42,7 @@ fn yes() -> bool {
     path = "/release-lease",
     operation_id = "release_lease",
     tag = "lease",
-    request_body(content = Option<ReleaseBody>, description = "Optional; an empty body takes a final checkpoint", content_type = "application/json"),
+    request_body(content = ReleaseBody, description = "Optional; an empty body takes a final checkpoint", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Released", body = ReleaseReport),

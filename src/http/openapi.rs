@@ -43,7 +43,7 @@ pub const BEARER: &str = "bearer";
             `application/problem+json`."
     ),
     modifiers(&Bearer),
-    components(schemas(ProblemBody, UsageEvent)),
+    components(schemas(ProblemBody, UsageEvent, crate::config::NameGlob)),
     tags(
         (name = "status", description = "Status, liveness and metrics"),
         (name = "config", description = "The one-shot configuration"),
@@ -102,11 +102,21 @@ pub fn with_deadline(router: OpenApiRouter<AppState>, limit: Duration) -> OpenAp
     router
 }
 
+/// The operations whose body is optional (their handlers take `OptionalJson`).
+const OPTIONAL_BODIES: [&str; 2] = ["create_checkpoint", "release_lease"];
+
 /// Complete every operation of `doc`: the 401 and 403 of its scope, and the problem+json body
 /// of each error answer.
 pub fn finish(doc: &mut Document) {
     for item in doc.paths.paths.values_mut() {
         for op in operations(item) {
+            // A body taken through `OptionalJson` may be left out, but when sent it is an object,
+            // never `null`: not required, and not nullable.
+            if OPTIONAL_BODIES.contains(&op.operation_id.as_deref().unwrap_or(""))
+                && let Some(RefOr::T(body)) = op.request_body.as_mut()
+            {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
             if let Some(scope) = scope(op) {
                 add_auth_answers(op, &scope);
             }

@@ -20,6 +20,7 @@ use crate::supervisor::ProcessInfo;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only the processes whose name matches this glob, e.g. `web-*`.
+    #[param(value_type = Option<crate::config::NameGlob>)]
     pattern: Option<String>,
 }
 
@@ -92,7 +93,7 @@ pub struct Affected {
     path = "/processes/{pattern}/start",
     operation_id = "start_processes",
     tag = "processes",
-    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`")),
+    params(("pattern" = crate::config::NameGlob, Path, description = "A process name, or a glob over names such as `web-*`")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "The processes started", body = Affected),
@@ -116,8 +117,9 @@ pub async fn start(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StopQuery {
-    /// Overrides each process's stop timeout (time between the stop signal and SIGKILL), e.g.
-    /// `10s`.
+    /// Overrides each process's stop timeout (time between the stop signal and SIGKILL): a
+    /// number and a unit (`ms`, `s`, `m`, `h`), e.g. `10s`.
+    #[param(pattern = r"^[0-9]{1,6}(ms|s|m|h)$")]
     timeout: Option<String>,
 }
 
@@ -130,7 +132,7 @@ pub struct StopQuery {
     path = "/processes/{pattern}/stop",
     operation_id = "stop_processes",
     tag = "processes",
-    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`"), StopQuery),
+    params(("pattern" = crate::config::NameGlob, Path, description = "A process name, or a glob over names such as `web-*`"), StopQuery),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "The processes stopped", body = Affected),
@@ -152,12 +154,27 @@ pub async fn stop(
     }))
 }
 
+/// The stop timeout of a query: exactly the documented pattern (one number of up to six digits
+/// and one unit), so what the description allows and what the server takes are the same.
 fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "timeout: {text:?} is not a duration ({e}); write it like \"500ms\", \"10s\" or \"2m\""
-        ))
-    })
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let n: Option<u64> =
+        (!digits.is_empty() && digits.len() <= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten();
+    let d = match (n, unit) {
+        (Some(n), "ms") => Duration::from_millis(n),
+        (Some(n), "s") => Duration::from_secs(n),
+        (Some(n), "m") => Duration::from_secs(n * 60),
+        (Some(n), "h") => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "timeout: {text:?} is not a duration; write a number and a unit (ms, s, m, h) like \"500ms\", \"10s\" or \"2m\""
+            )));
+        }
+    };
+    Ok(d)
 }
 
 /// Restart the processes matching a glob.
@@ -168,7 +185,7 @@ fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
     path = "/processes/{pattern}/restart",
     operation_id = "restart_processes",
     tag = "processes",
-    params(("pattern" = String, Path, description = "A process name, or a glob over names such as `web-*`")),
+    params(("pattern" = crate::config::NameGlob, Path, description = "A process name, or a glob over names such as `web-*`")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "The processes restarted", body = Affected),

@@ -46,10 +46,11 @@ impl Actor {
         let Some(pattern) = pattern else {
             return Ok((0..self.procs.len()).collect());
         };
-        let glob = glob::Pattern::new(pattern).map_err(|e| SupervisorError::BadPattern {
-            pattern: pattern.into(),
-            reason: e.msg.to_string(),
-        })?;
+        let glob =
+            crate::config::name_glob(pattern).map_err(|reason| SupervisorError::BadPattern {
+                pattern: pattern.into(),
+                reason,
+            })?;
         Ok((0..self.procs.len())
             .filter(|&i| glob.matches(&self.procs[i].name))
             .collect())
