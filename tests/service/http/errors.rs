@@ -58,7 +58,7 @@ async fn an_array_body_is_refused_and_changes_nothing() {
     let s = Server::start(Some(SLEEPERS)).await;
     crate::common::wait_for_async(
         "the node to own the lease",
-        crate::support::DEADLINE,
+        super::support::DEADLINE,
         || async { (s.get_json("/").await["role"] == "owner").then_some(()) },
     )
     .await;

@@ -274,11 +274,10 @@ fn the_parser_rejects_what_prometheus_would() {
 /// milliseconds, which promtool flags.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_and_the_process_metrics_are_there() {
-    use std::io::Write;
     let s = Server::start(Some(SLEEPERS)).await;
     crate::common::wait_for_async(
         "replication to report",
-        crate::support::DEADLINE,
+        super::support::DEADLINE,
         || async {
             let v = s.get_json("/").await;
             (v["role"] == "owner" && v["replication"].is_object()).then_some(())
@@ -302,28 +301,29 @@ async fn promtool_finds_nothing_and_the_process_metrics_are_there() {
     ] {
         assert!(value(&m, name, &[]).is_some(), "{name} missing");
     }
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs (Debian: apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Through the crate's own runner: the supervisor of a server in a concurrent test reaps
+    // every child of this process, and proc::run is the one place that knows.
+    let path = std::env::var("PATH").unwrap_or_default();
+    let out = state_manager::proc::run(
+        &[
+            "promtool".to_string(),
+            "check".to_string(),
+            "metrics".to_string(),
+        ],
+        state_manager::proc::RunOptions {
+            env: vec![("PATH".into(), path)],
+            stdin: Some(text.clone().into_bytes()),
+            timeout: std::time::Duration::from_secs(60),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("promtool runs (Debian: apt-get install prometheus)");
+    let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
+        out.status == state_manager::events::ExitStatus::Code(0) && said.trim().is_empty(),
+        "promtool ({:?}): {said}",
+        out.status
     );
     s.stop().await;
 }
