@@ -14,30 +14,35 @@ STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
 .PHONY: test integration contract console screenshots links lint lint-docker deps bench
 
+# The steps after the cargo tests run the binary those tests built (target/debug/state-manager,
+# the one CARGO_BIN_EXE_state-manager names): a plain `cargo build` resolves the dev-dependencies'
+# features apart and would build every dependency a second time.
+BUILD ?= cargo build --locked
+
 test: deps links
 	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
-	$(MAKE) contract
-	$(MAKE) integration
-	$(MAKE) console
+	$(MAKE) contract BUILD=:
+	$(MAKE) integration BUILD=:
+	$(MAKE) console BUILD=:
 
 # The OpenAPI document is the contract: schemathesis --checks all, every phase (stateful too),
 # against a configured server with processes and a checkpoint, reports nothing
 # (integration/contract.py; about a minute and a half on 2 cores).
 contract: deps
-	cargo build --locked
+	$(BUILD)
 	python3 integration/contract.py --bin target/debug/state-manager --schemathesis $(VENV)/bin/schemathesis
 
 # The runbook (docs/RUNBOOK.md, and any other docs page with runbook blocks), run as written
 # against two nodes and the moto S3 server (integration/runbook.py; python3 standard library,
 # curl and jq).
 integration: deps
-	cargo build --locked
+	$(BUILD)
 	MOTO_SERVER=$(MOTO) python3 integration/runbook.py --bin target/debug/state-manager
 
 # The console (GET /ui) in headless Chromium driven by Selenium, against a real node
 # (integration/console.py; Debian chromium and chromium-driver, selenium from the venv).
 console: deps
-	cargo build --locked
+	$(BUILD)
 	$(VENV)/bin/python integration/console.py --bin target/debug/state-manager
 
 # The same run, saving the console's desktop and phone views into docs/.
