@@ -15,10 +15,22 @@ pub fn specs(json: &str) -> Vec<ProcessSpec> {
 
 /// A supervisor running the processes of `json`, subscribed before they start.
 pub async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>) {
-    let h = supervisor::start(Options {
-        forward_output: false,
-        ..Options::default()
-    });
+    start_with(
+        json,
+        Options {
+            forward_output: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// [`start`] with the supervisor's options given.
+pub async fn start_with(
+    json: &str,
+    options: Options,
+) -> (SupervisorHandle, broadcast::Receiver<Event>) {
+    let h = supervisor::start(options);
     let rx = h.subscribe();
     h.load(specs(json)).await.unwrap();
     (h, rx)

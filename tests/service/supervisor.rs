@@ -372,13 +372,21 @@ async fn freezer_counts_a_shell_held_in_vfork_as_stopped() {
 /// timer, so the waits between a crash and the next start are exactly the ones the actor chose.
 /// They double from `restart_delay` up to `backoff_max` (each within the 10 % jitter, none above
 /// the cap), the process is fatal after `max_restarts`, and none of it is waited for in real
-/// time.
+/// time. No usage sampler runs: while a child runs (in real time) the paused clock jumps to the
+/// next timer, and a periodic one would count as uptime until the backoff resets; the reset is
+/// also set to its maximum for any timer left.
 #[tokio::test(start_paused = true)]
 async fn restart_backoff_doubles_to_its_cap_in_paused_time() {
     let real = Instant::now();
-    let (h, mut rx) = start(
+    let (h, mut rx) = common::supervised::start_with(
         r#"{"stacks": [{"name": "c", "command": "sh", "args": ["-c", "exit 1"],
-            "restart_delay": "1s", "backoff_max": "8s", "max_restarts": 5}]}"#,
+            "restart_delay": "1s", "backoff_max": "8s", "backoff_reset_after": "1d",
+            "max_restarts": 5}]}"#,
+        supervisor::Options {
+            forward_output: false,
+            usage_interval: None,
+            ..supervisor::Options::default()
+        },
     )
     .await;
     let mut waits = Vec::new();
