@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod datadir;
+pub mod durable;
 pub mod events;
 pub mod hooks;
 pub mod http;

@@ -11,8 +11,6 @@
 //! nothing", never a wrong checkpoint. It is written atomically (temp, fsync, rename, fsync dir).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,29 +90,9 @@ impl LocalState {
     }
 }
 
-/// Write `path` as temp file + fsync + rename + fsync of the directory.
+/// Write `path` atomically (see [`crate::durable`]).
 pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{:08x}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(CheckpointError::io_at("write", path))
+    crate::durable::write_file(path, body).map_err(CheckpointError::io_at("write", path))
 }
 
 #[cfg(test)]

@@ -88,18 +88,7 @@ impl Drop for TempFile {
     }
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Make a rename or removal in the directory of `path` durable.
-pub(crate) fn fsync_parent(path: &Path) -> io::Result<()> {
-    File::open(parent(path))?.sync_all()
-}
+pub(crate) use crate::durable::{parent, sync_dir as fsync_parent};
 
 /// Write the whole of `src` to `dest` atomically: temp + fsync + rename + fsync dir.
 pub(crate) fn copy_into(src: &mut impl io::Read, dest: &Path) -> io::Result<u64> {

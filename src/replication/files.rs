@@ -1,10 +1,9 @@
 //! Local file chores of replication, all blocking (call them off the async runtime): compressing
 //! a snapshot, decompressing one, fingerprints, atomic writes, moving a database aside.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read};
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const SNAPSHOT_LEVEL: i32 = 3;
@@ -69,28 +68,12 @@ pub fn fingerprint(file: &File) -> io::Result<(u64, String)> {
     Ok((len, hasher.finalize().to_hex().to_string()))
 }
 
-/// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+/// Write `bytes` to `path` atomically (see [`crate::durable`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = companion(path, ".tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    sync_dir(path)
+    crate::durable::write_file(path, bytes)
 }
 
-/// fsync the directory holding `path`, so a rename in it is durable.
-pub fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => File::open(".")?.sync_all(),
-    }
-}
+pub use crate::durable::sync_dir;
 
 /// Remove the `-wal` and `-shm` files of `db`: a WAL left beside a different database file
 /// would be replayed into it.
