@@ -57,6 +57,10 @@ pub enum ApiError {
     /// The service is shutting down or otherwise unable to act now.
     #[error("{0}")]
     Unavailable(String),
+    /// This node should get no traffic now (`GET /readyz`): an answer about its role, not a
+    /// fault, so it is not logged as one.
+    #[error("{0}")]
+    NotReady(String),
     /// A failure of ours. `detail` is shown; `cause` is only logged.
     #[error("{detail}: {cause}")]
     Internal { detail: String, cause: String },
@@ -97,7 +101,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +121,7 @@ impl ApiError {
             ApiError::InvalidConfig(_) => "invalid-config",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotReady(_) => "not-ready",
             ApiError::Internal { .. } => "internal",
         }
     }
@@ -134,7 +139,7 @@ impl ApiError {
 
     fn log(&self) {
         let status = self.status_code();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, ApiError::NotReady(_)) {
             tracing::error!(status = status.as_u16(), "{self}");
         } else {
             tracing::debug!(status = status.as_u16(), "{self}");

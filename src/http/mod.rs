@@ -2,10 +2,11 @@
 //! goes through (request id, tracing, metrics, body limit, per-route timeouts).
 //!
 //! One file per resource; handlers talk to the supervisor only through its handle. Invariants:
-//! every route except `GET /healthz` and the console's page and files (`GET /ui`, `/ui/{file}`:
-//! static, the same for everyone) authenticates through the [`auth`] extractors; every error
-//! (including 404, 405 and extractor rejections) is `application/problem+json`; streaming
-//! routes (server-sent events) have no request timeout but end when the server shuts down.
+//! every route except `GET /healthz`, `GET /readyz` and the console's page and files (`GET /ui`,
+//! `/ui/{file}`: static, the same for everyone) authenticates through the [`auth`] extractors;
+//! every error (including 404, 405 and extractor rejections) is `application/problem+json`;
+//! streaming routes (server-sent events) have no request timeout but end when the server shuts
+//! down.
 
 pub mod auth;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ports;
 pub mod processes;
+pub mod ready;
 pub mod status;
 
 use std::convert::Infallible;
@@ -34,7 +36,7 @@ use axum::{Extension, Router};
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -171,7 +173,13 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(span))
+        // ApiError logs each 5xx once, at the level its kind deserves (a standby's 503 from
+        // /readyz is no fault); the trace layer's own line would repeat it at ERROR.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
@@ -206,6 +214,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::stream));
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(status::healthz))
+        .routes(routes!(ready::readyz))
         .routes(routes!(console::page))
         .routes(routes!(console::file))
         .merge(openapi::with_deadline(quick, REQUEST_TIMEOUT))

@@ -37,10 +37,10 @@ pub const BEARER: &str = "bearer";
         title = "state-manager",
         description = "The control plane of state-manager: processes, configuration, checkpoints \
             of the environment directory, and the lease that decides which node owns it.\n\n\
-            Every request except `GET /healthz` and the console (`GET /ui`) carries \
-            `Authorization: Bearer <JWT>` (mint one with `state-manager token`). A token with the `read` scope may call every GET; \
-            everything that changes state needs the `admin` scope. Every error is \
-            `application/problem+json`."
+            Every request except `GET /healthz`, `GET /readyz` and the console (`GET /ui`) \
+            carries `Authorization: Bearer <JWT>` (mint one with `state-manager token`). A token \
+            with the `read` scope may call every GET; everything that changes state needs the \
+            `admin` scope. Every error is `application/problem+json`."
     ),
     modifiers(&Bearer),
     components(schemas(ProblemBody, UsageEvent, crate::config::NameGlob)),
@@ -252,7 +252,7 @@ mod tests {
             assert!(op["operationId"].is_string(), "{what}");
             assert!(op["tags"][0].is_string(), "{what}");
             let secured = op.get("security").is_some();
-            let public = matches!(path.as_str(), "/healthz" | "/ui" | "/ui/{file}");
+            let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/ui" | "/ui/{file}");
             assert_eq!(secured, !public, "{what}");
             for status in ["401", "403"] {
                 assert_eq!(
@@ -279,7 +279,7 @@ mod tests {
             }
             let timed = !matches!(
                 path.as_str(),
-                "/healthz" | "/events/stream" | "/ui" | "/ui/{file}"
+                "/healthz" | "/readyz" | "/events/stream" | "/ui" | "/ui/{file}"
             );
             let has_503 = op["responses"].get("503").is_some();
             assert!(has_503 || !timed, "{method} {path} has no 503");

@@ -47,6 +47,12 @@ impl Node {
     /// A node in-process on `data_dir` with `config` written to `<data_dir>/config.json`.
     pub async fn start(data_dir: &Path, config: &Value) -> Node {
         write_config(data_dir, config);
+        Node::start_unconfigured(data_dir).await
+    }
+
+    /// A node in-process on `data_dir` with whatever config it holds (none: unconfigured).
+    pub async fn start_unconfigured(data_dir: &Path) -> Node {
+        std::fs::create_dir_all(data_dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let settings = Settings {

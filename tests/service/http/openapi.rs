@@ -63,6 +63,8 @@ const PROBES: &[(&str, &str, Option<&str>, u16)] = &[
         Some(r#"{"checkpoint": false}"#),
         200,
     ),
+    // Released: not the owner, so not ready.
+    ("readyz", "/readyz", None, 503),
     ("acquire_lease", "/acquire-lease", None, 200),
 ];
 
@@ -229,6 +231,12 @@ async fn every_operation_names_the_scope_the_server_enforces() {
         match (id.as_str(), scope) {
             ("healthz" | "console" | "console_file", None) => {
                 assert_eq!(send(None).await.unwrap().status(), StatusCode::OK, "{id}");
+                continue;
+            }
+            ("readyz", None) => {
+                // Unconfigured, so not ready: answered without a token all the same.
+                let r = send(None).await.unwrap();
+                assert_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
                 continue;
             }
             (_, Some("read")) => assert_eq!(op.method, "GET", "{id}: only GETs are read"),

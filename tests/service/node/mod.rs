@@ -2,12 +2,13 @@
 //! S3 server): handoff with the final checkpoint restored byte for byte, checkpoint/restore with
 //! hooks and the undo checkpoint, validation before anything is touched, busy and failing
 //! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
-//! state database surviving a kill and the loss of the local disk.
+//! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role.
 
 use crate::common;
 
 mod cases;
 mod failover;
+mod ready;
 
 use common::moto::MotoServer;
 use serde_json::{Value, json};
@@ -101,6 +102,16 @@ both_backends!(
     failover::a_killed_owner_is_taken_over_after_the_ttl_and_never_before,
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_with_ready_processes_is_ready() {
+    ready::only_the_owner_with_ready_processes_is_ready(&Backend::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfigured_server_is_not_ready() {
+    ready::an_unconfigured_server_is_not_ready().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_chunk_fails_the_restore_and_leaves_env_dir_as_it_was() {
