@@ -1,7 +1,14 @@
 # syntax=docker/dockerfile:1
 
-# Build: the Rust toolchain image, release build of the one binary.
-FROM rust:1.95-slim-bookworm AS build
+# The base images and the cargo profile are build arguments, so a machine without a registry
+# can point them at images made locally (`make container-test` does); the defaults are what a
+# plain `docker build .` pulls.
+ARG BUILD_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+# Build: the Rust toolchain image, one binary (release by default: fat LTO, stripped).
+FROM ${BUILD_IMAGE} AS build
+ARG CARGO_PROFILE=release
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY build ./build
@@ -9,11 +16,12 @@ COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked --bin state-manager \
-    && cp target/release/state-manager /state-manager
+RUN cargo build --profile "$CARGO_PROFILE" --locked --bin state-manager \
+    && out="$CARGO_PROFILE" && { [ "$out" != dev ] || out=debug; } \
+    && cp "target/$out/state-manager" /state-manager
 
 # Run: slim Debian, no toolchain, no sources; state-manager is PID 1.
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates=* \
     && rm -rf /var/lib/apt/lists/* \
