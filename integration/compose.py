@@ -2,11 +2,12 @@
 
 The shipped docker-compose.yml runs with podman-compose, with one override used only here
 (integration/container/compose.override.yml: moto built locally instead of MinIO, which cannot
-be had without a registry). Every step marked `<!-- runbook: NAME -->` in docs/CONTAINERS.md is
-run with bash as written, through the published ports (8081, 8082) with curl; `docker` on the
+be had without a registry). Every step marked `<!-- container-step: NAME -->` in
+docs/CONTAINERS.md (a `console` block, as the runbook's steps are: pages.py) is run with bash as
+written, through the published ports (8081, 8082) with curl; `docker` on the
 shell's PATH is a shim that runs `podman` and, for `docker compose`, podman-compose with the
 shipped file and the override. Each step's output must keep the shape the document shows
-(readme.py), and each step is checked for what it must do (CHECKS below), among them:
+(pages.py), and each step is checked for what it must do (CHECKS below), among them:
 - node-a owns and node-b stands by, and `/readyz` says so on both through every handoff;
 - after `release-lease`, node-b owns with node-a's env_dir restored byte for byte;
 - a graceful stop of the owner (a rolling update's terminated pod) hands over to the standby
@@ -20,12 +21,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import readme
+import re
+
+import pages
 from image_checks import CheckFailed, expect
 from images import REPO, log
 from shell import Shell
 
 DOC = REPO / "docs" / "CONTAINERS.md"
+# Not the runbook's marker: these steps need podman, and make integration runs every page's
+# runbook steps.
+STEP = re.compile(r"^<!-- container-step: ([a-z0-9-]+) -->\s*$")
 OVERRIDE = REPO / "integration" / "container" / "compose.override.yml"
 COMPOSE = REPO / "docker-compose.yml"
 # The shipped compose config's lease TTL (compose/config.json).
@@ -180,11 +186,26 @@ def docker_shim(bin_dir, compose):
     shim.chmod(0o755)
 
 
+def parse():
+    """The marked steps of docs/CONTAINERS.md, in order."""
+    page, lines = "docs/CONTAINERS.md", DOC.read_text().splitlines()
+    steps = []
+    for i, line in enumerate(lines):
+        m = STEP.match(line)
+        if not m:
+            continue
+        lang, body = pages.fenced_block(lines, i, page)
+        if lang != "console":
+            raise pages.PageError(f"{page} line {i + 1}: the step {m.group(1)!r} must be a ```console block")
+        steps.append(pages.Step(m.group(1), page, i + 1, pages.console(body, page, i + 1)))
+    return steps
+
+
 def run_steps(workdir, podman_compose, s3_image, env):
-    book = readme.parse(DOC.read_text())
-    names = [s.name for s in book.steps]
-    if sorted(names) != sorted(CHECKS):
-        raise readme.ReadmeError(f"{DOC}: steps {names}, checks {sorted(CHECKS)}")
+    steps = parse()
+    names = [s.name for s in steps]
+    if names != list(CHECKS):
+        raise pages.PageError(f"{DOC}: steps {names}, checks {list(CHECKS)}")
     compose = [podman_compose, "-f", str(COMPOSE), "-f", str(OVERRIDE)]
     env = env | {"STATE_MANAGER_TEST_S3_IMAGE": s3_image}
     Path(workdir).mkdir(parents=True)
@@ -193,7 +214,7 @@ def run_steps(workdir, podman_compose, s3_image, env):
     run = Run(shell, compose)
     subprocess.run([*compose, "down", "-v"], env=shell.env, capture_output=True)
     try:
-        for step in book.steps:
+        for step in steps:
             log(f"step {step.name} (docs/CONTAINERS.md line {step.line})")
             before(run, step.name)
             results = []
@@ -208,8 +229,8 @@ def run_steps(workdir, podman_compose, s3_image, env):
                 if r.rc != 0:
                     raise CheckFailed(f"{step.name}: `{cmd.text}` exited {r.rc}\n{r.stdout}\n{r.stderr}")
                 if cmd.output.strip():
-                    want, got = readme.shape(cmd.output), readme.shape(r.stdout)
-                    if not readme.conforms(want, got):
+                    want, got = pages.shape(cmd.output), pages.shape(r.stdout)
+                    if not pages.conforms(want, got):
                         raise CheckFailed(f"{step.name}: `{cmd.text}` printed {got.describe()}, "
                                           f"the document shows {want.describe()}:\n{r.stdout}")
                 results.append(r)
