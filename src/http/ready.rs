@@ -16,8 +16,9 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::AppState;
-use super::error::{ApiError, Json};
-use crate::node::not_owner;
+use super::error::ApiError;
+use super::extract::Json;
+use crate::node::{NodeRole, not_owner};
 use crate::supervisor::Summary;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -56,11 +57,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
     };
     let node_id = node.node_id().to_string();
     let role = node.overview().role;
+    let word = serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     let not_ready =
-        |why: String| ApiError::NotReady(format!("{node_id} is not ready (role {role}): {why}"));
+        |why: String| ApiError::NotReady(format!("{node_id} is not ready (role {word}): {why}"));
     match role {
-        "owner" => {}
-        "taking_over" => {
+        NodeRole::Owner => {}
+        NodeRole::TakingOver => {
             return Err(not_ready(
                 "it holds the lease and is restoring and starting the environment; retry in a moment".into(),
             ));
