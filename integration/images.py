@@ -154,6 +154,7 @@ def ours(base, rust, profile):
     target.mkdir(exist_ok=True)
     registry = cargo_home() / "registry"
     registry.mkdir(parents=True, exist_ok=True)
+    before = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False, capture=True)
     build(IMAGE, REPO / "Dockerfile", REPO,
           args=[f"BUILD_IMAGE={rust}", f"RUNTIME_IMAGE={base}", f"CARGO_PROFILE={profile}"],
           volumes=[f"{target}:/src/target", f"{registry}:{registry}"])
@@ -161,6 +162,9 @@ def ours(base, rust, profile):
     # The build stage's image is left untagged by every build; it carries the builder's label.
     podman("image", "prune", "-f", "--filter", "label=io.state-manager.test=builder",
            capture=True)
+    # The image IMAGE named before this build is left untagged; one per run would pile up.
+    if before and before != podman("image", "inspect", "--format", "{{.Id}}", IMAGE, capture=True):
+        podman("rmi", before, check=False, capture=True)
     log(f"built {IMAGE} in {seconds:.0f} s")
     return seconds
 
