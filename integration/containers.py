@@ -6,7 +6,13 @@ Dockerfile with podman, checks it as it runs (image_checks.py), then runs the co
 deployment of docs/CONTAINERS.md step by step (compose.py). Prints the timings of each part
 and the image's figures at the end.
 
-    integration/containers.py [--profile dev|release] [--podman-compose PATH] [--skip-compose]
+    integration/containers.py --binary target/debug/state-manager [--podman-compose PATH]
+    integration/containers.py --full-build dev|release [--podman-compose PATH] [--skip-compose]
+
+With `--binary` (what `make container-test` and CI run), the image is the Dockerfile's
+`runtime` stage around that binary, built by the host; with `--full-build`, the whole
+Dockerfile, its builder stage compiling the binary in that cargo profile (every dependency
+compiled again unless target/ holds them with the same features: over an hour on 2 cores).
 
 Needs root and podman configured as docs/CONTAINERS.md says (.ci/run does it). Everything it
 starts is removed at the end, also on failure; on failure the working directory is kept.
@@ -27,7 +33,10 @@ import runbook
 
 def args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="dev", help="the cargo profile of the image's binary")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--binary", help="the host's state-manager, put into the runtime stage")
+    how.add_argument("--full-build", choices=("dev", "release"), metavar="PROFILE",
+                     help="build the whole Dockerfile, the binary in this cargo profile")
     p.add_argument("--podman-compose", default=shutil.which("podman-compose") or "podman-compose")
     p.add_argument("--skip-compose", action="store_true", help="only build and check the image")
     return p.parse_args()
@@ -39,10 +48,15 @@ def main():
     timings = {}
     t = time.monotonic()
     base = images.debian_base()
-    rust = images.builder(base)
+    rust = images.builder(base) if a.full_build else None
     s3 = None if a.skip_compose else images.moto(base)
     timings["base images"] = time.monotonic() - t
-    timings["our image"] = images.ours(base, rust, a.profile)
+    if a.full_build:
+        timings["our image"] = images.full(base, rust, a.full_build)
+        kind = f"whole Dockerfile, {a.full_build}"
+    else:
+        timings["our image"] = images.prebuilt(base, a.binary)
+        kind = f"runtime stage, {a.binary}"
     workdir = Path(tempfile.mkdtemp(prefix="sm-container-test-"))
     ok = False
     try:
@@ -60,7 +74,7 @@ def main():
         else:
             print(f"[container-test] FAILED; working directory kept: {workdir}", file=sys.stderr)
     print("[container-test] timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    print(f"[container-test] image {images.IMAGE} ({a.profile}): {figures['image_mb']} MB, "
+    print(f"[container-test] image {images.IMAGE} ({kind}): {figures['image_mb']} MB, "
           f"healthy {figures['seconds_to_healthy']} s after `podman run`")
     print(f"container-test: {image_checks.PASSED[0]} passed, 0 failed")
 

@@ -1,16 +1,18 @@
 """The images of the container test, all made on this machine (no registry is needed).
 
 - The Debian base: `debootstrap --variant=minbase bookworm` imported into podman; it stands in
-  for `debian:bookworm-slim` (the runtime stage).
+  for `debian:bookworm-slim` (the base stage).
 - The Rust builder: that base with gcc and this machine's own toolchain (`rustc --print
-  sysroot`), standing in for `rust:1.95-slim-bookworm` (the build stage).
+  sysroot`), standing in for `rust:1.95-slim-bookworm` (the builder stage; full builds only).
 - The S3 server: moto from PyPI on that base, standing in for MinIO in the compose test.
 - Ours: the repository's Dockerfile built with podman, its base images given as build
-  arguments.
+  arguments: by default its `runtime` stage around the binary the host built (`prebuilt`),
+  or the whole file with its builder stage (`full`), as `docker build .` does.
 
 Each local image is tagged with a content stamp: a hash of everything it is made from (the
 suite and mirror, the recipe's text, `rustc -vV`, moto's version). An image whose tag exists
-is not made again, so only the first run on a machine pays for them.
+is not made again, so only the first run on a machine pays for them. The Rust builder is made
+only for a full build.
 """
 
 import hashlib
@@ -92,9 +94,11 @@ def debian_base():
     return image
 
 
-def build(image, containerfile, context, args=(), volumes=()):
+def build(image, containerfile, context, args=(), volumes=(), target=None):
     cmd = ["podman", "build", "--network", "host", "--format", "docker", "-f", str(containerfile),
            "-t", image]
+    if target:
+        cmd += ["--target", target]
     for a in args:
         cmd += ["--build-arg", a]
     for v in volumes:
@@ -144,33 +148,66 @@ def moto(base):
     return image
 
 
-def ours(base, rust, profile):
-    """Build the repository's Dockerfile as IMAGE. The host's cargo registry and target
-    directory are mounted into the build stage, so the build reuses what the host already
-    compiled (the same toolchain at the same CARGO_HOME gives the same fingerprints)."""
-    log(f"building {IMAGE} (cargo profile {profile})")
+def _replace(before, note):
+    """Remove the image IMAGE named before a build, now untagged (one per run would pile up)."""
+    after = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, capture=True)
+    if before and before != after:
+        podman("rmi", before, check=False, capture=True)
+    log(note)
+
+
+def _tagged():
+    return podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False, capture=True)
+
+
+def prebuilt(base, binary):
+    """Build the Dockerfile's `runtime` stage as IMAGE around `binary`, a state-manager the host
+    already built: no toolchain and no compilation in the image build, only the runtime stage's
+    layers on the Debian base. The context is a directory holding the binary alone."""
+    binary = Path(binary).resolve()
+    if not binary.is_file():
+        raise RuntimeError(f"no binary at {binary}: build it first (`cargo build --locked`, "
+                           "or `make test`, whose cargo tests build it)")
+    log(f"building {IMAGE} (Dockerfile target runtime) around {binary}")
+    start = time.monotonic()
+    before = _tagged()
+    with tempfile.TemporaryDirectory(prefix="sm-runtime-", dir=binary.parent) as ctx:
+        try:
+            os.link(binary, Path(ctx) / "state-manager")
+        except OSError:
+            shutil.copy2(binary, Path(ctx) / "state-manager")
+        build(IMAGE, REPO / "Dockerfile", ctx, target="runtime",
+              args=[f"RUNTIME_IMAGE={base}", "PREBUILT=state-manager"])
+    seconds = time.monotonic() - start
+    _replace(before, f"built {IMAGE} in {seconds:.0f} s")
+    return seconds
+
+
+def full(base, rust, profile):
+    """Build the whole Dockerfile as IMAGE, as `docker build .` does: the builder stage compiles
+    the binary in `profile`. The host's cargo registry and target directory are mounted into the
+    build, so it reuses what the host compiled with the same features (the same toolchain at the
+    same CARGO_HOME gives the same fingerprints)."""
+    log(f"building {IMAGE} (the whole Dockerfile, cargo profile {profile})")
     start = time.monotonic()
     target = REPO / "target"
     target.mkdir(exist_ok=True)
     registry = cargo_home() / "registry"
     registry.mkdir(parents=True, exist_ok=True)
-    before = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False, capture=True)
+    before = _tagged()
     build(IMAGE, REPO / "Dockerfile", REPO,
           args=[f"BUILD_IMAGE={rust}", f"RUNTIME_IMAGE={base}", f"CARGO_PROFILE={profile}"],
           volumes=[f"{target}:/src/target", f"{registry}:{registry}"])
     seconds = time.monotonic() - start
-    # The build stage's image is left untagged by every build; it carries the builder's label.
+    # The builder stage's image is left untagged by every build; it carries the builder's label.
     podman("image", "prune", "-f", "--filter", "label=io.state-manager.test=builder",
            capture=True)
-    # The image IMAGE named before this build is left untagged; one per run would pile up.
-    if before and before != podman("image", "inspect", "--format", "{{.Id}}", IMAGE, capture=True):
-        podman("rmi", before, check=False, capture=True)
-    log(f"built {IMAGE} in {seconds:.0f} s")
+    _replace(before, f"built {IMAGE} in {seconds:.0f} s")
     return seconds
 
 
 def require():
-    missing = [t for t in ("podman", "debootstrap", "rustc", "curl", "jq") if not shutil.which(t)]
+    missing = [t for t in ("podman", "debootstrap", "curl", "jq") if not shutil.which(t)]
     if missing:
         sys.exit(f"the container test needs {missing} on PATH (.ci/run installs them: "
                  "apt-get install podman runc debootstrap curl jq)")
