@@ -1,5 +1,6 @@
-//! The shared vocabulary of process lifecycle: state names, exit statuses and the transition
-//! event the supervisor emits. The store persists events, the API streams them, webhooks ship
+//! The shared vocabulary of process lifecycle: state names, exit statuses, the transition
+//! event the supervisor emits, and the words of the process set (a stack's origin, a process's
+//! intent, the actions that change them). The store persists events, the API streams them, webhooks ship
 //! them; all of them use these types, and the text form of each enum is defined only here.
 
 mod history;
@@ -113,7 +114,130 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// One state transition of one process.
+/// What an operator changed in the process set or in a process's intent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    Add,
+    Remove,
+    Replace,
+    Scale,
+    /// The operator started it: it runs after a restart or a takeover, `autostart` or not.
+    Start,
+    /// The operator stopped it: it stays stopped after a restart or a takeover.
+    Stop,
+}
+
+impl ChangeAction {
+    pub const ALL: [ChangeAction; 6] = [
+        ChangeAction::Add,
+        ChangeAction::Remove,
+        ChangeAction::Replace,
+        ChangeAction::Scale,
+        ChangeAction::Start,
+        ChangeAction::Stop,
+    ];
+
+    /// The stored and displayed form (also the CHECK constraint's list in `migrations/`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Add => "add",
+            ChangeAction::Remove => "remove",
+            ChangeAction::Replace => "replace",
+            ChangeAction::Scale => "scale",
+            ChangeAction::Start => "start",
+            ChangeAction::Stop => "stop",
+        }
+    }
+}
+
+impl FromStr for ChangeAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ChangeAction::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| format!("unknown change {s:?}"))
+    }
+}
+
+/// Where a stack of the set came from: precedence on reload depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Declared by the config file.
+    File,
+    /// Added through `POST /processes`.
+    Api,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 2] = [Origin::File, Origin::Api];
+
+    /// The stored and displayed form (also the CHECK constraint's list in `migrations/`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::Api => "api",
+        }
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Origin::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown origin {s:?}"))
+    }
+}
+
+/// What the operator last asked of one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Stopped on purpose: it stays stopped after a restart or a takeover.
+    Stopped,
+    /// Started on purpose: it runs after a restart or a takeover, even with `autostart: false`.
+    Started,
+}
+
+impl Intent {
+    pub const ALL: [Intent; 2] = [Intent::Stopped, Intent::Started];
+
+    /// The stored and displayed form (also the CHECK constraint's list in `migrations/`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Stopped => "stopped",
+            Intent::Started => "started",
+        }
+    }
+}
+
+impl FromStr for Intent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Intent::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown intent {s:?}"))
+    }
+}
+
+/// A change of the process set or of an intent: what, by whom, and the revision it made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    pub action: ChangeAction,
+    /// The `sub` of the token that asked for it (`null` for the config file or a token without
+    /// one).
+    pub by: Option<String>,
+    /// The revision of the process set after the change.
+    pub revision: u64,
+}
+
+/// One state transition of one process, or (with `change`) a change an operator made to it, in
+/// which case `from` and `to` are both its state at the time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     #[serde(with = "time::serde::rfc3339")]
@@ -128,6 +252,9 @@ pub struct Event {
     /// Why it happened, in words: "crashed (exit code 1), restarting in 2s", "stopped by API".
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// Set for a change of the process set or of an intent, not a state transition.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub change: Option<Change>,
 }
 
 #[cfg(test)]
@@ -139,6 +266,14 @@ mod tests {
         for n in StateName::ALL {
             assert_eq!(n.as_str().parse::<StateName>().unwrap(), n);
             assert_eq!(serde_json::to_value(n).unwrap(), n.as_str());
+        }
+    }
+
+    #[test]
+    fn change_actions_round_trip() {
+        for a in ChangeAction::ALL {
+            assert_eq!(a.as_str().parse::<ChangeAction>().unwrap(), a);
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
         }
     }
 

@@ -409,6 +409,7 @@ mod tests {
             pid: Some(n),
             exit: None,
             reason: None,
+            change: None,
         }
     }
 

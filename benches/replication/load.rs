@@ -24,6 +24,7 @@ pub fn event(n: u64) -> Event {
         pid: Some(1000 + (n % 30000) as u32),
         exit: None,
         reason: Some(format!("started by the API (request {n})")),
+        change: None,
     }
 }
 

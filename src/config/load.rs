@@ -121,6 +121,37 @@ fn not_an_object() -> Problem {
     )
 }
 
+/// Parse `stack` (one entry of `stacks`, as JSON) as an addition to `config`, validated exactly
+/// like a config file: every problem at once, the paths of its own problems relative to the
+/// stack (`command`, `readiness.period`). Returns the config with the stack appended, and the
+/// stack.
+pub fn parse_stack_into(
+    config: &Config,
+    stack: Value,
+) -> Result<(Config, super::StackEntry), Vec<Problem>> {
+    let mut doc =
+        serde_json::to_value(config).map_err(|e| vec![Problem::new("", e.to_string())])?;
+    let Some(stacks) = doc.get_mut("stacks").and_then(Value::as_array_mut) else {
+        return Err(vec![Problem::new("", "the config has no stacks list")]);
+    };
+    stacks.push(stack);
+    let own = format!("stacks[{}]", stacks.len() - 1);
+    match parse_with_env(&doc.to_string(), |_| None) {
+        Ok(c) => {
+            let entry = c.stacks.last().cloned().ok_or_else(Vec::new)?;
+            Ok((c, entry))
+        }
+        Err(ConfigError::Invalid(problems)) => Err(problems
+            .into_iter()
+            .map(|p| match p.path.strip_prefix(&own) {
+                Some(rest) => Problem::new(rest.trim_start_matches('.'), p.message),
+                None => p,
+            })
+            .collect()),
+        Err(other) => Err(vec![Problem::new("", other.to_string())]),
+    }
+}
+
 fn typed<T: DeserializeOwned>(value: Value, base: &str) -> Result<T, Problem> {
     serde_path_to_error::deserialize(super::strict::Strict(value)).map_err(|e| {
         let inner = e.path().to_string();

@@ -32,7 +32,9 @@ mod validate;
 pub use command::CommandSpec;
 pub use duration::Dur;
 pub use hooks::{HookConfig, HooksConfig, WebhookConfig};
-pub use load::{ConfigError, Problem, parse, parse_file, parse_with_env, persist, redacted};
+pub use load::{
+    ConfigError, Problem, parse, parse_file, parse_stack_into, parse_with_env, persist, redacted,
+};
 pub use probe::{ProbeConfig, TcpTarget};
 pub use process::{MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_names, parse_signal};
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};

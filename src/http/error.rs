@@ -188,7 +188,9 @@ impl From<SupervisorError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             SupervisorError::BadPattern { .. } => ApiError::BadRequest(e.to_string()),
-            SupervisorError::AlreadyLoaded => ApiError::Conflict(e.to_string()),
+            SupervisorError::AlreadyLoaded | SupervisorError::StillRunning { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             SupervisorError::ShuttingDown => ApiError::Unavailable(e.to_string()),
             SupervisorError::Probe(_) => ApiError::Unprocessable(e.to_string()),
         }
@@ -221,8 +223,15 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let text = e.to_string();
         match e {
-            NodeError::NotOwner { .. } | NodeError::Busy { .. } => ApiError::Conflict(text),
-            NodeError::NoCheckpoint => ApiError::NotFound(text),
+            NodeError::NotOwner { .. }
+            | NodeError::Busy { .. }
+            | NodeError::Exists { .. }
+            | NodeError::HasDependants { .. }
+            | NodeError::Database(crate::store::StoreError::RevisionMismatch { .. }) => {
+                ApiError::Conflict(text)
+            }
+            NodeError::NoCheckpoint | NodeError::UnknownStack { .. } => ApiError::NotFound(text),
+            NodeError::Invalid(problems) => ApiError::InvalidConfig(problems),
             NodeError::Checkpoint(c) => c.into(),
             NodeError::Lease(l) => l.into(),
             NodeError::Storage(_) | NodeError::Replication(_) => ApiError::Unavailable(format!(

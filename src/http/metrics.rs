@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 use super::AppState;
 use super::auth::Claims;
 use super::error::ApiError;
-use crate::events::{Event, StateName};
+use crate::events::{ChangeAction, Event, StateName};
 use crate::node::NodeRole;
 use crate::supervisor::{ProcessInfo, Usage, UsageTable};
 
@@ -36,6 +36,7 @@ const BUCKETS: [f64; 14] = [
 pub struct Metrics {
     http: RwLock<HashMap<SeriesKey, Arc<Series>>>,
     transitions: [AtomicU64; StateName::ALL.len()],
+    changes: [AtomicU64; ChangeAction::ALL.len()],
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +62,9 @@ impl Metrics {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
+                    Ok(Event {
+                        change: Some(c), ..
+                    }) => feed.count_change(c.action),
                     Ok(e) => feed.count_transition(e.to),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("transition metrics missed {n} events")
@@ -75,6 +79,12 @@ impl Metrics {
     fn count_transition(&self, to: StateName) {
         if let Some(i) = StateName::ALL.iter().position(|s| *s == to) {
             self.transitions[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn count_change(&self, action: ChangeAction) {
+        if let Some(i) = ChangeAction::ALL.iter().position(|a| *a == action) {
+            self.changes[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -472,6 +482,20 @@ fn render_transitions(out: &mut String, m: &Metrics) {
         let _ = writeln!(
             out,
             "state_manager_process_transitions_total{{state=\"{s}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "state_manager_process_set_changes_total",
+        "counter",
+        "Changes of the process set and of operators' intents, by action (one per process).",
+    );
+    for (i, a) in ChangeAction::ALL.iter().enumerate() {
+        let n = m.changes[i].load(Relaxed);
+        let a = a.as_str();
+        let _ = writeln!(
+            out,
+            "state_manager_process_set_changes_total{{action=\"{a}\"}} {n}"
         );
     }
 }

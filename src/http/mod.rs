@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod ports;
 pub mod processes;
 pub mod ready;
+pub mod procset;
 pub mod status;
 
 use std::convert::Infallible;
@@ -199,6 +200,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::scrape))
         .routes(routes!(openapi::serve));
     let long = OpenApiRouter::new()
+        .routes(routes!(procset::create))
+        .routes(routes!(procset::delete, procset::replace))
+        .routes(routes!(procset::scale))
         .routes(routes!(processes::start))
         .routes(routes!(processes::stop))
         .routes(routes!(processes::restart))

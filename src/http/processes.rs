@@ -1,7 +1,9 @@
 //! `/processes`: list and inspect supervised processes; start, stop and restart them by glob.
 //!
-//! Handlers only ask the supervisor through its handle; they never touch a process. A pattern
-//! that matches nothing is 404, an invalid glob 400 (both decided by the supervisor).
+//! Handlers only ask the supervisor through its handle, or the environment (which records the
+//! operator's intent — stopped or started — in the state database before it asks the
+//! supervisor); they never touch a process. A pattern that matches nothing is 404, an invalid
+//! glob 400 (both decided by the supervisor); a standby refuses with 409 naming the owner.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
+use crate::node::Operate;
 use crate::supervisor::ProcessInfo;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -83,6 +86,44 @@ pub struct Affected {
     pub action: ProcessAction,
     /// The names of the processes the pattern selected.
     pub processes: Vec<String>,
+    /// The revision of the process set after recording the operator's intent (`null` while
+    /// the service is unconfigured).
+    pub revision: Option<u64>,
+}
+
+/// Carry out `op` on `pattern`: through the environment, which records the operator's intent
+/// first, once configured; straight to the supervisor before.
+async fn operate(
+    state: &AppState,
+    op: Operate,
+    pattern: &str,
+    timeout: Option<Duration>,
+    by: Option<String>,
+) -> Result<Json<Affected>, ApiError> {
+    let action = match op {
+        Operate::Start => ProcessAction::Start,
+        Operate::Stop => ProcessAction::Stop,
+        Operate::Restart => ProcessAction::Restart,
+    };
+    if let Some(node) = state.node() {
+        let done = node.change_intent(op, pattern, timeout, by).await?;
+        return Ok(Json(Affected {
+            action,
+            processes: done.processes,
+            revision: Some(done.revision),
+        }));
+    }
+    let s = state.supervisor();
+    let processes = match op {
+        Operate::Start => s.start(pattern).await?,
+        Operate::Stop => s.stop(pattern, timeout).await?,
+        Operate::Restart => s.restart(pattern).await?,
+    };
+    Ok(Json(Affected {
+        action,
+        processes,
+        revision: None,
+    }))
 }
 
 /// Start the processes matching a glob.
@@ -99,18 +140,15 @@ pub struct Affected {
         (status = 200, description = "The processes started", body = Affected),
         (status = 400, description = "An invalid glob"),
         (status = 404, description = "No process matches the pattern"),
+        (status = 409, description = "This node does not own the environment"),
     )
 )]
 pub async fn start(
-    _: Admin,
+    Admin(who): Admin,
     State(state): State<AppState>,
     Path(pattern): Path<String>,
 ) -> Result<Json<Affected>, ApiError> {
-    let processes = state.supervisor().start(&pattern).await?;
-    Ok(Json(Affected {
-        action: ProcessAction::Start,
-        processes,
-    }))
+    operate(&state, Operate::Start, &pattern, None, who.sub).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -138,25 +176,22 @@ pub struct StopQuery {
         (status = 200, description = "The processes stopped", body = Affected),
         (status = 400, description = "An invalid glob or timeout"),
         (status = 404, description = "No process matches the pattern"),
+        (status = 409, description = "This node does not own the environment"),
     )
 )]
 pub async fn stop(
-    _: Admin,
+    Admin(who): Admin,
     State(state): State<AppState>,
     Path(pattern): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<Json<Affected>, ApiError> {
     let timeout = q.timeout.as_deref().map(parse_timeout).transpose()?;
-    let processes = state.supervisor().stop(&pattern, timeout).await?;
-    Ok(Json(Affected {
-        action: ProcessAction::Stop,
-        processes,
-    }))
+    operate(&state, Operate::Stop, &pattern, timeout, who.sub).await
 }
 
 /// The stop timeout of a query: exactly the documented pattern (one number of up to six digits
 /// and one unit), so what the description allows and what the server takes are the same.
-fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
+pub(super) fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &text[digits.len()..];
     let n: Option<u64> =
@@ -191,18 +226,15 @@ fn parse_timeout(text: &str) -> Result<Duration, ApiError> {
         (status = 200, description = "The processes restarted", body = Affected),
         (status = 400, description = "An invalid glob"),
         (status = 404, description = "No process matches the pattern"),
+        (status = 409, description = "This node does not own the environment"),
     )
 )]
 pub async fn restart(
-    _: Admin,
+    Admin(who): Admin,
     State(state): State<AppState>,
     Path(pattern): Path<String>,
 ) -> Result<Json<Affected>, ApiError> {
-    let processes = state.supervisor().restart(&pattern).await?;
-    Ok(Json(Affected {
-        action: ProcessAction::Restart,
-        processes,
-    }))
+    operate(&state, Operate::Restart, &pattern, None, who.sub).await
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub struct Status<'a> {
     pub webhooks: Vec<SinkStats>,
     /// How this node last became the owner, step by step.
     pub last_takeover: Option<Takeover>,
+    /// The revision of the environment's process set (incremented by every change of the set
+    /// or of an operator's intent); `null` until this node has owned the environment.
+    pub revision: Option<u64>,
     /// Things the operator should know, e.g. that authentication is off.
     #[schema(value_type = Vec<String>)]
     pub warnings: &'a [String],
@@ -83,6 +86,7 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         hooks: state.hooks().reports(),
         webhooks: state.webhooks().stats(),
         last_takeover: node.and_then(|n| n.last_takeover.clone()),
+        revision: node.and_then(|n| n.revision),
         warnings: state.warnings(),
     };
     Ok(axum::Json(body).into_response())

@@ -18,6 +18,7 @@ pub mod freezer;
 mod ops;
 mod overview;
 mod owner;
+mod procset;
 mod timings;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use crate::supervisor::{SupervisorError, SupervisorHandle};
 
 pub use ops::{ReleaseReport, RestoreReport};
 pub use overview::{LeaseOverview, NodeRole, Overview};
+pub use procset::{Added, IntentChange, Operate, Removed, Replaced, Scaled};
 pub use timings::Timings;
 
 /// Everything that can go wrong at the node level.
@@ -66,6 +68,22 @@ pub enum NodeError {
     Hook(String),
     #[error("there is no checkpoint yet; POST /checkpoint takes one")]
     NoCheckpoint,
+    /// A process spec that is not valid; every problem is listed.
+    #[error("the process spec has {} problem(s)", .0.len())]
+    Invalid(Vec<crate::config::Problem>),
+    #[error(
+        "a stack named {name:?} exists already; change it with PUT /processes/{name}, or remove it first"
+    )]
+    Exists { name: String },
+    #[error(
+        "no stack named {name:?}; list the processes with GET /processes (a stack's instances are name-1, name-2, …)"
+    )]
+    UnknownStack { name: String },
+    #[error("{} depend(s) on {name:?}; remove them first, or add ?force=true", dependants.join(", "))]
+    HasDependants {
+        name: String,
+        dependants: Vec<String>,
+    },
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -118,6 +136,8 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     /// How the last takeover went (this node becoming the owner).
     pub last_takeover: Option<Takeover>,
+    /// The revision of the process set, once this node loaded it from the state database.
+    pub revision: Option<u64>,
 }
 
 /// A takeover: the epoch, whether local state was kept or restored from storage, and the
@@ -151,6 +171,10 @@ pub struct Node {
     status: watch::Sender<NodeStatus>,
     replication: watch::Sender<Option<ReplicationStatus>>,
     persist: events::Persister,
+    /// The process set as last loaded or changed (`None` until this node first owned it).
+    set: std::sync::RwLock<Option<Arc<procset::SetView>>>,
+    /// Held by each change of the set, from validation to the supervisor's answer.
+    set_lock: Mutex<()>,
 }
 
 impl Node {
@@ -201,6 +225,8 @@ impl Node {
             status: watch::channel(NodeStatus::default()).0,
             replication: watch::channel(None).0,
             persist: events::Persister::spawn(durable_events),
+            set: std::sync::RwLock::new(None),
+            set_lock: Mutex::new(()),
         });
         tokio::spawn(owner::follow(node.clone()));
         if let Some(every) = node.config.checkpoint.interval {

@@ -158,7 +158,7 @@ impl Node {
                     "restore of {} failed, env_dir unchanged; starting the stacks again: {e}",
                     manifest.id
                 );
-                self.supervisor.start_all().await?;
+                self.start_stacks().await?;
                 return Err(e.into());
             }
         };
@@ -167,7 +167,7 @@ impl Node {
                 s.restore_command.as_ref()
             })
             .await;
-        self.supervisor.start_all().await?;
+        self.start_stacks().await?;
         hooks?;
         Ok(RestoreReport {
             restored: restored.restored.to_string(),
@@ -239,7 +239,7 @@ impl Node {
         id: &str,
         command: impl Fn(&ProcessSpec) -> Option<&Vec<String>>,
     ) -> Result<(), NodeError> {
-        for spec in &self.specs {
+        for spec in &self.current_specs() {
             let Some(argv) = command(spec) else { continue };
             let opts = crate::proc::RunOptions {
                 env: vec![

@@ -62,6 +62,8 @@ pub struct Overview {
     pub storage: String,
     pub last_error: Option<String>,
     pub last_takeover: Option<Takeover>,
+    /// The revision of the process set, once this node loaded it.
+    pub revision: Option<u64>,
 }
 
 /// Who holds the lease, as this node sees it.
@@ -124,6 +126,7 @@ impl Node {
             storage: self.storage(),
             last_error: status.last_error,
             last_takeover: status.last_takeover,
+            revision: status.revision,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! Bringing up, in order: decide whose state is newest (ours if we held the previous epoch, or
 //! if storage holds nothing; else storage's) → open the state database (restored from
 //! replication when storage's is newer) → reconcile the checkpoint catalog → restore the latest
-//! checkpoint into env_dir (when storage's is newer) → record the epoch we own → start the
-//! stacks. A failure is retried with backoff for as long as the lease is ours.
+//! checkpoint into env_dir (when storage's is newer) → record the epoch we own → load the
+//! process set from the database (seeding it from the config file if it has none) → start what
+//! the set and the operator's intents say should run. A failure is retried with backoff for as long as the lease is ours.
 //!
 //! Bringing down (the lease was lost or taken): stop the stacks within a short cap, so they are
 //! down before the lease can pass on; then close the database (the fence already refuses
@@ -112,8 +113,12 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         forward_status(node, r.status());
     }
     node.persist.set_store(Some(store.clone()));
-    *node.db.write().await = Some(Db { store, replicator });
-    start_stacks(node).await?;
+    *node.db.write().await = Some(Db {
+        store: store.clone(),
+        replicator,
+    });
+    node.load_set(&store).await?;
+    node.start_stacks().await?;
     timings.lap("start");
     let takeover = super::Takeover {
         epoch,
@@ -134,10 +139,6 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     );
     crate::memory::release_startup_memory();
     Ok(())
-}
-
-async fn start_stacks(node: &Node) -> Result<(), NodeError> {
-    Ok(node.supervisor.start_all().await?)
 }
 
 async fn bring_down(node: &Arc<Node>, role: &Role) {

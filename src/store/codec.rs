@@ -1,29 +1,40 @@
-//! The one place where Rust values meet SQLite columns: state names as TEXT, times as UTC
-//! nanoseconds (INTEGER), exit statuses as a (code, signal) pair of nullable INTEGERs.
+//! The one place where Rust values meet SQLite columns: state names, change actions, stack
+//! origins and intents as TEXT, times as UTC nanoseconds (INTEGER), exit statuses as a
+//! (code, signal) pair of nullable INTEGERs.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use time::OffsetDateTime;
 
 use super::{Result, StoreError};
-use crate::events::{ExitStatus, StateName};
+use crate::events::{ChangeAction, ExitStatus, Intent, Origin, StateName};
 
-impl ToSql for StateName {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
+/// A TEXT column holding one of the words of an enum (`as_str` out, `FromStr` in).
+macro_rules! text_column {
+    ($ty:ty, $column:literal) => {
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                text.parse().map_err(|_| {
+                    FromSqlError::Other(Box::new(StoreError::Corrupt {
+                        column: $column,
+                        value: text.to_string(),
+                    }))
+                })
+            }
+        }
+    };
 }
 
-impl FromSql for StateName {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        text.parse().map_err(|_| {
-            FromSqlError::Other(Box::new(StoreError::Corrupt {
-                column: "state",
-                value: text.to_string(),
-            }))
-        })
-    }
-}
+text_column!(StateName, "state");
+text_column!(ChangeAction, "change_action");
+text_column!(Origin, "origin");
+text_column!(Intent, "intent");
 
 /// A time as stored: UTC nanoseconds since the epoch.
 pub(super) fn time_to_sql(t: OffsetDateTime) -> Result<i64> {

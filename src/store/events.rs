@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::codec::{exit_from_sql, exit_to_sql, time_from_sql, time_to_sql, unbox};
 use super::{Result, Store, StoreError};
-use crate::events::{Event, StateName};
+use crate::events::{Change, ChangeAction, Event, StateName};
 
 /// The most rows one read returns.
 pub const MAX_PAGE: u32 = 10_000;
@@ -19,7 +19,7 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-const COLUMNS: &str = "id, at, process, from_state, to_state, pid, exit_code, exit_signal, reason";
+const COLUMNS: &str = "id, at, process, from_state, to_state, pid, exit_code, exit_signal, reason, change_action, change_by, change_revision";
 
 impl Store {
     /// Append events in one transaction (one fsync for the batch); returns their ids in order.
@@ -68,8 +68,9 @@ pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<Vec<i64>
     let mut ids = Vec::with_capacity(events.len());
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO events (at, process, from_state, to_state, pid, exit_code, exit_signal, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (at, process, from_state, to_state, pid, exit_code, exit_signal, reason,
+                                 change_action, change_by, change_revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for e in events {
             let (code, signal) = exit_to_sql(e.exit);
@@ -81,7 +82,12 @@ pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<Vec<i64>
                 e.pid,
                 code,
                 signal,
-                e.reason
+                e.reason,
+                e.change.as_ref().map(|c| c.action),
+                e.change.as_ref().and_then(|c| c.by.as_deref()),
+                e.change
+                    .as_ref()
+                    .map(|c| i64::try_from(c.revision).unwrap_or(i64::MAX)),
             ])?;
             ids.push(tx.last_insert_rowid());
         }
@@ -116,6 +122,9 @@ struct RawEvent {
     code: Option<i32>,
     signal: Option<i32>,
     reason: Option<String>,
+    change_action: Option<ChangeAction>,
+    change_by: Option<String>,
+    change_revision: Option<i64>,
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
@@ -129,6 +138,9 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
         code: row.get(6)?,
         signal: row.get(7)?,
         reason: row.get(8)?,
+        change_action: row.get(9)?,
+        change_by: row.get(10)?,
+        change_revision: row.get(11)?,
     })
 }
 
@@ -144,6 +156,11 @@ impl RawEvent {
                 pid: self.pid,
                 exit: exit_from_sql(self.code, self.signal)?,
                 reason: self.reason,
+                change: self.change_action.map(|action| Change {
+                    action,
+                    by: self.change_by,
+                    revision: self.change_revision.unwrap_or(0).max(0) as u64,
+                }),
             },
         })
     }

@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "0002_checkpoints",
         sql: include_str!("../../migrations/0002_checkpoints.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_process_set",
+        sql: include_str!("../../migrations/0003_process_set.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

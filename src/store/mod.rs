@@ -1,5 +1,5 @@
-//! The state database: one SQLite file in WAL mode holding lifecycle events, process runs and node
-//! facts, owned by one writer thread.
+//! The state database: one SQLite file in WAL mode holding lifecycle events, process runs, node
+//! facts, the checkpoint catalog and the process set with its intents, owned by one writer thread.
 //!
 //! Invariants:
 //! - Only the writer thread touches the connection; async callers send it closures through
@@ -18,6 +18,7 @@ mod codec;
 mod events;
 mod facts;
 mod migrations;
+mod procset;
 mod runs;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use checkpoints::CatalogEntry;
 pub use events::{MAX_PAGE, StoredEvent};
 pub use facts::{fact_get, fact_set};
 pub use migrations::LATEST_VERSION;
+pub use procset::{Intent, Origin, ProcessSet, SetChange, StoredStack};
 pub use runs::{Run, RunEnd, RunStart};
 
 /// Errors of the state database.
@@ -72,6 +74,11 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A change that expected the process set at one revision found it at another.
+    #[error(
+        "the process set is at revision {found}, not {expected}: another change came first; read it again (GET /) and retry"
+    )]
+    RevisionMismatch { expected: u64, found: u64 },
     #[error("cannot start the state database thread: {0}")]
     Thread(std::io::Error),
     #[error("the state database is closed")]

@@ -6,6 +6,7 @@
 mod commands;
 mod health;
 mod order;
+mod set;
 mod view;
 
 use std::collections::{BTreeSet, HashMap};
@@ -66,6 +67,9 @@ enum Wait {
     Down,
     /// No target is stopping any more (a restart went through).
     Settled,
+    /// Every target is running (so ready), or down, or waiting to restart: it will not become
+    /// ready by itself soon.
+    Up,
 }
 
 struct Waiter {
@@ -371,6 +375,7 @@ impl Actor {
             pid,
             exit,
             reason: Some(reason),
+            change: None,
         };
         if let Some(tx) = &self.opts.durable_events {
             let _ = tx.send(event.clone());

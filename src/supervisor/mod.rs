@@ -20,6 +20,7 @@ mod store_ledger;
 pub mod usage;
 pub mod watch;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
 
 use crate::config::ProcessSpec;
-use crate::events::{Event, ExitStatus, StateName};
+use crate::events::{Change, Event, ExitStatus, StateName};
 use crate::logs::LogBuffer;
 use crate::ports::PortInfo;
 use crate::probes::ProbeResult;
@@ -154,6 +155,9 @@ pub enum SupervisorError {
     BadPattern { pattern: String, reason: String },
     #[error("processes are already loaded; the configuration is applied once")]
     AlreadyLoaded,
+    /// The set cannot drop or replace processes that are not down.
+    #[error("{} still running; stop them first", names.join(", "))]
+    StillRunning { names: Vec<String> },
     #[error("the supervisor is shutting down")]
     ShuttingDown,
     #[error("invalid probe: {0}")]
@@ -190,7 +194,23 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     StartAll {
+        /// By process name: start it (`true`) or leave it down (`false`) whatever its
+        /// `autostart` says.
+        overrides: HashMap<String, bool>,
         reply: Reply<()>,
+    },
+    Sync {
+        specs: Vec<ProcessSpec>,
+        reply: Reply<()>,
+    },
+    WaitUp {
+        names: Vec<String>,
+        reply: Reply<()>,
+    },
+    Announce {
+        process: String,
+        change: Change,
+        reason: String,
     },
     Freeze {
         frozen: bool,
@@ -366,7 +386,44 @@ impl SupervisorHandle {
 
     /// Start every `autostart` process again (after a restore), respecting dependencies.
     pub async fn start_all(&self) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::StartAll { reply }).await
+        self.start_all_with(HashMap::new()).await
+    }
+
+    /// [`SupervisorHandle::start_all`], where `overrides` says of some processes whether they
+    /// start whatever their `autostart` (the operator's intent).
+    pub async fn start_all_with(
+        &self,
+        overrides: HashMap<String, bool>,
+    ) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::StartAll { overrides, reply })
+            .await
+    }
+
+    /// Make the set of processes exactly `specs`, in this order: processes with the same spec
+    /// are kept as they are (same pid), new ones are added stopped, and the ones dropped or
+    /// changed must be down ([`SupervisorError::StillRunning`] otherwise, and nothing changes).
+    /// A changed process keeps its log buffer.
+    pub async fn sync(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::Sync { specs, reply }).await
+    }
+
+    /// Wait until each of `names` is running (so ready), down, or in backoff; unknown names
+    /// are not waited for.
+    pub async fn wait_up(&self, names: Vec<String>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::WaitUp { names, reply }).await
+    }
+
+    /// Emit an event for `change` made to `process` (its state at the time as `from` and
+    /// `to`), on the same paths as transitions: history, streams, webhooks, metrics.
+    pub async fn announce(&self, process: &str, change: Change, reason: String) {
+        let _ = self
+            .tx
+            .send(Command::Announce {
+                process: process.into(),
+                change,
+                reason,
+            })
+            .await;
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`) every live process group; returns the groups

@@ -159,6 +159,19 @@ impl Node {
         v
     }
 
+    /// `GET path` as text (e.g. `/metrics`), asserting 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.text().await.unwrap()
+    }
+
     /// `GET path`, or `None` if the node does not answer.
     pub async fn try_get(&self, path: &str) -> Option<Value> {
         let resp = self

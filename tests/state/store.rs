@@ -20,6 +20,7 @@ fn event(process: &str, from: StateName, to: StateName, n: i64) -> Event {
             _ => Some(ExitStatus::Signal(9)),
         },
         reason: (n % 2 == 0).then(|| format!("reason {n}")),
+        change: None,
     }
 }
 
@@ -41,7 +42,18 @@ async fn migrations_apply_to_an_empty_database() {
         .await
         .unwrap();
     assert_eq!(version, LATEST_VERSION);
-    assert_eq!(tables, ["checkpoints", "events", "facts", "runs"]);
+    assert_eq!(
+        tables,
+        [
+            "checkpoints",
+            "events",
+            "facts",
+            "intents",
+            "process_set",
+            "runs",
+            "stacks"
+        ]
+    );
     assert!(store.integrity_check().await.unwrap().is_empty());
     store.close().await.unwrap();
     // Opening again applies nothing and keeps the version.

@@ -85,8 +85,11 @@ impl Actor {
                 let all = (0..self.procs.len()).collect();
                 self.wait(all, Wait::Down, move || drop(reply.send(Ok(()))));
             }
-            Command::StartAll { reply } => {
-                let auto = (0..self.procs.len()).filter(|&i| self.procs[i].spec.autostart);
+            Command::StartAll { overrides, reply } => {
+                let auto = (0..self.procs.len()).filter(|&i| {
+                    let p = &self.procs[i];
+                    overrides.get(&*p.name).copied().unwrap_or(p.spec.autostart)
+                });
                 self.pending_start.extend(auto);
                 self.pending_stop.clear();
                 let _ = reply.send(Ok(()));
@@ -95,6 +98,21 @@ impl Actor {
                 let groups = self.freeze(frozen);
                 let _ = reply.send(Ok(groups));
             }
+            Command::Sync { specs, reply } => {
+                let _ = reply.send(self.sync(specs));
+            }
+            Command::WaitUp { names, reply } => {
+                let ix = names
+                    .iter()
+                    .filter_map(|n| self.index.get(n.as_str()).copied())
+                    .collect();
+                self.wait(ix, Wait::Up, move || drop(reply.send(Ok(()))));
+            }
+            Command::Announce {
+                process,
+                change,
+                reason,
+            } => self.announce(&process, change, reason),
             Command::Signal { signal } => self.signal_all(signal),
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
             Command::SetLedger { ledger, reply } => {
@@ -113,6 +131,11 @@ impl Actor {
         match cmd {
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
             Command::Signal { signal } => self.signal_all(signal),
+            Command::Announce {
+                process,
+                change,
+                reason,
+            } => self.announce(&process, change, reason),
             // The database may close while processes stop; nothing starts any more.
             Command::SetLedger { ledger, reply } => {
                 self.opts.ledger = ledger;
@@ -129,7 +152,9 @@ impl Actor {
         match cmd {
             Command::Load { reply, .. }
             | Command::StopAll { reply, .. }
-            | Command::StartAll { reply } => drop(reply.send(e())),
+            | Command::StartAll { reply, .. }
+            | Command::Sync { reply, .. }
+            | Command::WaitUp { reply, .. } => drop(reply.send(e())),
             Command::Shutdown { reply } => drop(reply.send(Ok(()))),
             Command::List { reply, .. } => drop(reply.send(e())),
             Command::Start { reply, .. }
@@ -139,7 +164,7 @@ impl Actor {
             Command::Logs { reply, .. } => drop(reply.send(e())),
             Command::Ports { reply } => drop(reply.send(e())),
             Command::SetLedger { reply, .. } => drop(reply.send(e())),
-            Command::Signal { .. } => {}
+            Command::Signal { .. } | Command::Announce { .. } => {}
         }
     }
 
@@ -156,48 +181,53 @@ impl Actor {
             .map(health::probes_of)
             .collect::<Result<Vec<_>, _>>()?;
         self.loaded = true;
-        for (spec, (readiness, liveness)) in specs.into_iter().zip(probes) {
-            let name: Arc<str> = spec.name.as_str().into();
-            let watch = (!spec.watch.is_empty()).then(|| {
-                let base = spec
-                    .cwd
-                    .clone()
-                    .or_else(|| std::env::current_dir().ok())
-                    .unwrap_or_default();
-                crate::supervisor::watch::watch(
-                    name.clone(),
-                    &spec.watch,
-                    &base,
-                    self.watch_tx.clone(),
-                )
-                .map_err(|e| tracing::warn!(process = %name, "cannot watch {:?}: {e}", spec.watch))
-                .ok()
-            });
+        for (spec, probes) in specs.into_iter().zip(probes) {
             let i = self.procs.len();
             if start && spec.autostart {
                 self.pending_start.insert(i);
             }
-            self.index.insert(name.clone(), i);
-            self.procs.push(Proc {
-                m: Machine::new(spec.restart.clone(), spec.stop_signal),
-                spec: Arc::new(spec),
-                name,
-                logs: Arc::new(LogBuffer::default()),
-                since: OffsetDateTime::now_utc(),
-                reason: None,
-                last_pid: None,
-                _watch: watch.flatten(),
-                readiness,
-                liveness,
-                probes: Vec::new(),
-                ready: false,
-                live_ok: None,
-                last_probe: None,
-                log_mark: 0,
-                group_check: false,
-            });
+            let p = self.new_proc(spec, probes);
+            self.index.insert(p.name.clone(), i);
+            self.procs.push(p);
         }
         self.begin_cleanup();
         Ok(())
+    }
+
+    /// A process of `spec`, stopped, with its file watch (if any) set up.
+    pub(super) fn new_proc(
+        &self,
+        spec: ProcessSpec,
+        (readiness, liveness): health::Probes,
+    ) -> Proc {
+        let name: Arc<str> = spec.name.as_str().into();
+        let watch = (!spec.watch.is_empty()).then(|| {
+            let base = spec
+                .cwd
+                .clone()
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_default();
+            crate::supervisor::watch::watch(name.clone(), &spec.watch, &base, self.watch_tx.clone())
+                .map_err(|e| tracing::warn!(process = %name, "cannot watch {:?}: {e}", spec.watch))
+                .ok()
+        });
+        Proc {
+            m: Machine::new(spec.restart.clone(), spec.stop_signal),
+            spec: Arc::new(spec),
+            name,
+            logs: Arc::new(LogBuffer::default()),
+            since: OffsetDateTime::now_utc(),
+            reason: None,
+            last_pid: None,
+            _watch: watch.flatten(),
+            readiness,
+            liveness,
+            probes: Vec::new(),
+            ready: false,
+            live_ok: None,
+            last_probe: None,
+            log_mark: 0,
+            group_check: false,
+        }
     }
 }

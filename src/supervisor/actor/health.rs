@@ -22,7 +22,7 @@ use crate::supervisor::state::{AfterStop, Input, ProcState};
 /// Stop timeout for a leftover whose process is no longer configured.
 const LEFTOVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Probes = (Option<Arc<ProbeSpec>>, Option<Arc<ProbeSpec>>);
+pub(super) type Probes = (Option<Arc<ProbeSpec>>, Option<Arc<ProbeSpec>>);
 
 /// The readiness and liveness probes of `spec`, ready to run.
 pub(super) fn probes_of(spec: &ProcessSpec) -> Result<Probes, ProbeError> {

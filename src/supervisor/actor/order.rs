@@ -59,6 +59,11 @@ impl Actor {
                 w.targets.iter().all(|&i| match w.until {
                     Wait::Down => procs[i].m.state.is_down(),
                     Wait::Settled => !matches!(procs[i].m.state, ProcState::Stopping { .. }),
+                    Wait::Up => {
+                        let state = &procs[i].m.state;
+                        state.is_down()
+                            || matches!(state.name(), StateName::Running | StateName::Backoff)
+                    }
                 })
             });
         self.waiters = keep;

@@ -83,7 +83,8 @@ fn stop_start_and_restart_act_and_report_what_they_touched() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
         run.json(),
-        serde_json::json!({"action": "start", "processes": ["worker"]})
+        // Revision 1 is the seed; the stop recorded the intent at 2, the start at 3.
+        serde_json::json!({"action": "start", "processes": ["worker"], "revision": 3})
     );
 
     let run = s.ctl(Some(&admin), &["restart", "web-*"]);

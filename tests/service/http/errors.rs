@@ -18,7 +18,7 @@ async fn unknown_paths_and_wrong_methods_are_problem_json() {
     for (method, path) in [
         (Method::DELETE, "/"),
         (Method::PUT, "/config"),
-        (Method::POST, "/processes"),
+        (Method::PATCH, "/processes"),
         (Method::GET, "/processes/web-1/stop"),
         (Method::POST, "/metrics"),
         (Method::POST, "/healthz"),

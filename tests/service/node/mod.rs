@@ -9,6 +9,7 @@ use crate::common;
 mod cases;
 mod failover;
 mod ready;
+mod procset;
 
 use common::moto::MotoServer;
 use serde_json::{Value, json};
@@ -101,6 +102,13 @@ both_backends!(
     cases::operations_are_refused_while_one_runs_and_hooks_can_fail_them,
     failover::a_killed_owner_is_taken_over_after_the_ttl_and_never_before,
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
+    procset::the_set_and_intent_survive_a_restart,
+    procset::the_set_and_intent_follow_a_release_lease_handoff,
+    procset::the_set_and_intent_follow_a_kill_9_failover,
+    procset::concurrent_changes_are_ordered_and_none_is_lost,
+    procset::invalid_and_conflicting_changes_change_nothing,
+    procset::scaling_touches_only_the_instances_it_adds_or_stops,
+    procset::a_replaced_stack_restarts_rolling_and_keeps_intents,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,7 @@ pub fn event(n: u64) -> Event {
         pid: Some(100),
         exit: None,
         reason: Some("x".repeat(200)),
+        change: None,
     }
 }
 
