@@ -2,7 +2,7 @@
 //! `instances` copies of it), `DELETE /processes/{name}` removes one, `POST
 //! /processes/{name}/scale` changes how many instances it has.
 //!
-//! The environment (`node/procset.rs`) validates the spec with the whole set exactly like a
+//! The environment (`node/procset/`) validates the spec with the whole set exactly like a
 //! config file (every problem at once, 422, nothing changed), commits the change to the state
 //! database (incrementing the revision), then has the supervisor act. A standby refuses with 409
 //! naming the owner.
