@@ -29,7 +29,8 @@ pub struct ListQuery {
 
 /// The supervised processes.
 ///
-/// Each with its state, pid, restarts, uptime, last exit, readiness and health.
+/// Each with its state, pid, restarts, uptime, last exit, readiness and health, where its spec
+/// comes from (`origin`) and what the operator last asked of it (`intent`).
 #[utoipa::path(
     get,
     path = "/processes",
@@ -47,7 +48,11 @@ pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<ProcessInfo>>, ApiError> {
-    Ok(Json(state.supervisor().list(q.pattern.as_deref()).await?))
+    let mut list = state.supervisor().list(q.pattern.as_deref()).await?;
+    if let Some(node) = state.node() {
+        node.annotate(&mut list);
+    }
+    Ok(Json(list))
 }
 
 /// One process.
@@ -68,7 +73,12 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ProcessInfo>, ApiError> {
-    Ok(Json(state.supervisor().get(&name).await?))
+    let mut one = [state.supervisor().get(&name).await?];
+    if let Some(node) = state.node() {
+        node.annotate(&mut one);
+    }
+    let [one] = one;
+    Ok(Json(one))
 }
 
 /// What start, stop and restart did.

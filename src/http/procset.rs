@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use super::processes::parse_timeout;
 use crate::config::ProcessConfig;
-use crate::node::{Added, Removed, Replaced, Scaled};
+use crate::node::{Added, Replaced, Scaled};
 
 /// Add a stack: one process, or `instances` copies of it.
 ///
@@ -37,6 +37,7 @@ use crate::node::{Added, Removed, Replaced, Scaled};
         (status = 201, description = "Added (and started unless `autostart: false`)", body = Added, headers(("location" = String, description = "`/processes/{name}` of the first process"))),
         (status = 400, description = "The body is not JSON"),
         (status = 409, description = "A stack of this name exists, or this node does not own the environment"),
+        (status = 413, description = "The body is larger than 1 MiB"),
         (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The spec is not valid: `problems` lists every problem"),
         (status = 503, description = "The state database cannot be written"),
@@ -68,7 +69,9 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
-    /// Overrides each process's stop timeout, e.g. `10s`.
+    /// Overrides each process's stop timeout (time between the stop signal and SIGKILL): a
+    /// number and a unit (`ms`, `s`, `m`, `h`), e.g. `10s`.
+    #[param(pattern = r"^[0-9]{1,6}(ms|s|m|h)$")]
     timeout: Option<String>,
     /// Remove it even though other stacks depend on it.
     #[serde(default)]
@@ -78,7 +81,8 @@ pub struct DeleteQuery {
 /// Remove a stack.
 ///
 /// Stops its processes (stop signal, then SIGKILL of the group after the timeout) and removes
-/// them from the set. Refused while other stacks depend on it, unless `force=true`.
+/// them from the set. Refused while other stacks depend on it, unless `force=true`. The answer
+/// has no body: the `ETag` header carries the revision of the set after the change.
 #[utoipa::path(
     delete,
     path = "/processes/{name}",
@@ -87,7 +91,7 @@ pub struct DeleteQuery {
     params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), DeleteQuery),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "Removed", body = Removed),
+        (status = 204, description = "Removed: its processes are down and gone from the set", headers(("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
         (status = 400, description = "An invalid timeout or query parameter"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "Other stacks depend on it, or this node does not own the environment"),
@@ -99,20 +103,42 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
-) -> Result<Json<Removed>, ApiError> {
+) -> Result<Response, ApiError> {
     let timeout = q.timeout.as_deref().map(parse_timeout).transpose()?;
     let node = state.service().environment()?;
-    Ok(Json(
-        node.remove_stack(&name, q.force, timeout, who.sub).await?,
-    ))
+    let removed = node.remove_stack(&name, q.force, timeout, who.sub).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::ETAG, format!("\"{}\"", removed.revision))],
+    )
+        .into_response())
 }
 
 /// The body of `POST /processes/{name}/scale`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleBody {
-    /// How many instances the stack should have (1 to 10,000).
+    /// How many instances the stack should have (1 to 10,000). A whole number; JSON's `3.0`
+    /// is the number 3 and is taken as such.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub instances: u32,
+}
+
+/// A JSON number that is a whole number within `u32` (`3` or `3.0`), as JSON Schema's
+/// `integer` allows; anything else is the body's 422.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            .map(|f| f as u64)
+    });
+    whole.and_then(|w| u32::try_from(w).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "instances: {n} is not a whole number from 1 to 10,000"
+        ))
+    })
 }
 
 /// Scale a stack.
@@ -132,6 +158,8 @@ pub struct ScaleBody {
         (status = 400, description = "The body is not JSON"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "This node does not own the environment"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "An invalid count, or a directory stack"),
         (status = 503, description = "The state database cannot be written"),
     )
@@ -166,6 +194,8 @@ pub async fn scale(
         (status = 400, description = "The body is not JSON"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "This node does not own the environment"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The spec is not valid: `problems` lists every problem"),
         (status = 503, description = "The state database cannot be written"),
     )

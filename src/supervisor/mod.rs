@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
 
 use crate::config::ProcessSpec;
-use crate::events::{Change, Event, ExitStatus, StateName};
+use crate::events::{Change, Event, ExitStatus, Intent, Origin, StateName};
 use crate::logs::LogBuffer;
 use crate::ports::PortInfo;
 use crate::probes::ProbeResult;
@@ -95,6 +95,12 @@ pub struct ProcessInfo {
     /// CPU and memory of its process group at the latest sample; `null` while it is not up or
     /// before it was first sampled (or when sampling is off).
     pub usage: Option<Usage>,
+    /// Where its stack's spec comes from: `file` (this node's config file) or `api` (added,
+    /// replaced or scaled through the API); `null` until the environment's set is loaded.
+    pub origin: Option<Origin>,
+    /// What the operator last asked of it, kept across restarts and takeovers: `stopped` (on
+    /// purpose) or `started`; `null` when nothing was asked and `autostart` decides.
+    pub intent: Option<Intent>,
 }
 
 #[cfg(test)]
@@ -119,6 +125,8 @@ impl ProcessInfo {
             healthy: pid.is_some(),
             last_probe: None,
             usage: None,
+            origin: None,
+            intent: None,
         }
     }
 }

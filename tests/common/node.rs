@@ -137,6 +137,17 @@ impl Node {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let (status, _, v) = self.send_full(method, path, body).await;
+        (status, v)
+    }
+
+    /// [`Node::send`] with the answer's headers.
+    pub async fn send_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -146,9 +157,11 @@ impl Node {
         }
         let resp = req.timeout(Duration::from_secs(300)).send().await.unwrap();
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         (
             status,
+            headers,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }

@@ -67,6 +67,20 @@ impl Node {
         self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Fill in each process's `origin` and the operator's `intent` from the loaded set (left
+    /// `null` before it is loaded), for `GET /processes`.
+    pub fn annotate(&self, list: &mut [crate::supervisor::ProcessInfo]) {
+        let Some(view) = self.set_view() else { return };
+        for p in list {
+            p.origin = view
+                .stacks
+                .iter()
+                .find(|s| s.entry.name() == p.stack)
+                .map(|s| s.origin);
+            p.intent = view.intents.get(&p.name).copied();
+        }
+    }
+
     /// The processes of the set (or of the config file before the set is loaded).
     pub(super) fn current_specs(&self) -> Vec<ProcessSpec> {
         self.set_view()

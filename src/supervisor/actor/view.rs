@@ -96,6 +96,8 @@ impl Actor {
             healthy: is_healthy(p),
             last_probe: p.last_probe.clone(),
             usage: None,
+            origin: None,
+            intent: None,
         }
     }
 

@@ -56,7 +56,7 @@ const PROBES: &[(&str, &str, Option<&str>, u16)] = &[
         Some(r#"{"name": "extra", "command": "sleep", "args": ["999"], "instances": 2}"#),
         200,
     ),
-    ("remove_process", "/processes/extra?timeout=5s", None, 200),
+    ("remove_process", "/processes/extra?timeout=5s", None, 204),
     ("list_ports", "/ports", None, 200),
     ("list_events", "/events?limit=5&process=web-*", None, 200),
     ("stream_events", "/events/stream?process=web-*", None, 200),

@@ -47,10 +47,22 @@ async fn change_the_set(n: &Node) -> u64 {
     let (code, added) = n.post("/processes", Some(sleeper("d"))).await;
     assert_eq!(code, StatusCode::CREATED, "{added}");
     n.wait_running("d").await;
-    let (code, removed) = n.send(Method::DELETE, "/processes/d", None).await;
-    assert_eq!(code, StatusCode::OK, "{removed}");
-    assert_eq!(removed["removed"], json!(["d"]));
-    assert_eq!(removed["revision"], start + 4);
+    let (code, headers, removed) = n.send_full(Method::DELETE, "/processes/d", None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{removed}");
+    assert_eq!(removed, json!(""), "no body");
+    let a = n.get("/processes/a").await;
+    assert_eq!(
+        (&a["origin"], &a["intent"]),
+        (&json!("file"), &json!("stopped")),
+        "{a}"
+    );
+    let c = n.get("/processes/c-1").await;
+    assert_eq!(
+        (&c["origin"], &c["intent"]),
+        (&json!("api"), &Value::Null),
+        "{c}"
+    );
+    assert_eq!(headers["etag"], format!("\"{}\"", start + 4).as_str());
     assert_eq!(revision(n).await, start + 4);
     n.wait_running("c-2").await;
     start + 4
@@ -63,6 +75,23 @@ async fn runs_the_changed_set(n: &Node, rev: u64) {
     n.wait_running("c-2").await;
     // `a` would be starting by now (nothing it waits for): it stays stopped.
     assert_eq!(state(n, "a").await, "stopped");
+    let list = n.get("/processes?pattern=%5Bac%5D*").await;
+    let shown: Vec<(&Value, &Value, &Value)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (&p["name"], &p["origin"], &p["intent"]))
+        .collect();
+    let (file, api, stopped) = (json!("file"), json!("api"), json!("stopped"));
+    assert_eq!(
+        shown,
+        [
+            (&json!("a"), &file, &stopped),
+            (&json!("c-1"), &api, &Value::Null),
+            (&json!("c-2"), &api, &Value::Null),
+        ],
+        "the origin and the intent follow the environment"
+    );
     let (code, _) = n.send(Method::GET, "/processes/d", None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(revision(n).await, rev);
@@ -220,10 +249,19 @@ pub async fn invalid_and_conflicting_changes_change_nothing(b: &Backend) {
     assert_eq!(revision(&n).await, start, "nothing was committed");
     assert_eq!(n.wait_running("web").await, pid, "nothing was touched");
 
+    let (code, problem) = n
+        .send(Method::DELETE, "/processes/a?force=true&timeout=soon", None)
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("timeout"),
+        "{problem}"
+    );
+    assert_eq!(revision(&n).await, start, "nothing was committed");
     let (code, removed) = n
         .send(Method::DELETE, "/processes/a?force=true&timeout=2s", None)
         .await;
-    assert_eq!(code, StatusCode::OK, "{removed}");
+    assert_eq!(code, StatusCode::NO_CONTENT, "{removed}");
     assert_eq!(revision(&n).await, start + 1);
     assert_eq!(
         n.wait_running("web").await,
