@@ -21,6 +21,7 @@ mod duration;
 pub mod hooks;
 mod limits;
 mod load;
+mod plan;
 pub mod probe;
 pub mod process;
 mod resolve;
@@ -35,6 +36,7 @@ pub use hooks::{HookConfig, HooksConfig, WebhookConfig};
 pub use load::{
     ConfigError, Problem, parse, parse_file, parse_stack_into, parse_with_env, persist, redacted,
 };
+pub use plan::{ChangedStack, ReloadPlan, changed_fields, plan};
 pub use probe::{ProbeConfig, TcpTarget};
 pub use process::{MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_names, parse_signal};
 pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};

@@ -38,7 +38,8 @@ impl Node {
         let mut others = view.config.clone();
         others.stacks.retain(|e| e.name() != name);
         let (_, entry) = config::parse_stack_into(&others, body).map_err(NodeError::Invalid)?;
-        let fields = changed_fields(&old, &serde_json::to_value(&entry).unwrap_or_default());
+        let fields =
+            config::changed_fields(&old, &serde_json::to_value(&entry).unwrap_or_default());
         let mut stacks = view.stacks.clone();
         stacks[pos] = Stack {
             origin: Origin::Api,
@@ -151,20 +152,4 @@ impl Node {
             revision,
         })
     }
-}
-
-/// The top-level fields whose values differ between two stack specs (as JSON).
-fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
-    let empty = serde_json::Map::new();
-    let (a, b) = (
-        old.as_object().unwrap_or(&empty),
-        new.as_object().unwrap_or(&empty),
-    );
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
 }
