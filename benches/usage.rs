@@ -84,6 +84,7 @@ async fn spawn_sleepers(n: usize) -> Vec<proc::Child> {
             cwd: None,
             stdio: Stdio3::Capture,
             die_with_parent: true,
+            credentials: None,
         })
         .await
         .unwrap();

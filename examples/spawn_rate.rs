@@ -16,6 +16,7 @@ async fn main() {
         cwd: None,
         stdio: Stdio3::Capture,
         die_with_parent: true,
+        credentials: None,
     };
     let t = Instant::now();
     let children = futures::future::join_all((0..n).map(|_| proc::spawn(req.clone()))).await;

@@ -57,6 +57,8 @@ pub fn spec(args: &Entrypoint) -> Result<ProcessSpec, RunError> {
         env: Default::default(),
         env_file: None,
         cwd: None,
+        user: None,
+        group: None,
         source: StackSource::Inline,
         autostart: true,
         restart: RestartPolicy {

@@ -72,6 +72,13 @@ pub struct ProcessConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub cwd: Option<PathBuf>,
+    /// Run as this user (a name or a numeric uid), with its groups; needs the service to run
+    /// as root. Default: the service's own user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run with this primary group (a name or a numeric gid) instead of the user's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Number of copies, named `name-1 … name-N`; `{instance}` in args and env expands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
@@ -165,6 +172,7 @@ pub(super) fn check_process(pc: &ProcessConfig, base: &str, p: &mut Vec<Problem>
         p.push(Problem::new(at("stop_signal"), e));
     }
     check_env(&pc.env, &at("env"), p);
+    check_user(pc, base, p);
     for (j, w) in pc.watch.iter().enumerate() {
         if w.as_os_str().is_empty() {
             p.push(Problem::new(
@@ -211,6 +219,34 @@ pub(super) fn check_process(pc: &ProcessConfig, base: &str, p: &mut Vec<Problem>
             at("ports"),
             "a process with several instances cannot own fixed ports; give each its own process",
         ));
+    }
+}
+
+/// `user` and `group`: not empty, existing on this machine, and switchable to by this process
+/// (root, or the user it already is). Reads the user database (blocking).
+fn check_user(pc: &ProcessConfig, base: &str, p: &mut Vec<Problem>) {
+    use crate::proc::user::{UserError, check};
+    let (user, group) = (pc.user.as_deref(), pc.group.as_deref());
+    let mut bad = false;
+    for (field, v) in [("user", user), ("group", group)] {
+        if v.is_some_and(|v| v.trim().is_empty() || v.contains('\0')) {
+            p.push(Problem::new(
+                format!("{base}.{field}"),
+                format!("a {field} name or a numeric id, e.g. \"nobody\" or \"65534\""),
+            ));
+            bad = true;
+        }
+    }
+    if bad || (user.is_none() && group.is_none()) {
+        return;
+    }
+    if let Err(e) = check(user, group) {
+        let field = match &e {
+            UserError::NoGroup(_) => "group",
+            UserError::NotRoot { .. } | UserError::Lookup(_) if user.is_none() => "group",
+            _ => "user",
+        };
+        p.push(Problem::new(format!("{base}.{field}"), e.to_string()));
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ProcessSpec {
     /// A `KEY=VALUE` file read at every start, so edits apply on restart.
     pub env_file: Option<PathBuf>,
     pub cwd: Option<PathBuf>,
+    /// The user and group to run as (names or numeric ids), resolved at every start.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub source: StackSource,
     pub autostart: bool,
     pub restart: RestartPolicy,
@@ -113,6 +116,8 @@ fn dir_stack(config: &Config, name: &str, dir: &Path) -> ProcessSpec {
         env: config.env.clone(),
         env_file: Some(dir.join("env")),
         cwd: Some(dir.to_path_buf()),
+        user: None,
+        group: None,
         source: StackSource::Dir(dir.to_path_buf()),
         autostart: true,
         restart: policy(config, None),
@@ -154,6 +159,8 @@ fn inline(config: &Config, pc: &ProcessConfig, name: String, instance: Option<u3
             .cwd
             .as_ref()
             .map(|c| PathBuf::from(x(&c.to_string_lossy()))),
+        user: pc.user.clone(),
+        group: pc.group.clone(),
         source: StackSource::Inline,
         autostart: pc.autostart.unwrap_or(true),
         restart: policy(config, Some(pc)),

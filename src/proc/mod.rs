@@ -19,6 +19,7 @@
 
 pub mod procfs;
 mod run;
+pub mod user;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -34,6 +35,7 @@ use tokio::sync::oneshot;
 use crate::events::ExitStatus;
 
 pub use run::{CommandError, Output, RunOptions, run};
+pub use user::{Credentials, UserError};
 
 /// What to do with a child's standard streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,9 @@ pub struct SpawnRequest {
     /// space, far cheaper under frequent use); for short commands bounded by a timeout (probes,
     /// hooks).
     pub die_with_parent: bool,
+    /// The user and groups to switch to before exec ([`user`]), resolved by the caller off the
+    /// async runtime; `None` keeps this process's.
+    pub credentials: Option<Credentials>,
 }
 
 /// A started child. Its exit status arrives on `exit` once the reaper has collected it.
@@ -227,15 +232,24 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
         Stdio3::Inherit => (Stdio::inherit(), Stdio::inherit(), Stdio::inherit()),
     };
     cmd.stdin(i).stdout(o).stderr(e).process_group(0);
-    if req.die_with_parent {
+    if req.die_with_parent || req.credentials.is_some() {
         let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+        let die_with_parent = req.die_with_parent;
+        let credentials = req.credentials.clone();
+        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid, prctl, getppid, raise)
+        // run between fork and exec, on memory allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                if libc::getppid() != parent {
-                    // The supervisor died between fork and prctl.
-                    libc::raise(libc::SIGKILL);
+                // First: a change of credentials clears the parent-death signal.
+                if let Some(c) = &credentials {
+                    c.switch()?;
+                }
+                if die_with_parent {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    if libc::getppid() != parent {
+                        // The supervisor died between fork and prctl.
+                        libc::raise(libc::SIGKILL);
+                    }
                 }
                 Ok(())
             });
@@ -399,6 +413,7 @@ mod tests {
             cwd: None,
             stdio: Stdio3::Capture,
             die_with_parent: true,
+            credentials: None,
         }
     }
 

@@ -69,6 +69,7 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, CommandErr
         cwd: opts.cwd.clone(),
         stdio,
         die_with_parent: false,
+        credentials: None,
     })
     .await?;
     let pid = child.pid;

@@ -143,7 +143,14 @@ impl Service {
         if tokio::fs::try_exists(path).await.unwrap_or(false) {
             return Err(ServiceError::FileAppeared { path: path.clone() });
         }
-        let config = parse(body)?;
+        // Validation reads the user database (a process's `user` and `group`): off the runtime.
+        let owned = body.to_vec();
+        let config = tokio::task::spawn_blocking(move || parse(&owned))
+            .await
+            .map_err(|e| {
+                let why = format!("validation did not finish: {e}");
+                ServiceError::Invalid(vec![config::Problem::new("", why)])
+            })??;
         persist(path.clone(), body.to_vec()).await?;
         let applied = self.apply_locked(&mut pending, config).await?;
         tracing::info!(config = %path.display(), processes = applied.processes.len(), "configured by POST /config");

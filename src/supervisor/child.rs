@@ -60,6 +60,8 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    User(#[from] proc::UserError),
+    #[error(transparent)]
     Spawn(#[from] proc::SpawnError),
     #[error(transparent)]
     Port(#[from] ports::PortError),
@@ -150,12 +152,24 @@ async fn start(
     if let Some(i) = spec.instance {
         env.insert("STATE_MANAGER_INSTANCE".into(), i.to_string());
     }
+    let credentials = credentials(spec).await?;
+    if let Some(c) = &credentials {
+        // The user's own, unless the spec's env sets them.
+        let name = c.name.clone();
+        let home = c.home.as_ref().map(|h| h.display().to_string());
+        for (key, value) in [("USER", &name), ("LOGNAME", &name), ("HOME", &home)] {
+            if let Some(v) = value {
+                env.entry(key.into()).or_insert_with(|| v.clone());
+            }
+        }
+    }
     let req = SpawnRequest {
         argv: spec.argv.clone(),
         env: proc::child_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         cwd: spec.cwd.clone(),
         stdio,
         die_with_parent: true,
+        credentials,
     };
     let mut child = proc::spawn(req).await?;
     let name: Arc<str> = spec.name.as_str().into();
@@ -172,6 +186,20 @@ async fn start(
         tokio::spawn(pump(fd, name, LogStream::Stderr, logs.clone(), forward));
     }
     Ok(child)
+}
+
+/// The user and groups `spec` runs as, looked up at each start (so a change to the user
+/// database applies on restart) on the blocking pool: the lookup reads files or asks NSS.
+async fn credentials(spec: &ProcessSpec) -> Result<Option<proc::Credentials>, StartError> {
+    if spec.user.is_none() && spec.group.is_none() {
+        return Ok(None);
+    }
+    let (user, group) = (spec.user.clone(), spec.group.clone());
+    let resolved =
+        tokio::task::spawn_blocking(move || proc::user::resolve(user.as_deref(), group.as_deref()))
+            .await
+            .map_err(|e| proc::UserError::Lookup(e.to_string()))??;
+    Ok(Some(resolved))
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments skipped; matching quotes around a value

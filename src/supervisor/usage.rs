@@ -234,6 +234,7 @@ mod tests {
             cwd: None,
             stdio: Stdio3::Capture,
             die_with_parent: true,
+            credentials: None,
         })
         .await
         .unwrap();

@@ -272,6 +272,44 @@ fn check_accepts_the_example_and_reports_every_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
 }
 
+/// `user` and `group` need a service running as root: `check` run as an unprivileged user
+/// (setpriv, from util-linux) refuses a switch to another user at its path, and accepts the
+/// user it runs as.
+#[test]
+fn check_as_a_user_refuses_to_switch_to_another() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(nix::unistd::Uid::effective().is_root(), "run as root");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"stacks": [{"name": "a", "command": "sleep 1", "user": "root"},
+                       {"name": "b", "command": "sleep 1", "user": "nobody"}]}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_state-manager"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .env_remove("STATE_MANAGER_DATA_DIR")
+        .output()
+        .expect("setpriv runs (Debian: util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let want = format!(
+        "stacks[0].user: state-manager runs as uid {}, not root, so it cannot switch to user \"root\"",
+        nobody.uid
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    assert!(
+        !err.contains("stacks[1]"),
+        "its own user is allowed:\n{err}"
+    );
+}
+
 /// `check` refuses what would fail later: serde's positional (array) form of the config or of a
 /// section, and a duration out of its range (a zero checkpoint interval used to pass `check`
 /// and then panic the service at start).

@@ -113,6 +113,11 @@ async fn rejected_posts_write_nothing() {
             r#"{"replication": {"interval": "100000000years"}}"#,
             "replication.interval",
         ),
+        // A user to run as must exist (validated off the async runtime: it reads /etc/passwd).
+        (
+            r#"{"stacks": [{"name": "a", "command": "x", "user": "no-such-user-sm"}]}"#,
+            "stacks[0].user",
+        ),
     ] {
         let body = assert_problem(s.post_config(doc).await, StatusCode::UNPROCESSABLE_ENTITY).await;
         let problems = body["problems"].as_array().unwrap();
