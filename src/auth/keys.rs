@@ -3,13 +3,16 @@
 //!
 //! Invariants: the key never comes from the network and is never logged (only where it came
 //! from); a public key accepts only the algorithms of its own kind, so an HS256 token keyed with
-//! the public key's bytes (algorithm confusion) and `alg: none` are refused.
+//! the public key's bytes (algorithm confusion) and `alg: none` are refused. What a token must
+//! carry besides its signature is in `rules.rs`; a minted token satisfies those rules.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::Serialize;
 
+use super::rules::{self, Expect, RSA_ALGS};
 use super::{Claims, InvalidToken, Scope};
 
 /// Environment variable holding the HS256 secret itself.
@@ -23,6 +26,8 @@ pub const ENV_PUBLIC_KEY_FILE: &str = "STATE_MANAGER_JWT_PUBLIC_KEY_FILE";
 #[derive(Clone)]
 pub struct Keys {
     decoding: DecodingKey,
+    algorithms: &'static [Algorithm],
+    expect: Expect,
     validation: Validation,
     encoding: Option<EncodingKey>,
     /// Where the key came from, for the start-up log (never the key itself).
@@ -67,37 +72,6 @@ fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, AuthError> {
     })
 }
 
-const RSA_ALGS: [Algorithm; 6] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
-
-/// Seconds of clock difference allowed between the minting machine and this one, for `exp`,
-/// `nbf` and `iat` alike.
-pub const LEEWAY_SECS: u64 = 5;
-
-fn validation(algorithms: &[Algorithm]) -> Validation {
-    let mut v = Validation::new(algorithms[0]);
-    v.algorithms = algorithms.to_vec();
-    v.set_required_spec_claims(&["exp"]);
-    v.leeway = LEEWAY_SECS;
-    v.validate_exp = true;
-    v.validate_nbf = true;
-    v.validate_aud = false;
-    v
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 impl Keys {
     /// The key named by the environment, if any. At most one of the three variables may be set.
     pub fn from_env() -> Result<Option<Keys>, AuthError> {
@@ -114,19 +88,44 @@ impl Keys {
         if set > 1 {
             return Err(AuthError::Ambiguous);
         }
-        if let Some(s) = secret {
-            return Keys::hs256(&s.into_encoded_bytes(), ENV_SECRET).map(Some);
-        }
-        if let Some(path) = secret_file {
+        let keys = if let Some(s) = secret {
+            Keys::hs256(&s.into_encoded_bytes(), ENV_SECRET)?
+        } else if let Some(path) = secret_file {
             let bytes = read(ENV_SECRET_FILE, Path::new(&path))?;
-            return Keys::hs256(bytes.trim_ascii_end(), ENV_SECRET_FILE).map(Some);
-        }
-        if let Some(path) = public {
+            Keys::hs256(bytes.trim_ascii_end(), ENV_SECRET_FILE)?
+        } else if let Some(path) = public {
             let pem = read(ENV_PUBLIC_KEY_FILE, Path::new(&path))?;
             let shown = Path::new(&path).display().to_string();
-            return Keys::public_pem(&pem, &shown).map(Some);
+            Keys::public_pem(&pem, &shown)?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(keys.expecting(Expect::from_env())))
+    }
+
+    /// These keys, accepting only tokens with the audience and issuer of `expect` (and minting
+    /// tokens that carry them).
+    pub fn expecting(mut self, expect: Expect) -> Keys {
+        self.validation = expect.validation(self.algorithms);
+        self.expect = expect;
+        self
+    }
+
+    fn new(
+        decoding: DecodingKey,
+        algorithms: &'static [Algorithm],
+        encoding: Option<EncodingKey>,
+        source: String,
+    ) -> Keys {
+        let expect = Expect::default();
+        Keys {
+            decoding,
+            algorithms,
+            validation: expect.validation(algorithms),
+            expect,
+            encoding,
+            source,
         }
-        Ok(None)
     }
 
     /// A shared secret (HS256): verifies and signs.
@@ -139,17 +138,17 @@ impl Keys {
                 "{source} is shorter than 32 bytes; use a longer random secret (e.g. `openssl rand -hex 32`)"
             );
         }
-        Ok(Keys {
-            decoding: DecodingKey::from_secret(secret),
-            validation: validation(&[Algorithm::HS256]),
-            encoding: Some(EncodingKey::from_secret(secret)),
-            source: source.to_string(),
-        })
+        Ok(Keys::new(
+            DecodingKey::from_secret(secret),
+            &[Algorithm::HS256],
+            Some(EncodingKey::from_secret(secret)),
+            source.to_string(),
+        ))
     }
 
     /// A PEM public key: verify only. The key's kind decides the accepted algorithms.
     pub fn public_pem(pem: &[u8], path: &str) -> Result<Keys, AuthError> {
-        let (decoding, algs): (DecodingKey, &[Algorithm]) =
+        let (decoding, algs): (DecodingKey, &'static [Algorithm]) =
             if let Ok(k) = DecodingKey::from_ed_pem(pem) {
                 (k, &[Algorithm::EdDSA])
             } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
@@ -159,61 +158,56 @@ impl Keys {
             } else {
                 return Err(AuthError::BadPublicKey { path: path.into() });
             };
-        Ok(Keys {
+        Ok(Keys::new(
             decoding,
-            validation: validation(algs),
-            encoding: None,
-            source: format!("{ENV_PUBLIC_KEY_FILE} ({path})"),
-        })
+            algs,
+            None,
+            format!("{ENV_PUBLIC_KEY_FILE} ({path})"),
+        ))
     }
 
-    /// The claims of `token` if it is signed with our key, not expired and uses an accepted
-    /// algorithm; else why not.
+    /// The claims of `token` if it is signed with our key, uses an accepted algorithm and
+    /// satisfies the rules of `rules.rs` (times, audience, issuer); else why not.
     pub fn decode(&self, token: &str) -> Result<Claims, InvalidToken> {
-        use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                let why = match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired; mint a new one",
-                    ErrorKind::InvalidSignature => "the token's signature does not match our key",
-                    ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted here",
-                    ErrorKind::MissingRequiredClaim(_) => "the token has no `exp` claim",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)",
-                    _ => "the token is malformed",
-                };
-                InvalidToken(why)
-            })?;
-        // jsonwebtoken does not look at `iat`; a token issued in the future is as suspect as
-        // one not valid yet.
-        if data
-            .claims
-            .iat
-            .is_some_and(|iat| iat > now_secs() + LEEWAY_SECS)
-        {
-            return Err(InvalidToken(
-                "the token was issued in the future (`iat`); check the clocks of both machines",
-            ));
-        }
+            .map_err(|e| rules::refusal(&e))?;
+        rules::check_iat(data.claims.iat)?;
         Ok(data.claims)
     }
 
     /// Sign a token with the shared secret (for `state-manager token` and tests).
     pub fn mint(&self, sub: &str, scope: Scope, ttl: Duration) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::CannotSign)?;
-        let now = now_secs();
-        let claims = Claims {
-            sub: Some(sub.to_string()),
-            exp: now + ttl.as_secs(),
-            iat: Some(now),
-            scope: scope.as_str().to_string(),
+        let now = rules::now_secs();
+        let claims = Minted {
+            claims: Claims {
+                sub: Some(sub.to_string()),
+                exp: now + ttl.as_secs(),
+                iat: Some(now),
+                scope: scope.as_str().to_string(),
+            },
+            aud: self.expect.audience.first().map(String::as_str),
+            iss: self.expect.issuer.first().map(String::as_str),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).map_err(AuthError::Sign)
     }
 }
 
+/// A minted token's claims: ours, and the audience and issuer this service expects.
+#[derive(Serialize)]
+struct Minted<'a> {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Expect;
 
     #[test]
     fn a_minted_token_verifies_and_a_tampered_one_does_not() {
@@ -235,7 +229,7 @@ mod tests {
     fn a_token_not_valid_yet_or_issued_in_the_future_is_refused() {
         let secret = b"unit-secret-0123456789abcdef012345";
         let keys = Keys::hs256(secret, "test").unwrap();
-        let now = now_secs();
+        let now = rules::now_secs();
         let sign = |claims: serde_json::Value| {
             jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),
@@ -252,7 +246,7 @@ mod tests {
         let err = keys.decode(&iat).unwrap_err().0;
         assert!(err.contains("issued in the future"), "{err}");
         // Within the leeway both pass, as do an `nbf` and `iat` in the past.
-        let near = now + LEEWAY_SECS - 1;
+        let near = now + rules::LEEWAY_SECS - 1;
         let ok =
             sign(serde_json::json!({"scope": "admin", "nbf": near, "iat": near, "exp": now + 60}));
         assert!(keys.decode(&ok).is_ok());
@@ -260,5 +254,27 @@ mod tests {
             serde_json::json!({"scope": "admin", "nbf": now - 60, "iat": now - 60, "exp": now + 60}),
         );
         assert!(keys.decode(&past).is_ok());
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_expected_audience_and_issuer() {
+        let keys = Keys::hs256(b"unit-secret-0123456789abcdef012345", "test").unwrap();
+        let plain = keys
+            .mint("me", Scope::Read, Duration::from_secs(60))
+            .unwrap();
+        let keys = keys.expecting(Expect {
+            audience: vec!["sm".into(), "other".into()],
+            issuer: vec!["idp".into()],
+        });
+        // Which of the two missing claims is named first is the library's choice.
+        let err = keys.decode(&plain).unwrap_err().0;
+        assert!(
+            err.contains("no `aud`") || err.contains("no `iss`"),
+            "{err}"
+        );
+        let t = keys
+            .mint("me", Scope::Read, Duration::from_secs(60))
+            .unwrap();
+        assert!(keys.decode(&t).is_ok());
     }
 }

@@ -1,16 +1,19 @@
 //! Who may use the API: the JWT keys ([`Keys`], read once from the environment at start), the
 //! claims a token carries ([`Claims`]), the scopes it grants ([`Scope`]) and whether requests are
-//! authenticated at all ([`Auth`]). `serve` verifies tokens with it (through the extractors of
+//! authenticated at all ([`Auth`]); what a token must carry besides its signature ([`Expect`]:
+//! times with a leeway, audience, issuer). `serve` verifies tokens with it (through the extractors of
 //! `http::auth`), `state-manager token` mints them.
 //!
 //! Invariants: keys never come from the network and are never logged (only where they came
 //! from); `admin` implies `read`; nothing here knows about HTTP.
 
 mod keys;
+mod rules;
 
 use serde::{Deserialize, Serialize};
 
 pub use keys::{AuthError, ENV_PUBLIC_KEY_FILE, ENV_SECRET, ENV_SECRET_FILE, Keys};
+pub use rules::{ENV_AUDIENCE, ENV_ISSUER, Expect, LEEWAY_SECS};
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -24,7 +24,9 @@ fn cmd() -> Command {
     for v in KEY_VARS {
         c.env_remove(v);
     }
-    c.env_remove("STATE_MANAGER_CONFIG")
+    c.env_remove("STATE_MANAGER_JWT_AUDIENCE")
+        .env_remove("STATE_MANAGER_JWT_ISSUER")
+        .env_remove("STATE_MANAGER_CONFIG")
         .env_remove("STATE_MANAGER_DATA_DIR");
     c
 }
@@ -95,6 +97,38 @@ fn token_mints_the_asked_scope_subject_and_lifetime() {
         .as_secs();
     let ttl = claims["exp"].as_u64().unwrap() - now;
     assert!((7100..=7200).contains(&ttl), "{ttl}");
+    assert!(claims.get("aud").is_none() && claims.get("iss").is_none());
+}
+
+#[test]
+fn token_carries_the_configured_audience_and_issuer() {
+    let secret = "cli-secret-0123456789abcdef0123456789";
+    let out = cmd()
+        .env("STATE_MANAGER_JWT_SECRET", secret)
+        .env("STATE_MANAGER_JWT_AUDIENCE", "state-manager, other")
+        .env("STATE_MANAGER_JWT_ISSUER", "https://idp.example")
+        .args(["token"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_required_spec_claims(&["exp", "aud", "iss"]);
+    v.set_audience(&["state-manager"]);
+    v.set_issuer(&["https://idp.example"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token.trim(),
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["aud"], "state-manager");
+    assert_eq!(claims["iss"], "https://idp.example");
 }
 
 /// The binary serving on an ephemeral port; its address read from its JSON logs.

@@ -1,12 +1,16 @@
 //! The auth matrix on every route: no header, Basic, malformed, wrong key, expired, `alg: none`,
-//! a scope that is neither read nor admin, read vs admin on every mutating route; public keys.
+//! a scope that is neither read nor admin, read vs admin on every mutating route; public keys
+//! (RS256, PS256, ES256, EdDSA) and the algorithm-confusion attack; a configured audience and
+//! issuer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use state_manager::auth::{Auth, Keys, Scope};
+use state_manager::auth::{Auth, Expect, Keys, Scope};
 
 use super::support::{SLEEPERS, Server, assert_problem};
 
@@ -173,16 +177,25 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The detail of a 401 answer to `GET /` with `token`.
+async fn refused(s: &Server, token: &str) -> String {
+    let r = send(s, "GET", "/", Some(&format!("Bearer {token}"))).await;
+    let body = assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    body["detail"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn public_keys_verify_eddsa_and_es256_only_with_their_own_key() {
+async fn public_keys_verify_rs256_es256_and_eddsa_only_with_their_own_key() {
     for (kind, alg, private, public) in [
+        ("rsa", Algorithm::RS256, "jwt-rsa.key", "jwt-rsa.pub"),
+        ("rsa-pss", Algorithm::PS256, "jwt-rsa.key", "jwt-rsa.pub"),
+        ("p256", Algorithm::ES256, "jwt-p256.key", "jwt-p256.pub"),
         (
             "ed25519",
             Algorithm::EdDSA,
             "jwt-ed25519.key",
             "jwt-ed25519.pub",
         ),
-        ("p256", Algorithm::ES256, "jwt-p256.key", "jwt-p256.pub"),
     ] {
         let pem = fixture(public);
         let keys = Keys::public_pem(&pem, public).unwrap();
@@ -190,27 +203,113 @@ async fn public_keys_verify_eddsa_and_es256_only_with_their_own_key() {
         let claims = json!({"sub": "ci", "scope": "read", "exp": now() + 600});
         let signing = match alg {
             Algorithm::EdDSA => EncodingKey::from_ed_pem(&fixture(private)).unwrap(),
-            _ => EncodingKey::from_ec_pem(&fixture(private)).unwrap(),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&fixture(private)).unwrap(),
+            _ => EncodingKey::from_rsa_pem(&fixture(private)).unwrap(),
         };
         let good = jsonwebtoken::encode(&Header::new(alg), &claims, &signing).unwrap();
         let r = send(&s, "GET", "/", Some(&format!("Bearer {good}"))).await;
         assert_eq!(r.status(), StatusCode::OK, "{kind}");
-        // Algorithm confusion: an HS256 token keyed with the public key's bytes.
-        let confused = hs256(&pem, claims.clone());
-        let r = send(&s, "GET", "/", Some(&format!("Bearer {confused}"))).await;
-        assert_problem(r, StatusCode::UNAUTHORIZED).await;
+        // The right key, a claim changed after signing.
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        parts[1] = URL_SAFE_NO_PAD
+            .encode(json!({"sub": "ci", "scope": "admin", "exp": now() + 600}).to_string());
+        let detail = refused(&s, &parts.join(".")).await;
+        assert!(detail.contains("signature"), "{kind}: {detail}");
+        // Algorithm confusion: HS256 tokens keyed with the public key's PEM bytes, its PEM
+        // without the trailing newline, and its DER bytes.
+        let der = pem_body(&pem);
+        for secret in [&pem[..], pem.trim_ascii_end(), &der[..]] {
+            let detail = refused(&s, &hs256(secret, claims.clone())).await;
+            assert!(detail.contains("algorithm"), "{kind}: {detail}");
+        }
+        let detail = refused(&s, ALG_NONE).await;
+        assert!(!detail.is_empty(), "{kind}");
         // The shared-secret token of the other tests is no good here either.
+        refused(&s, &s.token(Scope::Admin)).await;
+        assert!(keys_cannot_sign(&pem));
+        s.stop().await;
+    }
+}
+
+/// The DER bytes inside a PEM document.
+fn pem_body(pem: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(pem).unwrap();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_audience_and_issuer_are_required() {
+    let keys = super::support::keys().expecting(Expect {
+        audience: vec!["state-manager".into(), "sm-eu".into()],
+        issuer: vec!["https://idp.example".into()],
+    });
+    let s = Server::start_in(tempfile::tempdir().unwrap(), Auth::Jwt(Box::new(keys))).await;
+    let exp = now() + 600;
+    let secret = super::support::SECRET;
+    let good = [
+        json!({"scope": "read", "exp": exp, "aud": "state-manager", "iss": "https://idp.example"}),
+        json!({"scope": "read", "exp": exp, "aud": "sm-eu", "iss": "https://idp.example"}),
+        json!({"scope": "read", "exp": exp, "aud": ["elsewhere", "sm-eu"], "iss": "https://idp.example"}),
+    ];
+    for claims in good {
         let r = send(
             &s,
             "GET",
             "/",
-            Some(&format!("Bearer {}", s.token(Scope::Admin))),
+            Some(&format!("Bearer {}", hs256(secret, claims.clone()))),
         )
         .await;
-        assert_problem(r, StatusCode::UNAUTHORIZED).await;
-        assert!(keys_cannot_sign(&pem));
-        s.stop().await;
+        assert_eq!(r.status(), StatusCode::OK, "{claims}");
     }
+    let bad = [
+        (
+            json!({"scope": "read", "exp": exp, "iss": "https://idp.example"}),
+            "no `aud`",
+        ),
+        (
+            json!({"scope": "read", "exp": exp, "aud": "elsewhere", "iss": "https://idp.example"}),
+            "`aud` does not name",
+        ),
+        (
+            json!({"scope": "read", "exp": exp, "aud": ["a", "b"], "iss": "https://idp.example"}),
+            "`aud` does not name",
+        ),
+        (
+            json!({"scope": "read", "exp": exp, "aud": "state-manager"}),
+            "no `iss`",
+        ),
+        (
+            json!({"scope": "read", "exp": exp, "aud": "state-manager", "iss": "https://evil.example"}),
+            "`iss` is not",
+        ),
+    ];
+    for (claims, why) in bad {
+        let detail = refused(&s, &hs256(secret, claims.clone())).await;
+        assert!(detail.contains(why), "{claims}: {detail}");
+    }
+    // A token minted without them, as the other tests' tokens are, is refused.
+    let r = send(
+        &s,
+        "GET",
+        "/",
+        Some(&format!("Bearer {}", s.token(Scope::Read))),
+    )
+    .await;
+    assert_problem(r, StatusCode::UNAUTHORIZED).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_audience_aud_and_iss_are_not_looked_at() {
+    let s = Server::start(None).await;
+    let claims = json!({"scope": "read", "exp": now() + 600, "aud": "anyone", "iss": "anywhere"});
+    let t = hs256(super::support::SECRET, claims);
+    let r = send(&s, "GET", "/", Some(&format!("Bearer {t}"))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
 }
 
 fn keys_cannot_sign(pem: &[u8]) -> bool {
