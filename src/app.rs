@@ -34,6 +34,8 @@ pub struct Settings {
     pub auth: Auth,
     /// How often each process group's CPU and memory are sampled; `None`: never.
     pub usage_interval: Option<std::time::Duration>,
+    /// Connections at once and how long a client may take to send a request.
+    pub limits: http::listen::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +46,6 @@ pub enum AppError {
     Config { path: String, source: ConfigError },
     #[error("cannot become a subreaper: {0}")]
     Subreaper(std::io::Error),
-    #[error("the HTTP server failed: {0}")]
-    Http(std::io::Error),
     #[error("cannot set up the environment: {0}")]
     Service(#[from] ServiceError),
 }
@@ -102,9 +102,7 @@ pub async fn serve(
     let stop = stop_signal(shutdown, handle.clone(), state.clone(), code.clone());
     let router = http::router(state);
     crate::memory::release_startup_memory();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await;
+    http::listen::serve(listener, router, settings.limits, stop).await;
     let code = code.load(Ordering::SeqCst);
     if let Some(node) = service.node() {
         tracing::info!(code, "handing the environment over");
@@ -116,7 +114,6 @@ pub async fn serve(
     sinks.shutdown(crate::webhooks::SHUTDOWN_GRACE).await;
     hooks.run(crate::hooks::HookPoint::OnShutdown).await;
     forward.abort();
-    server.map_err(AppError::Http)?;
     Ok(code)
 }
 

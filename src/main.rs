@@ -86,6 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         subreaper: args.subreaper,
         auth,
         usage_interval,
+        limits: Default::default(),
     };
     let shutdown = signals::termination()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -66,6 +66,7 @@ pub struct Configured {
         (status = 201, description = "Configured", body = Configured, headers(("location" = String, description = "`/config`"))),
         (status = 400, description = "The body is not JSON (or not UTF-8)"),
         (status = 409, description = "Already configured, or a config file appeared since the start"),
+        (status = 408, description = "The body was not received whole within 30 s"),
         (status = 413, description = "The body is larger than 1 MiB"),
         (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The config is not valid: `problems` lists every problem"),

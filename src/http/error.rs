@@ -43,6 +43,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive within the time to read it.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A body that parses as JSON but has the wrong shape for the request.
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::InvalidConfig(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -116,6 +120,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::InvalidConfig(_) => "invalid-config",
@@ -172,7 +177,7 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"state-manager\""),
             );
         }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body is never read: a client must not send its next request on
             // this connection, whose unread bytes make the server's side reset it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

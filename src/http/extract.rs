@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::ApiError;
+use super::listen::BodyReadTimeout;
 
 /// A required JSON body, parsed as `T`. Also an answer: `T` as JSON.
 pub struct Json<T>(pub T);
@@ -93,17 +94,26 @@ fn declared_json(headers: &HeaderMap, curl: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// The whole body, within the body limit.
+/// The whole body, within the body limit and the time to read it ([`BodyReadTimeout`], set by
+/// the server's accept loop; without it, the default).
 async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|r| match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {} bytes",
-                super::BODY_LIMIT
-            )),
-            _ => ApiError::BadRequest(r.body_text()),
-        })
+    let limit = req
+        .extensions()
+        .get::<BodyReadTimeout>()
+        .map_or(super::listen::BODY_READ_TIMEOUT, |t| t.0);
+    let Ok(read) = tokio::time::timeout(limit, Bytes::from_request(req, state)).await else {
+        return Err(ApiError::RequestTimeout(format!(
+            "the body was not received within {}; send it whole, at once",
+            humantime::format_duration(limit)
+        )));
+    };
+    read.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the body is larger than the limit of {} bytes",
+            super::BODY_LIMIT
+        )),
+        _ => ApiError::BadRequest(r.body_text()),
+    })
 }
 
 /// `bytes` as `T`: 400 if it is not JSON, 422 if it is JSON but not an object or not a `T`.

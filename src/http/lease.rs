@@ -48,6 +48,7 @@ fn yes() -> bool {
         (status = 200, description = "Released", body = ReleaseReport),
         (status = 400, description = "Malformed JSON"),
         (status = 409, description = "Not configured yet, not the owner of the lease, or another operation is under way"),
+        (status = 408, description = "The body was not received whole within 30 s"),
         (status = 413, description = "The body is larger than 1 MiB"),
         (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The body has the wrong shape"),

@@ -1,5 +1,6 @@
 //! The HTTP control plane: the router, the shared [`AppState`], and the layers every request
-//! goes through (request id, tracing, metrics, body limit, per-route timeouts).
+//! goes through (request id, tracing, metrics, body limit, per-route timeouts); the connections
+//! under it (how many, how long a client may take to send a request) are `listen.rs`'s.
 //!
 //! One file per resource; handlers talk to the supervisor only through its handle. Invariants:
 //! every route except `GET /healthz`, `GET /readyz` and the console's page and files (`GET /ui`,
@@ -16,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod lease;
+pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

@@ -60,6 +60,7 @@ impl Node {
             config_path: data_dir.join("config.json"),
             subreaper: false,
             usage_interval: Some(Duration::from_millis(250)),
+            limits: Default::default(),
             auth: Auth::Jwt(Box::new(keys())),
         };
         let (stop, rx) = oneshot::channel::<i32>();

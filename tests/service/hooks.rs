@@ -42,6 +42,7 @@ fn settings(dir: &Path, config: &serde_json::Value) -> Settings {
         subreaper: false,
         auth: state_manager::auth::Auth::Insecure,
         usage_interval: None,
+        limits: Default::default(),
     }
 }
 

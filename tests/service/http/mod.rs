@@ -1,6 +1,7 @@
 //! The HTTP API end to end: the real server on 127.0.0.1:0, real child processes, reqwest.
 
 mod auth;
+mod clients;
 mod config_flow;
 mod console;
 mod errors;

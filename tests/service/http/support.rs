@@ -8,6 +8,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use state_manager::app::{self, AppError, Settings};
 use state_manager::auth::{Auth, Keys, Scope};
+use state_manager::http::listen::Limits;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +42,11 @@ impl Server {
 
     /// A server on an existing directory (its data dir; the config is `config.json` in it).
     pub async fn start_in(dir: TempDir, auth: Auth) -> Server {
+        Server::start_limited(dir, auth, Limits::default()).await
+    }
+
+    /// [`Server::start_in`] with connection limits of its own.
+    pub async fn start_limited(dir: TempDir, auth: Auth, limits: Limits) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let settings = Settings {
@@ -49,6 +55,7 @@ impl Server {
             subreaper: false,
             usage_interval: Some(Duration::from_millis(250)),
             auth,
+            limits,
         };
         let (stop, rx) = oneshot::channel::<i32>();
         let task = tokio::spawn(app::serve(settings, listener, async move {
