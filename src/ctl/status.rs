@@ -34,12 +34,16 @@ pub fn render(v: &Value, now: OffsetDateTime) -> String {
         ("role", role(&v["role"])),
         ("lease", lease(&v["lease"], now)),
         ("storage", output::text(&v["storage"])),
+        ("storage health", storage_health(&v["storage_health"], now)),
         ("processes", processes(&v["processes"])),
         ("replication", replication(&v["replication"], now)),
         ("last checkpoint", checkpoint(&v["last_checkpoint"], now)),
         ("operation", operation(&v["operation"], now)),
         ("last error", output::text(&v["node_error"])),
     ];
+    if let Some(fix) = v["storage_health"]["failure"]["fix"].as_str() {
+        pairs.insert(7, ("storage fix", fix.to_string()));
+    }
     let warnings = v["warnings"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     for w in warnings {
         pairs.push(("warning", output::text(w)));
@@ -74,6 +78,25 @@ fn lease(v: &Value, now: OffsetDateTime) -> String {
         parts.push(format!("expires {}", output::age(&v["expires_at"], now)));
     }
     parts.join(", ")
+}
+
+/// `ok`, `unknown`, or `failing for 3s: <what happened>` (the fix is its own line).
+fn storage_health(v: &Value, now: OffsetDateTime) -> String {
+    if !v.is_object() {
+        return output::text(v);
+    }
+    let state = output::text(&v["state"]);
+    let Some(message) = v["failure"]["message"].as_str() else {
+        return state;
+    };
+    match output::parse_time(&v["since"]) {
+        Some(since) => {
+            let took = (now - since).max(time::Duration::ZERO);
+            let took = std::time::Duration::from_secs(took.whole_seconds() as u64);
+            format!("{state} for {}: {message}", output::duration(took))
+        }
+        None => format!("{state}: {message}"),
+    }
 }
 
 /// `{"kind": "checkpoint", "since": …}` as `checkpoint, for 3s`.
@@ -186,6 +209,7 @@ mod tests {
             "lease": {"node_id": "node-a", "holder": "node-a", "epoch": 3,
                       "expires_at": "2026-11-23T20:20:25Z", "released": false},
             "storage": "s3://bucket/env-1",
+            "storage_health": {"state": "ok", "since": "2026-11-23T20:15:00Z", "failure": null},
             "replication": {"lag_ms": 0, "last_sync_at": "2026-11-23T20:19:58Z", "last_error": null},
             "last_checkpoint": {"id": "20261123T201500.000Z-0a1b2c3d", "label": "nightly",
                                 "created_at": "2026-11-23T20:15:00Z"},
@@ -203,6 +227,7 @@ uptime           3m 12s
 role             owner
 lease            held by node-a, epoch 3, expires in 25s
 storage          s3://bucket/env-1
+storage health   ok
 processes        4 total: 3 running, 1 backoff
 replication      lag 0ms, last sync 2s ago
 last checkpoint  20261123T201500.000Z-0a1b2c3d (nightly), 5m ago
@@ -227,6 +252,22 @@ warning          authentication is disabled
             "owner, epoch 3"
         );
         assert_eq!(role(&json!("standby")), "standby");
+    }
+
+    #[test]
+    fn failing_storage_says_what_happened_and_what_to_do() {
+        let now = OffsetDateTime::parse("2026-11-23T20:20:00Z", &Rfc3339).unwrap();
+        let v = json!({
+            "storage": "s3://bk/env-1",
+            "storage_health": {"state": "failing", "since": "2026-11-23T20:19:50Z",
+                "failure": {"kind": "credentials", "message": "the secret key is wrong",
+                            "fix": "check storage.secret_key"}}
+        });
+        let out = render(&v, now);
+        assert!(
+            out.contains("storage health   failing for 10s: the secret key is wrong\nstorage fix      check storage.secret_key\n"),
+            "{out}"
+        );
     }
 
     #[test]

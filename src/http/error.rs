@@ -239,7 +239,11 @@ impl From<NodeError> for ApiError {
             NodeError::Invalid(problems) => ApiError::InvalidConfig(problems),
             NodeError::Checkpoint(c) => c.into(),
             NodeError::Lease(l) => l.into(),
-            NodeError::Storage(_) | NodeError::Replication(_) => ApiError::Unavailable(format!(
+            NodeError::Storage(ref s) => storage_unavailable(text, s),
+            NodeError::Replication(crate::replication::ReplicationError::Storage(ref s)) => {
+                storage_unavailable(text, s)
+            }
+            NodeError::Replication(_) => ApiError::Unavailable(format!(
                 "{text}; is storage reachable? GET / shows the node's state"
             )),
             NodeError::Supervisor(s) => s.into(),
@@ -270,9 +274,7 @@ impl From<CheckpointError> for ApiError {
             | CheckpointError::ConcurrentGc { .. }
             | CheckpointError::GcWaitTimeout { .. }
             | CheckpointError::Fenced { .. } => ApiError::Conflict(text),
-            CheckpointError::Store(_) => {
-                ApiError::Unavailable(format!("{text}; is storage reachable?"))
-            }
+            CheckpointError::Store(ref s) => storage_unavailable(text, s),
             // A process that did not stop in time (stuck on a busy disk): the next try may succeed.
             CheckpointError::Freeze { .. } => ApiError::Unavailable(text),
             _ => ApiError::Internal {
@@ -290,14 +292,25 @@ impl From<LeaseError> for ApiError {
             LeaseError::Held { .. }
             | LeaseError::NotHeld { .. }
             | LeaseError::Superseded { .. } => ApiError::Conflict(text),
-            LeaseError::Storage { .. } | LeaseError::Timeout { .. } | LeaseError::Stopped => {
-                ApiError::Unavailable(text)
-            }
+            LeaseError::Storage { ref source, .. } => storage_unavailable(text, source),
+            LeaseError::Timeout { .. } | LeaseError::Stopped => ApiError::Unavailable(text),
             _ => ApiError::Internal {
                 detail: text.clone(),
                 cause: text,
             },
         }
+    }
+}
+
+/// The 503 of a request that needed storage: `text` already names the cause and its fix when
+/// the failure is known (a [`crate::objstore::Failure`]); otherwise the operator is pointed at
+/// the storage health in `GET /`.
+fn storage_unavailable(text: String, e: &crate::objstore::StorageError) -> ApiError {
+    match e.failure() {
+        Some(_) => ApiError::Unavailable(format!("{text} (GET / shows storage health)")),
+        None => ApiError::Unavailable(format!(
+            "{text}; is storage reachable? GET / shows storage health"
+        )),
     }
 }
 

@@ -306,6 +306,7 @@ fn render_node(out: &mut String, node: &crate::node::Node) {
             ok,
         );
     }
+    render_storage(out, &o.storage_health);
     if let Some(c) = &o.last_checkpoint {
         let at = c.created_at.unix_timestamp_nanos() as f64 / 1e9;
         one(
@@ -322,6 +323,33 @@ fn render_node(out: &mut String, node: &crate::node::Node) {
             "Bytes of env_dir in the newest checkpoint.",
             c.bytes as f64,
         );
+    }
+}
+
+/// Storage health: up (0 only while failing), and the kind of the current failure.
+fn render_storage(out: &mut String, h: &crate::objstore::StorageHealth) {
+    family(
+        out,
+        "state_manager_storage_up",
+        "gauge",
+        "0 while storage requests fail (GET / says why), else 1.",
+    );
+    let _ = writeln!(
+        out,
+        "state_manager_storage_up {}",
+        u8::from(!h.is_failing())
+    );
+    family(
+        out,
+        "state_manager_storage_error",
+        "gauge",
+        "1 for the kind of the current storage failure.",
+    );
+    let current = h.failure.as_ref().map(|f| f.kind);
+    for kind in crate::objstore::FailureKind::ALL {
+        let v = u8::from(current == Some(kind));
+        let name = kind.as_str();
+        let _ = writeln!(out, "state_manager_storage_error{{kind=\"{name}\"}} {v}");
     }
 }
 

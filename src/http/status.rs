@@ -14,6 +14,7 @@ use super::extract::Json;
 use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
 use crate::node::{LeaseOverview, NodeRole, Operation, Takeover};
+use crate::objstore::StorageHealth;
 use crate::replication::ReplicationStatus;
 use crate::supervisor::Summary;
 use crate::webhooks::SinkStats;
@@ -38,6 +39,10 @@ pub struct Status<'a> {
     /// Where checkpoints, the database and the lease are kept (no secrets); `null` while
     /// unconfigured.
     pub storage: Option<String>,
+    /// Whether storage works as this node's last request found it: `ok`, `unknown` (nothing
+    /// asked yet) or `failing` with the failure's kind, sentence and fix. A standby that cannot
+    /// read the lease shows it here within one poll interval. `null` while unconfigured.
+    pub storage_health: Option<StorageHealth>,
     /// The last failure to bring the environment up or of a scheduled checkpoint.
     pub node_error: Option<String>,
     /// The latest report of each hook that ran.
@@ -82,6 +87,7 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         last_checkpoint: node.and_then(|n| n.last_checkpoint.clone()),
         operation: node.and_then(|n| n.operation.clone()),
         storage: node.map(|n| n.storage.clone()),
+        storage_health: node.map(|n| n.storage_health.clone()),
         node_error: node.and_then(|n| n.last_error.clone()),
         hooks: state.hooks().reports(),
         webhooks: state.webhooks().stats(),

@@ -163,6 +163,8 @@ pub struct Node {
     specs: Vec<ProcessSpec>,
     data_dir: DataDir,
     objects: DynStore,
+    /// Every request's outcome on `objects` (see `objstore::health`).
+    storage_health: watch::Receiver<objstore::StorageHealth>,
     supervisor: SupervisorHandle,
     lease: LeaseHandle,
     engine: Arc<CheckpointEngine>,
@@ -194,6 +196,7 @@ impl Node {
         })?;
         let data_dir = DataDir::new(data_dir);
         let objects = objstore::open(config.storage.as_ref(), data_dir.root()).await?;
+        let (objects, storage_health) = objstore::health::watched(objects);
         let env_dir = data_dir.env_dir(&config);
         let state_dir = data_dir.checkpoint_state();
         for dir in [&env_dir, &state_dir] {
@@ -217,6 +220,7 @@ impl Node {
             specs,
             data_dir,
             objects,
+            storage_health,
             supervisor,
             lease,
             engine,
@@ -256,6 +260,10 @@ impl Node {
     }
     pub fn storage(&self) -> String {
         self.objects.describe()
+    }
+    /// Whether storage works, as this node's last request found it.
+    pub fn storage_health(&self) -> objstore::StorageHealth {
+        self.storage_health.borrow().clone()
     }
 
     /// The open state database, while this node owns the environment.

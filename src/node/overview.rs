@@ -1,6 +1,6 @@
 //! What `GET /` and the metrics show of the node: its role (the lease's role, plus
 //! `taking_over` while an owner brings the environment up), who holds the lease, replication,
-//! the last checkpoint, the operation under way and the last takeover.
+//! the last checkpoint, the operation under way, the last takeover and whether storage works.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{Node, Operation, Takeover};
 use crate::checkpoint::CheckpointSummary;
 use crate::lease::Role;
+use crate::objstore::StorageHealth;
 use crate::replication::ReplicationStatus;
 
 /// This node's part in the environment, as `GET /` names it.
@@ -60,6 +61,7 @@ pub struct Overview {
     pub last_checkpoint: Option<CheckpointSummary>,
     pub operation: Option<Operation>,
     pub storage: String,
+    pub storage_health: StorageHealth,
     pub last_error: Option<String>,
     pub last_takeover: Option<Takeover>,
     /// The revision of the process set, once this node loaded it.
@@ -124,6 +126,7 @@ impl Node {
             last_checkpoint: status.last_checkpoint,
             operation: status.operation,
             storage: self.storage(),
+            storage_health: self.storage_health(),
             last_error: status.last_error,
             last_takeover: status.last_takeover,
             revision: status.revision,

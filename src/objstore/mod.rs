@@ -9,6 +9,8 @@
 //! [`open`] picks the backend from the config's `storage` section.
 
 mod atomic;
+mod error;
+pub mod health;
 pub mod local;
 pub mod s3;
 
@@ -19,6 +21,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::StorageConfig;
+
+pub use error::{Failure, FailureKind, StorageError};
+pub use health::{StorageHealth, StorageState};
 
 /// Opaque version tag of an object, compared for conditional writes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -40,36 +45,6 @@ pub struct ObjectMeta {
 pub struct Object {
     pub body: Bytes,
     pub etag: ETag,
-}
-
-/// A failure of storage (either backend), with the key it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("object {key:?} not found")]
-    NotFound { key: String },
-    /// put-if-absent found an object, or put-if-match found another version.
-    #[error("precondition failed for {key:?}: the object exists or changed since it was read")]
-    PreconditionFailed { key: String },
-    #[error("invalid object key {key:?}: {reason}")]
-    InvalidKey { key: String, reason: &'static str },
-    #[error("local storage I/O on {key:?}: {source}")]
-    Io { key: String, source: std::io::Error },
-    /// A request to the storage service failed after retries.
-    #[error("storage request {op} {key:?} failed: {message}")]
-    Backend {
-        op: &'static str,
-        key: String,
-        message: String,
-    },
-}
-
-impl StorageError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StorageError::NotFound { .. })
-    }
-    pub fn is_precondition_failed(&self) -> bool {
-        matches!(self, StorageError::PreconditionFailed { .. })
-    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -155,11 +130,13 @@ pub async fn open(storage: Option<&StorageConfig>, data_dir: &Path) -> Result<Dy
         return open_local(crate::datadir::DataDir::new(data_dir).objects(), None).await;
     };
     match s.endpoint.as_deref().and_then(file_endpoint) {
-        Some(base) if !base.is_absolute() => Err(StorageError::Backend {
-            op: "open",
-            key: String::new(),
-            message: "a file endpoint needs an absolute path: \"file:///var/lib/objects\"".into(),
-        }),
+        Some(base) if !base.is_absolute() => Err(StorageError::backend(
+            "open",
+            "",
+            FailureKind::Config,
+            "a file endpoint needs an absolute path",
+            "set storage.endpoint like \"file:///var/lib/objects\"",
+        )),
         Some(base) => open_local(base, s.key_prefix.clone()).await,
         None => Ok(Arc::new(s3::S3Store::connect(s).await?)),
     }

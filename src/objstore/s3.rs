@@ -15,6 +15,7 @@
 //! A conditional write retried after a lost response may report `PreconditionFailed` although
 //! its first attempt landed; callers that must know (the lease) read the object back.
 
+mod classify;
 mod config;
 mod multipart;
 
@@ -24,16 +25,20 @@ use std::path::Path;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-use self::config::{config_error, data_timeouts, describe, shared_config};
+use self::classify::{Target, classify};
+use self::config::{
+    config_error, credentials_source, data_timeouts, describe, shared_config, shown_endpoint,
+};
 use super::atomic::{self, TempFile};
 use super::{
-    ETag, Object, ObjectMeta, ObjectStore, Result, StorageError, validate_key, validate_prefix,
+    ETag, FailureKind, Object, ObjectMeta, ObjectStore, Result, StorageError, validate_key,
+    validate_prefix,
 };
 use crate::config::StorageConfig;
 
@@ -50,6 +55,8 @@ pub struct S3Store {
     /// `""` or `"<key_prefix>/"`.
     prefix: String,
     describe: String,
+    /// What failure sentences name.
+    target: Target,
 }
 
 /// What a write requires of the current object.
@@ -70,7 +77,8 @@ impl S3Store {
             .filter(|b| !b.is_empty())
             .ok_or_else(|| {
                 config_error(
-                    "storage.bucket is required for S3 storage: set it in the config".into(),
+                    "no bucket is configured for S3 storage".into(),
+                    "set storage.bucket in the config",
                 )
             })?;
         let prefix = match cfg.key_prefix.as_deref().filter(|p| !p.is_empty()) {
@@ -89,11 +97,27 @@ impl S3Store {
             conf = conf.endpoint_url(endpoint);
         }
         let describe = describe(&bucket, &prefix, cfg.endpoint.as_deref());
+        let region = shared
+            .region()
+            .map_or("us-east-1", |r| r.as_ref())
+            .to_string();
+        let endpoint = match cfg.endpoint.as_deref() {
+            Some(ep) => shown_endpoint(ep),
+            None => format!("AWS S3 in {region}"),
+        };
+        let target = Target {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint,
+            region,
+            credentials: credentials_source(cfg).await,
+        };
         Ok(S3Store {
             client: Client::from_conf(conf.build()),
             bucket,
             prefix,
             describe,
+            target,
         })
     }
 
@@ -101,29 +125,19 @@ impl S3Store {
         format!("{}{key}", self.prefix)
     }
 
-    /// Map an SDK error by HTTP status (see the module header).
+    /// Map an SDK error by HTTP status (see the module header), else to the failure it means.
     fn err<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        if err.code() == Some("NoSuchBucket") {
-            let message = format!(
-                "bucket {:?} does not exist: create it or fix storage.bucket",
-                self.bucket
-            );
-            return StorageError::Backend {
-                op,
-                key: key.into(),
-                message,
-            };
-        }
+        let no_bucket = err.code() == Some("NoSuchBucket");
         match status(&err) {
-            Some(404) => StorageError::NotFound { key: key.into() },
+            Some(404) if !no_bucket => StorageError::NotFound { key: key.into() },
             Some(409 | 412) => StorageError::PreconditionFailed { key: key.into() },
             _ => StorageError::Backend {
                 op,
                 key: key.into(),
-                message: DisplayErrorContext(&err).to_string(),
+                failure: classify(&self.target, &err),
             },
         }
     }
@@ -176,12 +190,15 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
+/// A response we cannot use: no ETag, or a body that broke off.
 fn backend(op: &'static str, key: &str, message: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend {
+    StorageError::backend(
         op,
-        key: key.into(),
-        message: message.to_string(),
-    }
+        key,
+        FailureKind::Other,
+        format!("the storage server's response was unusable: {message}"),
+        "retry; if it persists, check the storage server (or a proxy in between)",
+    )
 }
 
 fn etag_of(etag: Option<&str>, op: &'static str, key: &str) -> Result<ETag> {

@@ -10,6 +10,7 @@ mod cases;
 mod failover;
 mod ready;
 mod procset;
+mod storage;
 
 use common::moto::MotoServer;
 use serde_json::{Value, json};
@@ -41,6 +42,13 @@ impl Backend {
     }
 
     pub fn moto(&self) -> Option<&MotoServer> {
+        match self {
+            Backend::S3(m) => Some(m),
+            Backend::Local(_) => None,
+        }
+    }
+
+    pub fn moto_mut(&mut self) -> Option<&mut MotoServer> {
         match self {
             Backend::S3(m) => Some(m),
             Backend::Local(_) => None,
@@ -129,4 +137,14 @@ async fn a_corrupt_chunk_fails_the_restore_and_leaves_env_dir_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_owner_stops_its_stacks_before_its_lease_expires() {
     failover::a_partitioned_owner_stops_in_time(&Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_shows_in_status_and_clears() {
+    storage::an_unreachable_endpoint_shows_and_clears(&mut Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_shows_in_status_and_clears_when_created() {
+    storage::a_missing_bucket_shows_and_clears_when_created(&Backend::s3()).await;
 }

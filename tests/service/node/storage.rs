@@ -1,0 +1,97 @@
+//! Storage that explains itself: a node whose storage fails shows the failure's kind, sentence
+//! and fix in `GET /` (and `/metrics`) within moments, and clears it once storage works again.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Backend, config};
+use crate::common::node::Node;
+
+/// Storage health as `GET /` shows it, once it is in `state` (and of `kind` when failing).
+async fn wait_health(node: &Node, state: &str, kind: Option<&str>) -> Value {
+    let what = format!("storage_health {state} {kind:?}");
+    node.wait(&what, Duration::from_secs(20), |n| async move {
+        let h = n.get("/").await["storage_health"].clone();
+        let kind_ok = kind.is_none_or(|k| h["failure"]["kind"] == k);
+        (h["state"] == state && kind_ok).then_some(h)
+    })
+    .await
+}
+
+async fn storage_up(node: &Node) -> String {
+    let (_, text) = node.send(reqwest::Method::GET, "/metrics", None).await;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find(|l| l.starts_with("state_manager_storage_up "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub async fn an_unreachable_endpoint_shows_and_clears(b: &mut Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(b, dir.path(), vec![])).await;
+    node.wait_role("owner").await;
+    wait_health(&node, "ok", None).await;
+    assert_eq!(storage_up(&node).await, "state_manager_storage_up 1");
+
+    b.moto_mut().unwrap().stop();
+    let h = wait_health(&node, "failing", Some("unreachable")).await;
+    let message = h["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("connection refused"), "{h}");
+    assert!(message.contains("127.0.0.1"), "{h}");
+    assert!(
+        h["failure"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("storage.endpoint"),
+        "{h}"
+    );
+    assert_eq!(storage_up(&node).await, "state_manager_storage_up 0");
+    let (_, metrics) = node.send(reqwest::Method::GET, "/metrics", None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("state_manager_storage_error{kind=\"unreachable\"} 1"),
+        "{metrics}"
+    );
+
+    b.moto_mut().unwrap().restart();
+    let h = wait_health(&node, "ok", None).await;
+    assert!(h["failure"].is_null(), "{h}");
+    node.stop().await;
+}
+
+pub async fn a_missing_bucket_shows_and_clears_when_created(b: &Backend) {
+    let moto = b.moto().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(b, dir.path(), vec![]);
+    cfg["storage"]["bucket"] = "not-made-yet".into();
+    let node = Node::start(dir.path(), &cfg).await;
+    let h = wait_health(&node, "failing", Some("no_such_bucket")).await;
+    assert!(
+        h["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"not-made-yet\""),
+        "{h}"
+    );
+    assert!(
+        h["failure"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("storage.bucket"),
+        "{h}"
+    );
+    let status = node.get("/").await;
+    assert_eq!(
+        status["role"], "standby",
+        "a standby that cannot read the lease: {status}"
+    );
+
+    moto.create_bucket("not-made-yet");
+    wait_health(&node, "ok", None).await;
+    node.wait_role("owner").await;
+    node.stop().await;
+}
