@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn redaction_hides_secrets() {
         let c = parse(
-            r#"{"storage": {"bucket": "b", "access_key": "ak", "secret_key": "hunter2"}, "env": {"DB_PASSWORD": "pw", "MODE": "x"},
+            r#"{"storage": {"bucket": "bkt", "access_key": "ak", "secret_key": "hunter2"}, "env": {"DB_PASSWORD": "pw", "MODE": "x"},
                 "webhooks": [{"url": "http://h/", "authorization": "Bearer t"}]}"#,
         )
         .unwrap();

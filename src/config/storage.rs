@@ -154,27 +154,38 @@ pub(super) fn check_storage(s: &StorageConfig, p: &mut Vec<Problem>) {
             ));
         }
     } else {
-        if !endpoint.is_empty() {
-            match reqwest::Url::parse(endpoint) {
-                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
-                _ => p.push(Problem::new(
-                    "storage.endpoint",
-                    format!("invalid endpoint {endpoint:?}: use \"http://host:9000\", \"https://…\" or \"file:///abs/path\""),
-                )),
-            }
+        if !endpoint.is_empty()
+            && let Err(problem) = endpoint_problem(endpoint)
+        {
+            p.push(Problem::new(
+                "storage.endpoint",
+                format!("invalid endpoint {endpoint:?}: {problem}"),
+            ));
         }
         match s.bucket.as_deref() {
             None | Some("") => p.push(Problem::new(
                 "storage.bucket",
                 "a bucket is required for S3 storage",
             )),
-            Some(b) if !valid_bucket(b) => p.push(Problem::new(
-                "storage.bucket",
+            Some(b) => {
+                if let Err(problem) = bucket_problem(b, endpoint.is_empty()) {
+                    p.push(Problem::new(
+                        "storage.bucket",
+                        format!("invalid bucket name {b:?}: {problem}"),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &s.region
+            && !valid_region(r)
+        {
+            p.push(Problem::new(
+                "storage.region",
                 format!(
-                    "invalid bucket name {b:?}: up to 63 lowercase letters, digits, '.' or '-'"
+                    "invalid region {r:?}: lowercase letters and digits in groups joined by '-', \
+                     like \"us-east-1\" or \"eu-central-1\" (\"auto\" for R2)"
                 ),
-            )),
-            _ => {}
+            ));
         }
     }
     if s.access_key.is_some() != s.secret_key.is_some() {
@@ -206,10 +217,75 @@ pub(super) fn check_storage(s: &StorageConfig, p: &mut Vec<Problem>) {
     }
 }
 
-fn valid_bucket(b: &str) -> bool {
-    (1..=63).contains(&b.len())
-        && b.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+/// An `http(s)://host[:port]` URL: no user info (credentials go in `access_key`/`secret_key`),
+/// no path, query or fragment (the SDK puts the bucket there).
+fn endpoint_problem(endpoint: &str) -> Result<(), &'static str> {
+    const USE: &str = "use \"http://host:9000\", \"https://…\" or \"file:///abs/path\"";
+    let Ok(u) = reqwest::Url::parse(endpoint) else {
+        return Err(USE);
+    };
+    if !(u.scheme() == "http" || u.scheme() == "https") || u.host().is_none() {
+        return Err(USE);
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("it holds credentials: put them in storage.access_key and storage.secret_key");
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(
+            "give only scheme, host and port, like \"http://host:9000\" (no path or query)",
+        );
+    }
+    Ok(())
+}
+
+/// S3's rules for bucket names (general purpose buckets), the ones a typo breaks. The minimum
+/// of 3 characters holds for AWS S3 (`aws`); with an endpoint the server decides, so that the
+/// seed form of the design (`"bucket": "b"` on a MinIO endpoint) stays valid as written — a
+/// server that refuses shows `invalid_bucket_name` in `GET /`, and `check --storage` finds it
+/// before the node runs.
+fn bucket_problem(b: &str, aws: bool) -> Result<(), &'static str> {
+    if b.len() > 63 || (aws && b.len() < 3) {
+        return Err("S3 needs 3 to 63 characters");
+    }
+    if !b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err("only lowercase letters, digits, '.' and '-' are allowed");
+    }
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge(b.chars().next()) || !edge(b.chars().last()) {
+        return Err("it must begin and end with a letter or digit");
+    }
+    if b.contains("..") {
+        return Err("two '.' may not be adjacent");
+    }
+    if b.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it may not be formatted as an IP address");
+    }
+    if ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|p| b.starts_with(p))
+    {
+        return Err("the prefixes xn--, sthree- and amzn-s3-demo- are reserved");
+    }
+    if ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+        .iter()
+        .any(|p| b.ends_with(p))
+    {
+        return Err("the suffixes -s3alias, --ol-s3, .mrap, --x-s3 and --table-s3 are reserved");
+    }
+    Ok(())
+}
+
+/// `us-east-1`, `eu-central-1`, `auto`: lowercase alphanumeric groups joined by `-`.
+fn valid_region(r: &str) -> bool {
+    (1..=32).contains(&r.len())
+        && r.split('-').all(|g| {
+            !g.is_empty()
+                && g.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
 }
 
 /// Intervals that grow from shipping to snapshots to retention.
@@ -277,5 +353,68 @@ mod tests {
             assert!(paths.contains(want), "{want}: {p:#?}");
         }
         assert!(problems(r#"{"storage": {"endpoint": "file:///tmp/objs"}}"#).is_empty());
+    }
+
+    #[test]
+    fn bucket_names_follow_s3s_rules() {
+        for good in [
+            "bk1",
+            "my-bucket.v2",
+            "a".repeat(63).as_str(),
+            "192.168.5.x",
+        ] {
+            assert!(super::bucket_problem(good, true).is_ok(), "{good}");
+        }
+        for bad in [
+            "bk",
+            "a".repeat(64).as_str(),
+            "My-Bucket",
+            "under_score",
+            "-lead",
+            "trail.",
+            "a..b",
+            "192.168.5.4",
+            "xn--abc",
+            "sthree-x",
+            "x-s3alias",
+            "x--ol-s3",
+        ] {
+            assert!(super::bucket_problem(bad, true).is_err(), "{bad}");
+        }
+        // With an endpoint the server judges the length (the seed form's "b" stays valid).
+        assert!(super::bucket_problem("b", false).is_ok());
+        let p = problems(r#"{"storage": {"bucket": "bk"}}"#);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(p[0].path, "storage.bucket");
+        assert!(p[0].message.contains("3 to 63"), "{p:#?}");
+    }
+
+    #[test]
+    fn regions_and_endpoints_are_checked_at_their_field() {
+        for good in ["us-east-1", "eu-central-1", "us-gov-west-1", "auto"] {
+            assert!(super::valid_region(good), "{good}");
+        }
+        for bad in ["", "US-EAST-1", "us_east_1", "us-east-", "us east 1"] {
+            assert!(!super::valid_region(bad), "{bad}");
+        }
+        let one = |storage: &str| {
+            let p = problems(&format!(r#"{{"storage": {storage}}}"#));
+            p.iter().map(|p| p.path.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            one(r#"{"bucket": "bkt", "region": "US East"}"#),
+            ["storage.region"]
+        );
+        for ep in [
+            "ftp://h",
+            "http://u:p@h:9000",
+            "http://h:9000/bucket",
+            "http://h:9000?x=1",
+            "h:9000",
+        ] {
+            let got = one(&format!(r#"{{"bucket": "bkt", "endpoint": "{ep}"}}"#));
+            assert_eq!(got, ["storage.endpoint"], "{ep}");
+        }
+        assert!(one(r#"{"bucket": "bkt", "endpoint": "https://s3.example.com:443/"}"#).is_empty());
     }
 }

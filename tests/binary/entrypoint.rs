@@ -248,6 +248,7 @@ fn check_accepts_the_example_and_reports_every_problem() {
     std::fs::write(
         &bad,
         r#"{"stop_timeout": "ninety", "colour": 1,
+            "storage": {"bucket": "Bad_Bucket", "region": "US East", "endpoint": "http://h:9000/x"},
             "stacks": [{"name": "a", "command": ""}, {"name": "a", "command": "x"}, {"name": "b", "command": "y", "instances": 0}]}"#,
     )
     .unwrap();
@@ -262,6 +263,9 @@ fn check_accepts_the_example_and_reports_every_problem() {
         "stacks[0].command: a command is required",
         "stacks[1].name: duplicate name \"a\"",
         "stacks[2].instances: must be between 1 and",
+        "storage.bucket: invalid bucket name \"Bad_Bucket\": only lowercase letters",
+        "storage.region: invalid region \"US East\"",
+        "storage.endpoint: invalid endpoint \"http://h:9000/x\": give only scheme, host and port",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

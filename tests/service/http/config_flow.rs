@@ -65,7 +65,8 @@ async fn rejected_posts_write_nothing() {
         "{body}"
     );
 
-    let invalid = r#"{ "stacks": [ { "name": "a", "command": "" }, { "name": "b", "command": "x", "stop_timeout": "soon" } ], "colour": "blue" }"#;
+    let invalid = r#"{ "stacks": [ { "name": "a", "command": "" }, { "name": "b", "command": "x", "stop_timeout": "soon" } ], "colour": "blue",
+        "storage": { "bucket": "a..b", "region": "us_east_1" } }"#;
     let body = assert_problem(
         s.post_config(invalid).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,6 +79,8 @@ async fn rejected_posts_write_nothing() {
         .collect();
     assert!(problems.len() >= 3, "{body}");
     assert!(paths.contains(&"colour"), "{paths:?}");
+    assert!(paths.contains(&"storage.bucket"), "{paths:?}");
+    assert!(paths.contains(&"storage.region"), "{paths:?}");
     assert!(
         paths.iter().any(|p| p.starts_with("stacks[1]")),
         "{paths:?}"
