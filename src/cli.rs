@@ -176,6 +176,10 @@ pub struct CheckArgs {
     /// The config file to validate.
     #[arg(long, env = "STATE_MANAGER_CONFIG")]
     pub config: PathBuf,
+    /// Also try the storage end to end under the key prefix (list, put-if-absent, conditional
+    /// overwrite, read back, delete of a probe object), printing each step; exit 1 if one fails.
+    #[arg(long)]
+    pub storage: bool,
 }
 
 impl Cmd {

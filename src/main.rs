@@ -7,7 +7,7 @@ use clap::Parser;
 use state_manager::auth::{Auth, AuthError, Keys};
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
 use state_manager::supervisor::usage;
-use state_manager::{app, config, ctl, memory, proc, signals, single, telemetry};
+use state_manager::{app, config, ctl, memory, objstore, proc, signals, single, telemetry};
 
 fn main() -> ExitCode {
     memory::limit_malloc_arenas();
@@ -111,15 +111,49 @@ fn token(args: &TokenArgs) -> i32 {
     }
 }
 
+/// Exit 0 if the config is valid (and, with `--storage`, every storage step passed), 2 for an
+/// invalid config, 1 for a storage step that failed.
 fn check(args: &CheckArgs) -> i32 {
-    match config::parse_file(&args.config) {
-        Ok(c) => {
-            println!("{}: ok ({} stacks)", args.config.display(), c.stacks.len());
-            0
-        }
+    let c = match config::parse_file(&args.config) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {e}", args.config.display());
-            2
+            return 2;
         }
+    };
+    println!("{}: ok ({} stacks)", args.config.display(), c.stacks.len());
+    if !args.storage {
+        return 0;
     }
+    let Some(storage) = c.storage else {
+        println!(
+            "storage: no storage section, so the local directory <data_dir>/objects; nothing to try"
+        );
+        return 0;
+    };
+    block_on(|| async move {
+        // The data directory is only used without a storage section, handled above.
+        let store = match objstore::open(Some(&storage), std::path::Path::new("/")).await {
+            Ok(s) => s,
+            Err(e) => {
+                println!("storage: cannot open: {e}");
+                return Ok(1);
+            }
+        };
+        println!("storage: trying {} step by step", store.describe());
+        let steps = objstore::preflight::run(&store, |s| match &s.problem {
+            None => println!("  ok    {}", s.name),
+            Some((what, fix)) => println!("  FAIL  {}: {what}\n        fix: {fix}", s.name),
+        })
+        .await;
+        let passed = steps.iter().filter(|s| s.passed()).count();
+        let all = objstore::preflight::STEPS;
+        if passed == all {
+            println!("storage: ok ({all} of {all} steps)");
+            Ok(0)
+        } else {
+            println!("storage: failed ({passed} of {all} steps passed)");
+            Ok(1)
+        }
+    })
 }

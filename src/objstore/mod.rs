@@ -12,6 +12,7 @@ mod atomic;
 mod error;
 pub mod health;
 pub mod local;
+pub mod preflight;
 pub mod s3;
 
 use std::ops::Range;

@@ -8,4 +8,5 @@ mod common;
 
 mod ctl;
 mod entrypoint;
+mod preflight;
 mod token;
