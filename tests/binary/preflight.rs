@@ -1,6 +1,6 @@
 //! `state-manager check --config F --storage`: every step against a real S3 server passes and
 //! exits 0; a dead endpoint or a missing bucket fails the first step with its sentence and fix
-//! and exits 1.
+//! and exits 1; against s3s-fs a wrong secret is named as such.
 
 use std::process::Output;
 
@@ -82,4 +82,32 @@ fn a_dead_endpoint_and_a_missing_bucket_fail_with_the_fix() {
         text.contains("fix: create the bucket, or fix storage.bucket"),
         "{text}"
     );
+}
+
+/// Against s3s-fs, which checks signatures: the right keys pass every step; a wrong secret
+/// fails the first with the sentence and names where the credentials came from.
+#[test]
+fn against_a_signature_checking_server_a_wrong_secret_fails_with_its_sentence() {
+    let s3s = crate::common::s3s::S3sServer::start();
+    s3s.create_bucket("env");
+    let good = serde_json::to_value(s3s.storage_config("env", "env-1")).unwrap();
+    let (out, text) = check_storage(good.clone());
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("storage: ok (7 of 7 steps)"), "{text}");
+
+    let mut bad = good;
+    bad["secret_key"] = "wrong-secret-value".into();
+    let (out, text) = check_storage(bad);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "FAIL  list: the server rejected the request's signature (SignatureDoesNotMatch)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("storage.access_key/secret_key in the config"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-secret-value"), "{text}");
 }

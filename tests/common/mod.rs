@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod node;
+pub mod s3s;
 pub mod supervised;
 
 use std::time::{Duration, Instant};

@@ -82,7 +82,10 @@ fn answered(t: &Target, code: Option<&str>, status: Option<u16>) -> Failure {
         ),
         (
             Some(
-                c @ ("InvalidAccessKeyId" | "InvalidClientTokenId" | "UnrecognizedClientException"),
+                c @ ("InvalidAccessKeyId"
+                | "InvalidClientTokenId"
+                | "UnrecognizedClientException"
+                | "NotSignedUp"),
             ),
             _,
         ) => (

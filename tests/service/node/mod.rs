@@ -13,12 +13,15 @@ mod procset;
 mod storage;
 
 use common::moto::MotoServer;
+use common::s3s::S3sServer;
 use serde_json::{Value, json};
 
 /// Where the nodes of one test keep the environment.
 pub enum Backend {
     Local(tempfile::TempDir),
     S3(MotoServer),
+    /// s3s-fs, which checks signatures.
+    S3s(S3sServer),
 }
 
 impl Backend {
@@ -38,20 +41,21 @@ impl Backend {
                 json!({"endpoint": format!("file://{}", dir.path().display()), "key_prefix": "env-1"})
             }
             Backend::S3(m) => serde_json::to_value(m.storage_config("env", "env-1")).unwrap(),
+            Backend::S3s(s) => serde_json::to_value(s.storage_config("env", "env-1")).unwrap(),
         }
     }
 
     pub fn moto(&self) -> Option<&MotoServer> {
         match self {
             Backend::S3(m) => Some(m),
-            Backend::Local(_) => None,
+            _ => None,
         }
     }
 
     pub fn moto_mut(&mut self) -> Option<&mut MotoServer> {
         match self {
             Backend::S3(m) => Some(m),
-            Backend::Local(_) => None,
+            _ => None,
         }
     }
 
@@ -59,7 +63,7 @@ impl Backend {
     pub fn objects_dir(&self) -> Option<std::path::PathBuf> {
         match self {
             Backend::Local(dir) => Some(dir.path().join("env-1")),
-            Backend::S3(_) => None,
+            _ => None,
         }
     }
 }
@@ -147,4 +151,11 @@ async fn an_unreachable_endpoint_shows_in_status_and_clears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_shows_in_status_and_clears_when_created() {
     storage::a_missing_bucket_shows_and_clears_when_created(&Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_shows_in_status_and_clears_when_fixed() {
+    let s3s = S3sServer::start_with_secret("the-servers-other-secret");
+    s3s.create_bucket("env");
+    storage::a_wrong_secret_shows_and_clears(&mut Backend::S3s(s3s)).await;
 }

@@ -95,3 +95,32 @@ pub async fn a_missing_bucket_shows_and_clears_when_created(b: &Backend) {
     node.wait_role("owner").await;
     node.stop().await;
 }
+
+/// The server knows another secret than the node's config: `credentials` with the sentence;
+/// once the server takes the node's secret, it clears and the node starts up as the owner.
+pub async fn a_wrong_secret_shows_and_clears(b: &mut Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(b, dir.path(), vec![])).await;
+    let h = wait_health(&node, "failing", Some("credentials")).await;
+    let message = h["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("SignatureDoesNotMatch"), "{h}");
+    assert!(message.contains("secret key is wrong"), "{h}");
+    let fix = h["failure"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("storage.access_key/secret_key in the config"),
+        "{h}"
+    );
+    let status = node.get("/").await;
+    assert_eq!(status["role"], "standby", "{status}");
+    let secret = crate::common::s3s::SECRET_KEY;
+    assert!(
+        !status.to_string().contains(secret),
+        "no secret in status: {status}"
+    );
+
+    let Backend::S3s(s3s) = b else { unreachable!() };
+    s3s.restart_with_secret(secret);
+    wait_health(&node, "ok", None).await;
+    node.wait_role("owner").await;
+    node.stop().await;
+}
