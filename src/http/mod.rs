@@ -23,8 +23,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod ports;
 pub mod processes;
-pub mod ready;
 pub mod procset;
+pub mod ready;
 pub mod status;
 
 use std::convert::Infallible;

@@ -8,8 +8,8 @@ use crate::common;
 
 mod cases;
 mod failover;
-mod ready;
 mod procset;
+mod ready;
 mod storage;
 
 use common::moto::MotoServer;
