@@ -42,8 +42,10 @@ pub struct Settings {
 pub enum AppError {
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("{path}: {source}")]
-    Config { path: String, source: ConfigError },
+    /// The problem is part of the message, not a source: printed with its chain (`{:#}`) it
+    /// would be listed twice.
+    #[error("{path}: {problem}")]
+    Config { path: String, problem: ConfigError },
     #[error("cannot become a subreaper: {0}")]
     Subreaper(std::io::Error),
     #[error("cannot set up the environment: {0}")]
@@ -164,9 +166,9 @@ pub fn load_config(path: &Path) -> Result<Option<Config>, AppError> {
     }
     config::parse_file(path)
         .map(Some)
-        .map_err(|source| AppError::Config {
+        .map_err(|problem| AppError::Config {
             path: path.display().to_string(),
-            source,
+            problem,
         })
 }
 

@@ -25,8 +25,9 @@ const TEN_YEARS: Duration = Duration::from_secs(315_576_000);
 #[derive(Clone, Copy, Debug)]
 pub struct DurRange(pub Duration, pub Duration);
 
-/// Restart delay and backoff cap (top level and per process).
-pub const RESTART_DELAY: DurRange = DurRange(MS, HOUR);
+/// Restart delay (zero: restart at once, every time, as supervisord and PM2 can) and backoff
+/// cap (top level and per process).
+pub const RESTART_DELAY: DurRange = DurRange(Duration::ZERO, HOUR);
 pub const BACKOFF_MAX: DurRange = DurRange(MS, DAY);
 pub const BACKOFF_RESET_AFTER: DurRange = DurRange(MS, DAY);
 /// Zero means SIGKILL right after the stop signal.
@@ -214,7 +215,7 @@ mod tests {
     #[test]
     fn the_defaults_and_the_documented_edges_are_inside() {
         assert!(problems("{}").is_empty());
-        let edges = r#"{"stop_timeout": "0s", "restart_delay": "1ms", "checkpoint": {"interval": "1s"},
+        let edges = r#"{"stop_timeout": "0s", "restart_delay": "0s", "checkpoint": {"interval": "1s"},
                         "lease": {"ttl": "1h", "poll_interval": "1ms", "clock_skew": "0s"}}"#;
         assert!(problems(edges).is_empty(), "{:#?}", problems(edges));
         assert!(matches!(

@@ -344,6 +344,59 @@ fn check_refuses_arrays_for_objects_and_durations_out_of_range() {
     }
 }
 
+/// `serve` with a config that has a problem exits 1 and names the problem once (the error used
+/// to be printed with its own source appended: every problem twice).
+#[test]
+fn serve_names_each_config_problem_once_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    std::fs::write(&file, r#"{"checkpoint": {"interval": "0s"}}"#).unwrap();
+    let data = dir.path().join("data");
+    let out = sm(&[
+        "serve",
+        "--config",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env(
+        "STATE_MANAGER_JWT_SECRET",
+        "entrypoint-secret-0123456789abcdef0123",
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("checkpoint.interval: 0s is out of range")
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+/// A restart delay of zero is valid (restart at once, as supervisord and PM2 allow).
+#[test]
+fn check_accepts_a_zero_restart_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    std::fs::write(
+        &file,
+        r#"{"stacks": [{"name": "r", "command": "sleep 1", "restart_delay": "0s"}]}"#,
+    )
+    .unwrap();
+    let out = sm(&["check", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn version_is_printed() {
     let out = sm(&["--version"]).output().unwrap();
