@@ -27,7 +27,7 @@ use std::time::Duration;
 use super::{Node, NodeError};
 use crate::config::{self, Config, ProcessSpec, StackEntry};
 use crate::events::{Change, ChangeAction};
-use crate::store::{Intent, Origin, Store, StoreError, StoredStack};
+use crate::store::{Intent, Origin, SetChange, Store, StoreError, StoredStack};
 
 mod answers;
 mod intent;
@@ -91,6 +91,40 @@ impl Node {
         let revision = view.revision;
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(view));
         self.set_status(|s| s.revision = Some(revision));
+    }
+
+    /// Commit a stack replaced by the API (`stacks` holds it as `entry`, origin `api`) with
+    /// the instances in `dropped` gone and their intents with them; publish the new view and
+    /// wake replication. Returns the new revision and the specs of the whole set.
+    pub(super) async fn commit_replaced(
+        &self,
+        store: &Store,
+        view: &SetView,
+        entry: &StackEntry,
+        stacks: Vec<Stack>,
+        dropped: &[String],
+    ) -> Result<(u64, Vec<ProcessSpec>), NodeError> {
+        let stored = StoredStack {
+            name: entry.name().into(),
+            origin: Origin::Api,
+            spec: serde_json::to_string(entry).unwrap_or_default(),
+        };
+        let revision = store
+            .change_process_set(
+                SetChange::Replace {
+                    stack: stored,
+                    dropped: dropped.to_vec(),
+                },
+                None,
+            )
+            .await?;
+        let mut intents = view.intents.clone();
+        intents.retain(|k, _| !dropped.contains(k));
+        let next = self.view_of(revision, stacks, intents);
+        let specs = next.specs.clone();
+        self.publish(next);
+        self.ship().await;
+        Ok((revision, specs))
     }
 
     pub(super) fn view_of(

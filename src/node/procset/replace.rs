@@ -6,7 +6,7 @@ use super::super::{Node, NodeError};
 use super::{Replaced, SetView, Stack, change, check_probes};
 use crate::config::{self, ProcessSpec};
 use crate::events::ChangeAction;
-use crate::store::{Origin, SetChange, StoredStack};
+use crate::store::Origin;
 
 impl Node {
     /// Replace a stack's spec (`PUT /processes/{name}`): validated like a config file,
@@ -81,26 +81,9 @@ impl Node {
             });
         }
         check_probes(&after)?;
-        let stored = StoredStack {
-            name: name.into(),
-            origin: Origin::Api,
-            spec: serde_json::to_string(&entry).unwrap_or_default(),
-        };
-        let revision = store
-            .change_process_set(
-                SetChange::Replace {
-                    stack: stored,
-                    dropped: removed.clone(),
-                },
-                None,
-            )
+        let (revision, final_specs) = self
+            .commit_replaced(&store, &view, &entry, stacks, &removed)
             .await?;
-        let mut intents = view.intents.clone();
-        intents.retain(|k, _| !removed.contains(k));
-        let next = self.view_of(revision, stacks, intents);
-        let final_specs = next.specs.clone();
-        self.publish(next);
-        self.ship().await;
         for n in removed
             .iter()
             .chain(&changed)

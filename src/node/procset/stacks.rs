@@ -227,26 +227,9 @@ impl Node {
             .cloned()
             .collect();
         check_probes(&new_specs)?;
-        let stored = StoredStack {
-            name: name.into(),
-            origin: Origin::Api,
-            spec: serde_json::to_string(&entry).unwrap_or_default(),
-        };
-        let revision = store
-            .change_process_set(
-                SetChange::Replace {
-                    stack: stored,
-                    dropped: stopped.clone(),
-                },
-                None,
-            )
+        let (revision, specs) = self
+            .commit_replaced(&store, &view, &entry, stacks, &stopped)
             .await?;
-        let mut intents = view.intents.clone();
-        intents.retain(|k, _| !stopped.contains(k));
-        let next = self.view_of(revision, stacks, intents);
-        let specs = next.specs.clone();
-        self.publish(next);
-        self.ship().await;
         let stops = stopped.iter().map(|n| self.supervisor.stop(n, None));
         for r in futures::future::join_all(stops).await {
             r?;
