@@ -3,20 +3,23 @@
 //! Every child of this process is spawned by one long-lived thread ("sm-spawner") and reaped by one
 //! other ("sm-reaper"), process-wide, whatever tokio runtime asked:
 //!
-//! - The spawners (a few threads, so that forks overlap) set `PR_SET_PDEATHSIG(SIGKILL)` in each
-//!   child. That signal fires when the *thread* that forked the child exits, so forking only from
+//! - The spawners (a few threads, so that starts overlap) start each child with [`launch`]: a
+//!   clone that shares our memory until its `execve`, so nothing of our address space is copied
+//!   however many children we hold. They set `PR_SET_PDEATHSIG(SIGKILL)` in supervised children.
+//!   That signal fires when the *thread* that started the child exits, so starting only from
 //!   threads that live as long as the process means children die with the supervisor, not with a
 //!   tokio worker.
 //! - Each child leads its own process group (pgid = pid), so a stop reaches its grandchildren.
 //! - The reaper is the only caller of `waitpid` in the process. It waits for SIGCHLD and reaps with
 //!   `waitpid(-1, WNOHANG)`, which also collects orphans re-parented to us when we are PID 1 or a
 //!   subreaper. Spawns hold a shared gate that reaping takes exclusively, so a child can never be
-//!   reaped before its exit channel is registered, and std's own `waitpid` after a failed `exec`
-//!   cannot race us.
+//!   reaped before its exit channel is registered, and a child that failed before its `exec` is
+//!   reaped by its spawner alone.
 //!
 //! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
 //! `tokio::process` for children; they call [`spawn`] or [`run`].
 
+mod launch;
 pub mod procfs;
 mod run;
 pub mod user;
@@ -24,9 +27,7 @@ pub mod user;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
 use std::time::Instant;
 
@@ -57,9 +58,7 @@ pub struct SpawnRequest {
     pub cwd: Option<PathBuf>,
     pub stdio: Stdio3,
     /// Kill the child if state-manager dies (`PR_SET_PDEATHSIG`): for supervised processes.
-    /// Without it the child is started with `posix_spawn` (vfork: no copy of our address
-    /// space, far cheaper under frequent use); for short commands bounded by a timeout (probes,
-    /// hooks).
+    /// Short commands bounded by a timeout (probes, hooks) go without.
     pub die_with_parent: bool,
     /// The user and groups to switch to before exec ([`user`]), resolved by the caller off the
     /// async runtime; `None` keeps this process's.
@@ -97,7 +96,26 @@ pub enum SpawnError {
     Thread(std::io::Error),
 }
 
-type Reply = oneshot::Sender<Result<Child, SpawnError>>;
+type Reply = oneshot::Sender<Result<Unclaimed, SpawnError>>;
+
+/// A started child on its way to the caller of [`spawn`]. If that caller is gone (its future
+/// was dropped, as a cancelled probe's is) the child's group is killed, never left running with
+/// no owner.
+struct Unclaimed(Option<Child>);
+
+impl Unclaimed {
+    fn claim(mut self) -> Child {
+        self.0.take().expect("a child is claimed once")
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            let _ = signal_group(child.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
 
 /// Spawner threads: forks overlap, so one child's way to `exec` does not hold up the next.
 const SPAWNERS: usize = 4;
@@ -176,7 +194,8 @@ fn serve_spawns(requests: Requests) {
     loop {
         let next = requests.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((req, reply)) = next else { break };
-        let _ = reply.send(spawn_now(req));
+        // A send to a caller that is gone drops the child, which kills it.
+        let _ = reply.send(spawn_now(req).map(|c| Unclaimed(Some(c))));
     }
 }
 
@@ -207,87 +226,106 @@ pub async fn spawn(req: SpawnRequest) -> Result<Child, SpawnError> {
         .map_err(|_| SpawnError::SpawnerGone)?
         .send((req, tx))
         .map_err(|_| SpawnError::SpawnerGone)?;
-    rx.await.map_err(|_| SpawnError::SpawnerGone)?
+    Ok(rx.await.map_err(|_| SpawnError::SpawnerGone)??.claim())
 }
 
 fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
     let program = req.argv.first().ok_or(SpawnError::EmptyCommand)?.clone();
-    // std uses posix_spawn only for a program given as a path when the environment sets PATH.
-    let resolved = if req.die_with_parent {
-        None
-    } else {
-        resolve_program(&program, &req.env)
+    let exec_error = |source| SpawnError::Exec {
+        program: program.clone(),
+        source,
     };
-    let mut cmd = std::process::Command::new(resolved.as_deref().unwrap_or(program.as_ref()));
-    cmd.arg0(&program)
-        .args(&req.argv[1..])
-        .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k, v)));
-    if let Some(cwd) = &req.cwd {
-        cmd.current_dir(cwd);
-    }
-    let (i, o, e) = match req.stdio {
-        Stdio3::Capture => (Stdio::null(), Stdio::piped(), Stdio::piped()),
-        Stdio3::CaptureWithStdin => (Stdio::piped(), Stdio::piped(), Stdio::piped()),
-        Stdio3::Inherit => (Stdio::inherit(), Stdio::inherit(), Stdio::inherit()),
+    let path = resolve_program(&program, &req.env)
+        .ok_or_else(|| exec_error(std::io::Error::from_raw_os_error(libc::ENOENT)))?;
+    let mut plan = launch::Plan::new(
+        &path,
+        &req.argv,
+        &req.env,
+        req.cwd.as_deref(),
+        req.die_with_parent,
+        req.credentials.as_ref(),
+    )
+    .map_err(exec_error)?;
+    // Our ends and the child's; the child's are closed here once it has exec'd.
+    let pipes = |n: usize| -> std::io::Result<Vec<(OwnedFd, OwnedFd)>> {
+        (0..n).map(|_| launch::pipe()).collect()
     };
-    cmd.stdin(i).stdout(o).stderr(e).process_group(0);
-    if req.die_with_parent || req.credentials.is_some() {
-        let parent = std::process::id() as libc::pid_t;
-        let die_with_parent = req.die_with_parent;
-        let credentials = req.credentials.clone();
-        // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid, prctl, getppid, raise)
-        // run between fork and exec, on memory allocated before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                // First: a change of credentials clears the parent-death signal.
-                if let Some(c) = &credentials {
-                    c.switch()?;
+    let (mut ours, theirs): (Vec<Option<OwnedFd>>, Vec<OwnedFd>) = match req.stdio {
+        Stdio3::Inherit => (vec![None, None, None], vec![]),
+        Stdio3::Capture | Stdio3::CaptureWithStdin => {
+            let stdin = match req.stdio {
+                Stdio3::CaptureWithStdin => {
+                    let (r, w) = launch::pipe().map_err(exec_error)?;
+                    (Some(w), r)
                 }
-                if die_with_parent {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                    if libc::getppid() != parent {
-                        // The supervisor died between fork and prctl.
-                        libc::raise(libc::SIGKILL);
-                    }
-                }
-                Ok(())
-            });
+                _ => (None, launch::dev_null().map_err(exec_error)?),
+            };
+            let [out, err]: [(OwnedFd, OwnedFd); 2] = pipes(2)
+                .map_err(exec_error)?
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("two pipes"));
+            (
+                vec![stdin.0, Some(out.0), Some(err.0)],
+                vec![stdin.1, out.1, err.1],
+            )
         }
+    };
+    for (n, fd) in theirs.iter().enumerate() {
+        plan.stdio(n, fd);
     }
-    let die_with_parent = req.die_with_parent;
     let (exit_tx, exit_rx) = oneshot::channel();
     let gate = shared().gate.read().unwrap_or_else(|p| p.into_inner());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| SpawnError::Exec { program, source })?;
-    let pid = child.id();
+    let pid = match launch::launch(&plan) {
+        Ok(pid) => pid,
+        Err((source, failed)) => {
+            if let Some(pid) = failed {
+                // The child exited before exec; the reaper waits for the gate we hold.
+                let mut status = 0;
+                // SAFETY: waits for our own child, writing into a local.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+            return Err(exec_error(source));
+        }
+    };
     shared()
         .waiting
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(pid as i32, exit_tx);
+        .insert(pid, exit_tx);
     drop(gate);
+    drop(theirs);
+    let pid = pid as u32;
     Ok(Child {
         pid,
-        stdin: child.stdin.take().map(OwnedFd::from),
-        stdout: child.stdout.take().map(OwnedFd::from),
-        stderr: child.stderr.take().map(OwnedFd::from),
+        stdin: ours[0].take(),
+        stdout: ours[1].take(),
+        stderr: ours[2].take(),
         exit: exit_rx,
         started: Instant::now(),
         // Short commands are never looked up later by start time.
-        start_ticks: die_with_parent.then(|| procfs::start_ticks(pid)).flatten(),
+        start_ticks: req
+            .die_with_parent
+            .then(|| procfs::start_ticks(pid))
+            .flatten(),
     })
-    // `child` is dropped without waiting: the reaper collects it.
 }
 
-/// `program` found in the `PATH` of `env` (as `execvp` would), if it is not a path already.
+/// The file to execute for `program`: itself when it names a path, else the first executable
+/// of that name in the `PATH` of `env` (as `execvp` searches, with its default when `PATH` is
+/// unset). `None` when there is none.
 fn resolve_program(program: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    if program.is_empty() {
         return None;
     }
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)?;
+    let default = OsString::from("/bin:/usr/bin");
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(&default, |(_, v)| v);
     std::env::split_paths(path)
         .map(|dir| dir.join(program))
         .find(|p| {
@@ -446,6 +484,66 @@ mod tests {
     async fn missing_program_is_an_error_not_a_panic() {
         let err = spawn(req(&["/nonexistent/prog"])).await.unwrap_err();
         assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
+    }
+
+    async fn stdout_of(argv: &[&str]) -> String {
+        let c = spawn(req(argv)).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            use std::io::Read;
+            std::fs::File::from(c.stdout.unwrap())
+                .read_to_string(&mut s)
+                .unwrap();
+            s
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn exec_failures_report_their_errno() {
+        let err = spawn(req(&["no-such-program-sm-test"])).await.unwrap_err();
+        assert!(err.to_string().contains("No such file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let err = spawn(req(&[plain.to_str().unwrap()])).await.unwrap_err();
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        let mut bad_cwd = req(&["true"]);
+        bad_cwd.cwd = Some(dir.path().join("gone"));
+        let err = spawn(bad_cwd).await.unwrap_err();
+        assert!(err.to_string().contains("cannot change directory"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_child_starts_with_no_blocked_signal_sigpipe_default_and_only_its_stdio() {
+        // Descriptors of ours that a child must not inherit (ours close on exec).
+        let (r, w) = launch::pipe().unwrap();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        use std::os::fd::AsFd;
+        // Copies above the child's own numbers (`ls` reads its directory through 3).
+        let high = [r.as_fd(), w.as_fd(), file.as_fd()]
+            .map(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).unwrap());
+        let ours = high.map(|fd| fd.to_string());
+        let status = stdout_of(&["cat", "/proc/self/status"]).await;
+        let field = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0, "{status}");
+        let sigpipe = 1 << (libc::SIGPIPE - 1);
+        assert_eq!(field("SigIgn:") & sigpipe, 0, "SIGPIPE ignored: {status}");
+        // 0, 1 and 2, and none of ours (what this test's own parent left open without
+        // close-on-exec is passed on, as by any exec).
+        let fds = stdout_of(&["ls", "/proc/self/fd"]).await;
+        let fds: Vec<&str> = fds.split_whitespace().collect();
+        assert!(
+            fds.starts_with(&["0", "1"]) && fds.contains(&"2"),
+            "{fds:?}"
+        );
+        for fd in &ours {
+            assert!(!fds.contains(&fd.as_str()), "fd {fd} inherited: {fds:?}");
+        }
     }
 
     #[tokio::test]
