@@ -2,6 +2,7 @@
 //! servers started on loopback for the duration of a test.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod moto;
 pub mod node;
 pub mod s3s;

@@ -267,7 +267,7 @@ pub async fn a_corrupt_chunk_fails_the_restore(b: &Backend) {
     std::fs::write(n.env_dir().join("precious"), vec![7u8; 600_000]).unwrap();
     let (code, c) = n.post("/checkpoint", None).await;
     assert_eq!(code, StatusCode::CREATED, "{c}");
-    let chunks = b.objects_dir().unwrap().join("chunks");
+    let chunks = b.objects_dir(super::PREFIX).unwrap().join("chunks");
     for entry in std::fs::read_dir(&chunks).unwrap() {
         std::fs::write(entry.unwrap().path(), b"not what was stored").unwrap();
     }

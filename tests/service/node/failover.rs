@@ -63,7 +63,7 @@ pub async fn a_killed_owner_is_taken_over_after_the_ttl_and_never_before(b: &Bac
 }
 
 pub async fn a_partitioned_owner_stops_in_time(b: &Backend) {
-    let moto = b.moto().expect("a partition needs the S3 server");
+    let moto = b.moto_server();
     let d = tempfile::tempdir().unwrap();
     let n = Node::start(d.path(), &config(b, d.path(), vec![sleeper()])).await;
     n.wait_role("owner").await;

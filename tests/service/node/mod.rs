@@ -12,61 +12,12 @@ mod procset;
 mod ready;
 mod storage;
 
-use common::moto::MotoServer;
+use common::backend::Backend;
 use common::s3s::S3sServer;
 use serde_json::{Value, json};
 
-/// Where the nodes of one test keep the environment.
-pub enum Backend {
-    Local(tempfile::TempDir),
-    S3(MotoServer),
-    /// s3s-fs, which checks signatures.
-    S3s(S3sServer),
-}
-
-impl Backend {
-    pub fn local() -> Backend {
-        Backend::Local(tempfile::tempdir().unwrap())
-    }
-
-    pub fn s3() -> Backend {
-        let moto = MotoServer::start();
-        moto.create_bucket("env");
-        Backend::S3(moto)
-    }
-
-    pub fn storage(&self) -> Value {
-        match self {
-            Backend::Local(dir) => {
-                json!({"endpoint": format!("file://{}", dir.path().display()), "key_prefix": "env-1"})
-            }
-            Backend::S3(m) => serde_json::to_value(m.storage_config("env", "env-1")).unwrap(),
-            Backend::S3s(s) => serde_json::to_value(s.storage_config("env", "env-1")).unwrap(),
-        }
-    }
-
-    pub fn moto(&self) -> Option<&MotoServer> {
-        match self {
-            Backend::S3(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    pub fn moto_mut(&mut self) -> Option<&mut MotoServer> {
-        match self {
-            Backend::S3(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// The local directory of the objects (local backend only).
-    pub fn objects_dir(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Backend::Local(dir) => Some(dir.path().join("env-1")),
-            _ => None,
-        }
-    }
-}
+/// The key prefix of the environment in every case.
+pub const PREFIX: &str = "env-1";
 
 /// A config for a node whose data directory is `data_dir`: short lease times, fast replication,
 /// and `stacks` (their `cwd` defaults to the node's env_dir).
@@ -78,7 +29,7 @@ pub fn config(b: &Backend, data_dir: &std::path::Path, mut stacks: Vec<Value>) -
         }
     }
     json!({
-        "storage": b.storage(),
+        "storage": b.storage(PREFIX),
         "lease": {"ttl": "4s", "poll_interval": "300ms", "clock_skew": "1s"},
         "replication": {"interval": "200ms"},
         "stop_timeout": "5s",
@@ -100,7 +51,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$module::$case(&super::Backend::s3()).await;
+                    super::$module::$case(&super::Backend::moto()).await;
                 }
             )*
         }
@@ -140,17 +91,17 @@ async fn a_corrupt_chunk_fails_the_restore_and_leaves_env_dir_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_owner_stops_its_stacks_before_its_lease_expires() {
-    failover::a_partitioned_owner_stops_in_time(&Backend::s3()).await;
+    failover::a_partitioned_owner_stops_in_time(&Backend::moto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_shows_in_status_and_clears() {
-    storage::an_unreachable_endpoint_shows_and_clears(&mut Backend::s3()).await;
+    storage::an_unreachable_endpoint_shows_and_clears(&mut Backend::moto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_shows_in_status_and_clears_when_created() {
-    storage::a_missing_bucket_shows_and_clears_when_created(&Backend::s3()).await;
+    storage::a_missing_bucket_shows_and_clears_when_created(&Backend::moto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,7 @@ pub async fn an_unreachable_endpoint_shows_and_clears(b: &mut Backend) {
     wait_health(&node, "ok", None).await;
     assert_eq!(storage_up(&node).await, "state_manager_storage_up 1");
 
-    b.moto_mut().unwrap().stop();
+    b.moto_server_mut().stop();
     let h = wait_health(&node, "failing", Some("unreachable")).await;
     let message = h["failure"]["message"].as_str().unwrap();
     assert!(message.contains("connection refused"), "{h}");
@@ -57,14 +57,14 @@ pub async fn an_unreachable_endpoint_shows_and_clears(b: &mut Backend) {
         "{metrics}"
     );
 
-    b.moto_mut().unwrap().restart();
+    b.moto_server_mut().restart();
     let h = wait_health(&node, "ok", None).await;
     assert!(h["failure"].is_null(), "{h}");
     node.stop().await;
 }
 
 pub async fn a_missing_bucket_shows_and_clears_when_created(b: &Backend) {
-    let moto = b.moto().unwrap();
+    let moto = b.moto_server();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(b, dir.path(), vec![]);
     cfg["storage"]["bucket"] = "not-made-yet".into();

@@ -8,48 +8,28 @@ use std::time::Duration;
 
 use state_manager::checkpoint::{CheckpointEngine, EngineOptions, FreezeError, Freezer};
 use state_manager::config::StorageConfig;
-use state_manager::objstore::{self, DynStore};
+use state_manager::objstore::DynStore;
 
-use crate::common::moto::MotoServer;
-
-pub enum Backend {
-    Local,
-    S3,
-}
+use crate::common::backend::Backend;
 
 /// One test's world: storage, and directories for as many nodes as it likes.
 pub struct Fx {
     pub dir: tempfile::TempDir,
     pub storage: StorageConfig,
     pub store: DynStore,
-    /// Keeps the S3 server (if any) alive for the test.
-    _server: Option<MotoServer>,
+    /// Keeps the storage (a server, a directory) alive for the test.
+    _backend: Backend,
 }
 
 impl Fx {
     pub async fn new(backend: Backend) -> Fx {
-        let dir = tempfile::tempdir().unwrap();
-        let (storage, server) = match backend {
-            Backend::Local => {
-                let storage = StorageConfig {
-                    endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
-                    key_prefix: Some("env-1".into()),
-                    ..StorageConfig::default()
-                };
-                (storage, None)
-            }
-            Backend::S3 => {
-                let moto = MotoServer::start();
-                moto.create_bucket("checkpoints");
-                (moto.storage_config("checkpoints", "env-1"), Some(moto))
-            }
-        };
-        let store = objstore::open(Some(&storage), dir.path()).await.unwrap();
+        let storage = backend.storage("env-1");
+        let store = backend.store("env-1").await;
         Fx {
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             storage,
             store,
-            _server: server,
+            _backend: backend,
         }
     }
 

@@ -19,7 +19,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::checkpoint::$module::$case(crate::checkpoint::Fx::new(crate::checkpoint::fixture::Backend::Local).await).await
+                    crate::checkpoint::$module::$case(crate::checkpoint::Fx::new(crate::common::backend::Backend::local()).await).await
                 }
             )*
         }
@@ -27,7 +27,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::checkpoint::$module::$case(crate::checkpoint::Fx::new(crate::checkpoint::fixture::Backend::S3).await).await
+                    crate::checkpoint::$module::$case(crate::checkpoint::Fx::new(crate::common::backend::Backend::moto()).await).await
                 }
             )*
         }

@@ -8,7 +8,7 @@ use state_manager::lease::{LEASE_KEY, LeaseError, LeaseEventKind, Role};
 use time::OffsetDateTime;
 
 use super::child::ChildHolder;
-use super::{Backend, Node, lease_config, node, stored};
+use super::{Backend, Node, PREFIX, lease_config, node, stored};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -39,7 +39,7 @@ pub async fn second_node_is_standby_while_the_first_owns(b: &Backend) {
     assert!(bn.handle.fence().check().is_err());
 
     // Several renewals later the first still owns, at the same epoch, and the second waits.
-    let store = b.store().await;
+    let store = b.store(PREFIX).await;
     crate::common::wait_for_async("three renewals", LONG, || async {
         let (r, _) = stored(&store).await.unwrap();
         (r.renew_count >= 3 && a.handle.stats().renewals >= 3).then_some(())
@@ -181,7 +181,7 @@ pub async fn killed_owner_is_taken_over_after_the_ttl_and_never_before(b: &Backe
         prev.expires_at > killed_at - time::Duration::seconds(3),
         "{prev:?} vs kill at {killed_at}"
     );
-    let (r, _) = stored(&b.store().await).await.unwrap();
+    let (r, _) = stored(&b.store(PREFIX).await).await.unwrap();
     assert_eq!((r.holder.as_str(), r.epoch), ("node-b", 2));
     assert!(r.acquired_at > prev.expires_at + skew);
 }
@@ -197,7 +197,7 @@ pub async fn frozen_owner_wakes_up_fenced_and_its_late_write_is_refused(b: &Back
     // Freeze right after a renewal (not in the middle of a write), then read its last write.
     c.wait_line("ROLE {\"role\":\"owner\"", LONG);
     c.signal(Signal::SIGSTOP);
-    let store = b.store().await;
+    let store = b.store(PREFIX).await;
     let (frozen_rec, frozen_etag) = stored(&store).await.unwrap();
     assert_eq!(frozen_rec.holder, "node-c");
 

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use state_manager::config::{LeaseConfig, StorageConfig};
 use state_manager::lease::Leaser;
 
-use super::Backend;
+use super::{Backend, PREFIX};
 
 const ENV: &str = "LEASE_CHILD";
 const TAG: &str = "LEASE-CHILD ";
@@ -27,7 +27,8 @@ pub struct ChildHolder {
 
 impl ChildHolder {
     pub fn start(b: &Backend, node_id: &str, cfg: &LeaseConfig) -> ChildHolder {
-        let spec = serde_json::json!({ "storage": b.storage(), "lease": cfg, "node": node_id });
+        let spec =
+            serde_json::json!({ "storage": b.storage(PREFIX), "lease": cfg, "node": node_id });
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "lease::child_lease_holder",

@@ -10,7 +10,7 @@ use state_manager::lease::{
     LostReason, Role, RuntimeClock, Timing,
 };
 
-use super::{Backend, lease_config, stored};
+use super::{Backend, PREFIX, lease_config, refuse_writes, stored};
 
 pub async fn expiry_and_skew_with_a_fake_clock(b: &Backend) {
     let cfg = lease_config(10_000, 1000, 1000);
@@ -20,12 +20,17 @@ pub async fn expiry_and_skew_with_a_fake_clock(b: &Backend) {
     // The standby's clock runs a full skew ahead: the worst case for the holder.
     let ahead = clock.skewed(time::Duration::milliseconds(1000));
     let mut a = Lease::new(
-        b.store().await,
+        b.store(PREFIX).await,
         "node-a".into(),
         Arc::new(clock.clone()),
         timing,
     );
-    let mut s = Lease::new(b.store().await, "node-b".into(), Arc::new(ahead), timing);
+    let mut s = Lease::new(
+        b.store(PREFIX).await,
+        "node-b".into(),
+        Arc::new(ahead),
+        timing,
+    );
 
     let held = a.acquire(None).await.unwrap();
     assert_eq!((held.record.epoch, held.previous.clone()), (1, None));
@@ -67,7 +72,7 @@ pub async fn expiry_and_skew_with_a_fake_clock(b: &Backend) {
         }
         other => panic!("stale renewal: {other:?}"),
     }
-    let store = b.store().await;
+    let store = b.store(PREFIX).await;
     let late = held.record.renewed(clock.now(), timing.ttl);
     let e = store
         .put_if_match(LEASE_KEY, late.encode(), &held.etag)
@@ -94,9 +99,9 @@ pub async fn a_retried_write_that_landed_counts_as_done(b: &Backend) {
     let cfg = lease_config(10_000, 1000, 1000);
     let timing = Timing::new(&cfg).unwrap();
     let clock = FakeClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
-    let store = b.store().await;
+    let store = b.store(PREFIX).await;
     let mut a = Lease::new(
-        b.store().await,
+        b.store(PREFIX).await,
         "node-a".into(),
         Arc::new(clock.clone()),
         timing,
@@ -123,7 +128,7 @@ pub async fn a_retried_write_that_landed_counts_as_done(b: &Backend) {
 
     // A record that differs (another holder's) is not mistaken for ours.
     let mut s = Lease::new(
-        b.store().await,
+        b.store(PREFIX).await,
         "node-b".into(),
         Arc::new(clock.clone()),
         timing,
@@ -144,7 +149,7 @@ pub async fn renewals_and_the_loss_follow_the_ttl_in_paused_time(b: &Backend) {
     let real = std::time::Instant::now();
     let cfg = lease_config(30_000, 2000, 2000);
     let timing = Timing::new(&cfg).unwrap();
-    let leaser = Leaser::new(b.store().await, "node-a".into(), &cfg)
+    let leaser = Leaser::new(b.store(PREFIX).await, "node-a".into(), &cfg)
         .with_clock(Arc::new(RuntimeClock::new()));
     let mut events = leaser.subscribe();
     let lease = leaser.spawn().unwrap();
@@ -155,7 +160,7 @@ pub async fn renewals_and_the_loss_follow_the_ttl_in_paused_time(b: &Backend) {
     assert_eq!(lease.stats().renewals, 3, "renewed at 10, 20 and 30 s");
     assert_eq!(lease.fence().check(), Ok(acquired.epoch));
 
-    b.refuse_writes();
+    refuse_writes(b);
     let broke = tokio::time::Instant::now();
     let lost = events.recv().await.unwrap();
     let lost_after = broke.elapsed();

@@ -13,69 +13,26 @@ mod fake_time;
 mod race;
 mod s3_faults;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::moto::MotoServer;
-use state_manager::config::{Dur, LeaseConfig, StorageConfig};
+use common::backend::Backend;
+use state_manager::config::{Dur, LeaseConfig};
 use state_manager::lease::{LeaseEvent, LeaseHandle, LeaseRecord, Leaser, Role};
-use state_manager::objstore::{self, DynStore, ETag};
+use state_manager::objstore::{DynStore, ETag};
 use tokio::sync::broadcast;
 
-/// Where a case's nodes keep the lease. Stores are made through `objstore::open`.
-pub enum Backend {
-    Local(tempfile::TempDir),
-    S3(MotoServer),
-}
+/// The key prefix every case keeps its lease under.
+pub const PREFIX: &str = "env-1";
 
-const BUCKET: &str = "lease";
-
-impl Backend {
-    pub fn local() -> Backend {
-        Backend::Local(tempfile::tempdir().unwrap())
-    }
-
-    pub fn s3() -> Backend {
-        let moto = MotoServer::start();
-        moto.create_bucket(BUCKET);
-        Backend::S3(moto)
-    }
-
-    pub fn storage(&self) -> StorageConfig {
-        match self {
-            Backend::Local(dir) => StorageConfig {
-                endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
-                key_prefix: Some("env-1".into()),
-                ..StorageConfig::default()
-            },
-            Backend::S3(moto) => moto.storage_config(BUCKET, "env-1"),
-        }
-    }
-
-    /// A store of its own for one node, as a node would open it.
-    pub async fn store(&self) -> DynStore {
-        objstore::open(Some(&self.storage()), Path::new("/nonexistent"))
-            .await
-            .unwrap()
-    }
-
-    /// Make the local backend refuse every write from now on, for real: its lock file (taken
-    /// by every conditional write) becomes a directory. Reads still work.
-    pub fn refuse_writes(&self) {
-        let Backend::Local(dir) = self else {
-            panic!("only the local backend can be made to refuse writes this way")
-        };
-        let lock = dir.path().join("objects/\\lock");
-        std::fs::remove_file(&lock).unwrap();
-        std::fs::create_dir(&lock).unwrap();
-    }
-
-    pub fn moto(&self) -> &MotoServer {
-        match self {
-            Backend::S3(m) => m,
-            Backend::Local(_) => panic!("this case needs the S3 backend"),
-        }
-    }
+/// Make the local backend refuse every write from now on, for real: its lock file (taken by
+/// every conditional write) becomes a directory. Reads still work.
+pub fn refuse_writes(b: &Backend) {
+    let Backend::Local(dir) = b else {
+        panic!("only the local backend can be made to refuse writes this way")
+    };
+    let lock = dir.path().join("objects/\\lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
 }
 
 /// Lease settings in milliseconds; standbys take the lease on their own.
@@ -95,7 +52,7 @@ pub struct Node {
 }
 
 pub async fn node(b: &Backend, id: &str, cfg: &LeaseConfig) -> Node {
-    let leaser = Leaser::new(b.store().await, id.to_string(), cfg);
+    let leaser = Leaser::new(b.store(PREFIX).await, id.to_string(), cfg);
     let events = leaser.subscribe();
     Node {
         handle: leaser.spawn().unwrap(),
@@ -160,7 +117,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    super::$module::$case(&super::Backend::s3()).await;
+                    super::$module::$case(&super::Backend::moto()).await;
                 }
             )*
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use state_manager::lease::{LeaseError, LeaseEvent, LeaseEventKind};
 
-use super::{Backend, Node, lease_config, node, stored};
+use super::{Backend, Node, PREFIX, lease_config, node, stored};
 
 /// One node's tenure as its events tell it.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub async fn three_nodes_racing_never_own_at_once(b: &Backend) {
     let mut epochs: Vec<u64> = spans.iter().map(|s| s.epoch).collect();
     epochs.dedup();
     assert_eq!(epochs.len(), spans.len(), "an epoch was owned twice");
-    let (r, _) = stored(&b.store().await).await.unwrap();
+    let (r, _) = stored(&b.store(PREFIX).await).await.unwrap();
     assert_eq!(r.epoch, spans.last().unwrap().epoch);
     let owners: std::collections::BTreeSet<_> = spans.iter().map(|s| s.node.clone()).collect();
     assert_eq!(

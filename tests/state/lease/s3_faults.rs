@@ -8,13 +8,13 @@ use std::time::Duration;
 use state_manager::lease::{Lease, LeaseError, LeaseEventKind, LostReason, SystemClock, Timing};
 use time::OffsetDateTime;
 
-use super::{Backend, lease_config, node, stored};
+use super::{Backend, PREFIX, lease_config, node, stored};
 
 const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitioned_owner_loses_before_its_lease_expires() {
-    let b = Backend::s3();
+    let b = Backend::moto();
     let cfg = lease_config(3000, 500, 200);
     let mut a = node(&b, "node-a", &cfg).await;
     a.wait_role("owner", LONG, |r| r.is_owner()).await;
@@ -41,11 +41,11 @@ async fn partitioned_owner_loses_before_its_lease_expires() {
         None
     });
 
-    b.moto().pause();
+    b.moto_server().pause();
     let lost = a.next_event(LONG).await;
     let refused_at = watcher.join().unwrap().expect("the fence refused");
     stop.store(true, Ordering::SeqCst);
-    b.moto().resume();
+    b.moto_server().resume();
 
     let LeaseEventKind::Lost {
         reason: LostReason::NotRenewed { .. },
@@ -90,10 +90,10 @@ async fn partitioned_owner_loses_before_its_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unanswered_renewal_that_landed_is_adopted() {
-    let b = Backend::s3();
+    let b = Backend::moto();
     let timing = Timing::new(&lease_config(3000, 500, 200)).unwrap();
     let mut a = Lease::new(
-        b.store().await,
+        b.store(PREFIX).await,
         "node-a".into(),
         Arc::new(SystemClock),
         timing,
@@ -102,11 +102,11 @@ async fn an_unanswered_renewal_that_landed_is_adopted() {
 
     // The renewal is sent into a frozen server and times out; the server then wakes up and
     // applies it.
-    b.moto().pause();
+    b.moto_server().pause();
     let e = a.renew(&held).await.unwrap_err();
     assert!(matches!(e, LeaseError::Timeout { .. }), "{e}");
-    b.moto().resume();
-    let store = b.store().await;
+    b.moto_server().resume();
+    let store = b.store(PREFIX).await;
     let landed = crate::common::wait_for_async("the late renewal to land", LONG, || async {
         stored(&store).await.filter(|(r, _)| r.renew_count == 1)
     })

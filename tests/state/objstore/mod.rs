@@ -10,61 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::backend::Backend;
 use common::moto::MotoServer;
-use common::s3s::S3sServer;
 use state_manager::config::StorageConfig;
-use state_manager::objstore::{self, DynStore, StorageError};
-
-/// Where a case's stores live. Stores are made through `objstore::open`, as the service does.
-pub enum Backend {
-    Local(tempfile::TempDir),
-    S3(MotoServer),
-    /// s3s-fs, which checks every request's signature.
-    S3s(S3sServer),
-}
-
-const BUCKET: &str = "conformance";
-
-impl Backend {
-    fn local() -> Backend {
-        Backend::Local(tempfile::tempdir().unwrap())
-    }
-
-    fn s3() -> Backend {
-        let moto = MotoServer::start();
-        moto.create_bucket(BUCKET);
-        Backend::S3(moto)
-    }
-
-    fn s3s() -> Backend {
-        let s3s = S3sServer::start();
-        s3s.create_bucket(BUCKET);
-        Backend::S3s(s3s)
-    }
-
-    /// A store whose keys live under `prefix`.
-    pub async fn store(&self, prefix: &str) -> DynStore {
-        let (cfg, data_dir) = match self {
-            Backend::Local(dir) => {
-                let cfg = StorageConfig {
-                    endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
-                    key_prefix: Some(prefix.to_string()),
-                    ..StorageConfig::default()
-                };
-                (cfg, dir.path().join("data"))
-            }
-            Backend::S3(moto) => (
-                moto.storage_config(BUCKET, prefix),
-                Path::new("/nonexistent").to_path_buf(),
-            ),
-            Backend::S3s(s3s) => (
-                s3s.storage_config(BUCKET, prefix),
-                Path::new("/nonexistent").to_path_buf(),
-            ),
-        };
-        objstore::open(Some(&cfg), &data_dir).await.unwrap()
-    }
-}
+use state_manager::objstore::{self, StorageError};
 
 /// One test per case and backend; the cases after `;` also run against s3s-fs. Before it: the
 /// racing case (s3s-fs's conditional writes are not atomic under a race) and the listing cases
@@ -72,7 +21,7 @@ impl Backend {
 macro_rules! conformance {
     ($($race:ident),* ; $($case:ident),* $(,)?) => {
         conformance!(@each local, local, $($race,)* $($case,)*);
-        conformance!(@each s3, s3, $($race,)* $($case,)*);
+        conformance!(@each s3, moto, $($race,)* $($case,)*);
         conformance!(@each s3s, s3s, $($case,)*);
     };
     (@each $module:ident, $make:ident, $($case:ident,)*) => {
@@ -263,15 +212,11 @@ async fn s3_unreachable_endpoint_fails_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_recovers_after_the_server_restarts() {
-    let mut moto = MotoServer::start();
-    moto.create_bucket(BUCKET);
-    let cfg = moto.storage_config(BUCKET, "env-1");
-    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
-        .await
-        .unwrap();
+    let mut be = Backend::moto();
+    let store = be.store("env-1").await;
     store.put("a", Bytes::from_static(b"1")).await.unwrap();
 
-    moto.stop();
+    be.moto_server_mut().stop();
     let started = Instant::now();
     let r = store.put("b", Bytes::from_static(b"2")).await;
     assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
@@ -281,7 +226,7 @@ async fn s3_recovers_after_the_server_restarts() {
         started.elapsed()
     );
 
-    moto.restart();
+    be.moto_server_mut().restart();
     store
         .put("b", Bytes::from_static(b"2"))
         .await
@@ -291,19 +236,15 @@ async fn s3_recovers_after_the_server_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_hung_server_times_out_then_recovers() {
-    let moto = MotoServer::start();
-    moto.create_bucket(BUCKET);
-    let cfg = moto.storage_config(BUCKET, "env-1");
-    let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
-        .await
-        .unwrap();
+    let be = Backend::moto();
+    let store = be.store("env-1").await;
     store.put("a", Bytes::from_static(b"1")).await.unwrap();
 
-    moto.pause();
+    be.moto_server().pause();
     let started = Instant::now();
     let r = store.get("a").await;
     let waited = started.elapsed();
-    moto.resume();
+    be.moto_server().resume();
     assert!(matches!(r, Err(StorageError::Backend { .. })), "{r:?}");
     assert!(waited < Duration::from_secs(60), "took {waited:?}");
     assert_eq!(store.get("a").await.unwrap().body, Bytes::from_static(b"1"));
@@ -326,9 +267,8 @@ async fn s3_missing_bucket_is_a_backend_error_not_a_missing_key() {
 /// `credentials` failure naming where the credentials came from, never their value.
 #[tokio::test]
 async fn s3s_wrong_credentials_are_a_credentials_failure() {
-    let s3s = S3sServer::start();
-    s3s.create_bucket(BUCKET);
-    let mut cfg = s3s.storage_config(BUCKET, "env-1");
+    let be = Backend::s3s();
+    let mut cfg = be.storage("env-1");
     cfg.secret_key = Some("not-the-secret-xyz".into());
     let store = objstore::open(Some(&cfg), Path::new("/nonexistent"))
         .await
@@ -353,11 +293,6 @@ async fn s3s_wrong_credentials_are_a_credentials_failure() {
     let failure = err.failure().expect("a backend failure");
     assert_eq!(failure.kind, objstore::FailureKind::Credentials, "{err}");
 
-    let good = objstore::open(
-        Some(&s3s.storage_config(BUCKET, "env-1")),
-        Path::new("/nonexistent"),
-    )
-    .await
-    .unwrap();
+    let good = be.store("env-1").await;
     assert!(good.list("").await.unwrap().is_empty());
 }

@@ -67,7 +67,7 @@ pub async fn kill_9_then_restore_keeps_acknowledged_commits(be: Backend) {
     };
 
     remove_local(&db);
-    let objects = be.objects("crash").await;
+    let objects = be.store("crash").await;
     let (store, _rep) = replication::open(&db, objects, &config(interval), None)
         .await
         .unwrap();
@@ -104,7 +104,7 @@ pub async fn kill_9_then_restore_keeps_acknowledged_commits(be: Backend) {
 }
 
 pub async fn point_in_time_restore(be: Backend) {
-    let objects = be.objects("pitr").await;
+    let objects = be.store("pitr").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(50));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
@@ -152,7 +152,7 @@ pub async fn point_in_time_restore(be: Backend) {
 }
 
 pub async fn retention_prunes_old_generations(be: Backend) {
-    let objects = be.objects("retention").await;
+    let objects = be.store("retention").await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(Duration::from_millis(50));
     cfg.snapshot_interval = state_manager::config::Dur::millis(300);
@@ -183,7 +183,7 @@ pub async fn retention_prunes_old_generations(be: Backend) {
 }
 
 pub async fn clean_restart_continues_the_generation(be: Backend) {
-    let objects = be.objects("restart").await;
+    let objects = be.store("restart").await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let cfg = config(Duration::from_millis(50));
@@ -229,9 +229,9 @@ pub async fn a_database_from_another_location_is_replaced(be: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(50));
     let (a, b, c) = (
-        be.objects("loc-a").await,
-        be.objects("loc-b").await,
-        be.objects("loc-c").await,
+        be.store("loc-a").await,
+        be.store("loc-b").await,
+        be.store("loc-c").await,
     );
     let run = |path: std::path::PathBuf, objects, range| {
         let cfg = cfg.clone();
@@ -273,15 +273,15 @@ pub async fn a_database_from_another_location_is_replaced(be: Backend) {
 }
 
 /// moto frozen (SIGSTOP): requests hang and fail; writes go on; once it thaws, all is shipped.
-pub async fn storage_outage_loses_nothing(mut be: Backend) {
-    let objects = be.objects("outage").await;
+pub async fn storage_outage_loses_nothing(be: Backend) {
+    let objects = be.store("outage").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(100));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
     insert(&store, 1..=5).await;
     rep.sync_now().await.unwrap();
 
-    be.moto().pause();
+    be.moto_server().pause();
     insert(&store, 6..=50).await;
     let written = Instant::now();
     let mut status = rep.status();
@@ -291,7 +291,7 @@ pub async fn storage_outage_loses_nothing(mut be: Backend) {
         .unwrap()
         .clone();
     assert!(failing.pending_bytes > 0, "{failing:?}");
-    be.moto().resume();
+    be.moto_server().resume();
 
     tokio::time::timeout(PATIENCE, rep.wait_synced(written))
         .await
@@ -308,7 +308,7 @@ pub async fn storage_outage_loses_nothing(mut be: Backend) {
 /// moto killed and started again empty on the same port: the vanished generation is noticed
 /// and a new one holds everything.
 pub async fn storage_restarted_empty(mut be: Backend) {
-    let objects = be.objects("restarted").await;
+    let objects = be.store("restarted").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_millis(100));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
@@ -316,11 +316,11 @@ pub async fn storage_restarted_empty(mut be: Backend) {
     rep.sync_now().await.unwrap();
     let first = rep.status().borrow().generation.clone();
 
-    be.moto().stop();
+    be.moto_server_mut().stop();
     insert(&store, 6..=20).await;
     assert!(rep.sync_now().await.is_err(), "storage is down");
     assert!(rep.status().borrow().last_error.is_some());
-    be.moto().restart();
+    be.moto_server_mut().restart();
 
     let written = Instant::now();
     tokio::time::timeout(PATIENCE, rep.wait_synced(written))
@@ -339,7 +339,7 @@ pub async fn storage_restarted_empty(mut be: Backend) {
 /// Enough writes to fill the WAL several times: replication checkpoints (RESTART) between syncs
 /// and the restore crosses WAL cycles.
 pub async fn many_wal_cycles_restore_exactly(be: Backend) {
-    let objects = be.objects("cycles").await;
+    let objects = be.store("cycles").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
@@ -372,7 +372,7 @@ pub async fn many_wal_cycles_restore_exactly(be: Backend) {
 /// The WAL is read beside the writer, which goes on committing; the reset happens with writes
 /// held. Commits racing every read and reset still all reach storage, in order, exactly once.
 pub async fn commits_racing_syncs_are_all_shipped(be: Backend) {
-    let objects = be.objects("racing").await;
+    let objects = be.store("racing").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;

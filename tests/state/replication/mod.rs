@@ -11,56 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::moto::MotoServer;
+use common::backend::Backend;
 use state_manager::config::{Dur, ReplicationConfig, StorageConfig};
 use state_manager::events::{Event, StateName};
 use state_manager::lease::{Clock, Fence, SystemClock};
 use state_manager::objstore::{self, DynStore};
 use state_manager::replication::{self, ReplicationError, restore_db};
 use time::OffsetDateTime;
-
-const BUCKET: &str = "replication";
-
-/// Where a case's objects live.
-pub enum Backend {
-    Local(tempfile::TempDir),
-    S3(MotoServer),
-}
-
-impl Backend {
-    pub fn local() -> Backend {
-        Backend::Local(tempfile::tempdir().unwrap())
-    }
-
-    pub fn s3() -> Backend {
-        let moto = MotoServer::start();
-        moto.create_bucket(BUCKET);
-        Backend::S3(moto)
-    }
-
-    /// The storage section for keys under `prefix`.
-    pub fn storage(&self, prefix: &str) -> StorageConfig {
-        match self {
-            Backend::Local(dir) => StorageConfig {
-                endpoint: Some(format!("file://{}", dir.path().join("objects").display())),
-                key_prefix: Some(prefix.to_string()),
-                ..StorageConfig::default()
-            },
-            Backend::S3(moto) => moto.storage_config(BUCKET, prefix),
-        }
-    }
-
-    pub async fn objects(&self, prefix: &str) -> DynStore {
-        open_objects(&self.storage(prefix)).await
-    }
-
-    pub fn moto(&mut self) -> &mut MotoServer {
-        match self {
-            Backend::S3(m) => m,
-            Backend::Local(_) => panic!("this case needs the S3 backend"),
-        }
-    }
-}
 
 pub async fn open_objects(storage: &StorageConfig) -> DynStore {
     objstore::open(Some(storage), std::path::Path::new("/nonexistent"))
@@ -149,7 +106,7 @@ macro_rules! per_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::cases::$case(super::Backend::s3()).await;
+                    super::cases::$case(super::Backend::moto()).await;
                 }
             )*
         }
@@ -168,12 +125,12 @@ per_backend!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_loses_nothing() {
-    cases::storage_outage_loses_nothing(Backend::s3()).await;
+    cases::storage_outage_loses_nothing(Backend::moto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_restarted_empty_gets_a_new_generation() {
-    cases::storage_restarted_empty(Backend::s3()).await;
+    cases::storage_restarted_empty(Backend::moto()).await;
 }
 
 /// Child side of the kill -9 case; ignored in normal runs.
@@ -186,7 +143,7 @@ fn replication_child_writer() {
 #[tokio::test]
 async fn a_fenced_node_writes_nothing() {
     let be = Backend::local();
-    let objects = be.objects("fenced").await;
+    let objects = be.store("fenced").await;
     let dir = tempfile::tempdir().unwrap();
     // A fence never granted: this node does not hold the lease.
     let fence = Fence::new(Arc::new(SystemClock));
@@ -210,7 +167,7 @@ async fn a_fenced_node_writes_nothing() {
 #[tokio::test]
 async fn epochs_are_stamped_into_object_names() {
     let be = Backend::local();
-    let objects = be.objects("epoch").await;
+    let objects = be.store("epoch").await;
     let dir = tempfile::tempdir().unwrap();
     let fence = Fence::new(Arc::new(SystemClock));
     fence.grant(42, SystemClock.mono() + Duration::from_secs(3600));
@@ -237,7 +194,7 @@ async fn epochs_are_stamped_into_object_names() {
 #[tokio::test]
 async fn disabled_replication_checkpoints_locally() {
     let be = Backend::local();
-    let objects = be.objects("off").await;
+    let objects = be.store("off").await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(Duration::from_millis(50));
     cfg.enabled = false;
@@ -258,7 +215,7 @@ async fn disabled_replication_checkpoints_locally() {
 #[tokio::test]
 async fn restore_refuses_a_generation_with_a_missing_segment() {
     let be = Backend::local();
-    let objects = be.objects("gap").await;
+    let objects = be.store("gap").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
     let (store, rep) = open_replicated(&objects, dir.path(), &cfg).await;
@@ -291,7 +248,7 @@ async fn restore_refuses_a_generation_with_a_missing_segment() {
 #[tokio::test]
 async fn status_reports_the_generation_and_no_lag_when_idle() {
     let be = Backend::local();
-    let objects = be.objects("status").await;
+    let objects = be.store("status").await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(Duration::from_secs(3600));
     let (store, rep) = replication::open(&dir.path().join("s.db"), objects, &cfg, None)
