@@ -17,6 +17,7 @@
 
 mod classify;
 mod config;
+mod list;
 mod multipart;
 
 use std::ops::Range;
@@ -354,26 +355,7 @@ impl ObjectStore for S3Store {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         validate_prefix(prefix)?;
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(self.full(prefix))
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.err("list", prefix, e))?;
-            out.extend(page.contents().iter().filter_map(|o| self.meta_of(o)));
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.list_all(prefix).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -391,19 +373,5 @@ impl ObjectStore for S3Store {
 
     fn describe(&self) -> String {
         self.describe.clone()
-    }
-}
-
-impl S3Store {
-    /// A listed object under our prefix, or `None` for keys we could not have written.
-    fn meta_of(&self, o: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
-        let key = o.key()?.strip_prefix(&self.prefix)?;
-        validate_key(key).ok()?;
-        Some(ObjectMeta {
-            key: key.to_string(),
-            size: o.size().unwrap_or(0).max(0) as u64,
-            etag: ETag(o.e_tag()?.to_string()),
-            modified_unix: o.last_modified().map_or(0, |t| t.secs()),
-        })
     }
 }

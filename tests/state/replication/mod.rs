@@ -1,6 +1,6 @@
-//! Replication of the state database against the local backend and a real S3 server (moto):
-//! crash and restore, point-in-time restore, storage outages, retention, continuity across clean
-//! restarts, relocation and fencing.
+//! Replication of the state database against the local backend and real S3 servers (moto, and
+//! s3s-fs, which checks signatures): crash and restore, point-in-time restore, storage outages,
+//! retention, continuity across clean restarts, relocation and fencing.
 
 use crate::common;
 
@@ -91,7 +91,9 @@ pub async fn restored_numbers(path: PathBuf) -> Vec<u64> {
     .unwrap()
 }
 
-/// One test per case and backend.
+/// One test per case and backend: the local directory, moto, and s3s-fs (which checks
+/// signatures; every case here has one writer at a time, so its non-atomic conditional writes
+/// do not matter).
 macro_rules! per_backend {
     ($($case:ident),* $(,)?) => {
         mod local {
@@ -107,6 +109,14 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::cases::$case(super::Backend::moto()).await;
+                }
+            )*
+        }
+        mod s3s {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::Backend::s3s()).await;
                 }
             )*
         }
