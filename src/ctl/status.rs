@@ -167,7 +167,8 @@ fn checkpoint(v: &Value, now: OffsetDateTime) -> String {
 
 /// `ctl health`: exit 0 when `/healthz` answers with a success, 1 for anything else (an
 /// unreachable server or a bad `--url` included: Docker reserves other codes). No token is read
-/// or sent.
+/// or sent. Failing storage is said on stderr and does not fail it: this is liveness, and a
+/// restart mends no credentials or endpoint (docs/STORAGE.md, "Readiness").
 pub async fn health(global: &Global) -> i32 {
     let global = Global {
         token_file: None,
@@ -181,6 +182,9 @@ pub async fn health(global: &Global) -> i32 {
             .wait(Wait::Health)
             .send()
             .await?;
+        if let Some(warning) = storage_warning(&answer.value) {
+            eprintln!("state-manager: {warning}");
+        }
         output::print(client.json, answer, |v| output::text(&v["status"]));
         Ok::<_, CtlError>(())
     };
@@ -191,6 +195,16 @@ pub async fn health(global: &Global) -> i32 {
             exit::SERVER
         }
     }
+}
+
+/// What `ctl health` says beside `ok` when `/healthz` reports failing storage.
+fn storage_warning(v: &Value) -> Option<String> {
+    (v["storage"] == "failing").then(|| {
+        let kind = v["storage_failure"].as_str().unwrap_or("unknown");
+        format!(
+            "storage is failing ({kind}); `state-manager ctl status` says what happened and the fix"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -277,5 +291,20 @@ warning          authentication is disabled
         assert!(out.contains("role             -\n"), "{out}");
         assert!(out.contains("processes        -\n"), "{out}");
         assert!(!out.contains("warning "), "{out}");
+    }
+
+    #[test]
+    fn health_names_failing_storage_and_nothing_else() {
+        let failing =
+            json!({"status": "ok", "storage": "failing", "storage_failure": "credentials"});
+        let w = storage_warning(&failing).unwrap();
+        assert!(w.starts_with("storage is failing (credentials);"), "{w}");
+        assert!(w.contains("ctl status"), "{w}");
+        for quiet in [
+            json!({"status": "ok", "storage": "ok"}),
+            json!({"status": "ok", "storage": null}),
+        ] {
+            assert_eq!(storage_warning(&quiet), None, "{quiet}");
+        }
     }
 }

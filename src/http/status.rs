@@ -14,7 +14,7 @@ use super::extract::Json;
 use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
 use crate::node::{LeaseOverview, NodeRole, Operation, Takeover};
-use crate::objstore::StorageHealth;
+use crate::objstore::{FailureKind, StorageHealth, StorageState};
 use crate::replication::ReplicationStatus;
 use crate::supervisor::Summary;
 use crate::webhooks::SinkStats;
@@ -103,11 +103,19 @@ pub struct Health {
     /// Always `ok`.
     #[schema(examples("ok"))]
     status: &'static str,
+    /// Storage as the node's last request found it (`ok`, `unknown`, `failing`); absent while
+    /// unconfigured. Failing storage does not fail liveness: restarting does not mend it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage: Option<StorageState>,
+    /// While `storage` is `failing`: the failure's kind, for `ctl health` to name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_failure: Option<FailureKind>,
 }
 
 /// Liveness: 200 while the server answers.
 ///
-/// No authentication and no round trip to the supervisor: for container health checks.
+/// No authentication and no round trip to the supervisor or to storage: for container health
+/// checks. It says whether storage is failing, and stays 200 while it is (see `/readyz`).
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -115,6 +123,13 @@ pub struct Health {
     tag = "status",
     responses((status = 200, description = "The server answers", body = Health))
 )]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let storage = state.node().map(|n| n.storage_health());
+    Json(Health {
+        status: "ok",
+        storage: storage.as_ref().map(|h| h.state),
+        storage_failure: storage
+            .filter(|h| h.is_failing())
+            .and_then(|h| h.failure.map(|f| f.kind)),
+    })
 }

@@ -5,6 +5,7 @@
 use crate::common;
 
 mod checkpoints;
+mod storage;
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -110,3 +110,8 @@ async fn a_wrong_secret_shows_in_status_and_clears_when_fixed() {
     s3s.create_bucket("env");
     storage::a_wrong_secret_shows_and_clears(&mut Backend::S3s(s3s)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stays_ready_while_its_storage_fails() {
+    storage::an_owner_stays_ready_while_its_storage_fails(&mut Backend::s3s()).await;
+}

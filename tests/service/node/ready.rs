@@ -17,7 +17,7 @@ fn gated() -> Value {
 }
 
 /// `GET /readyz` without a token: the status and the body.
-async fn readyz(n: &Node) -> (StatusCode, Value) {
+pub async fn readyz(n: &Node) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
         .get(format!("{}/readyz", n.base))
         .timeout(Duration::from_secs(30))
@@ -40,7 +40,7 @@ async fn wait_ready(n: &Node, status: StatusCode) -> Value {
     .await
 }
 
-fn detail(body: &Value) -> &str {
+pub fn detail(body: &Value) -> &str {
     body["detail"].as_str().unwrap_or_default()
 }
 
@@ -65,7 +65,7 @@ pub async fn only_the_owner_with_ready_processes_is_ready(b: &Backend) {
     let body = wait_ready(&a, StatusCode::OK).await;
     assert_eq!(
         body,
-        json!({"ready": true, "role": "owner", "node_id": node_a, "processes": 1})
+        json!({"ready": true, "role": "owner", "node_id": node_a, "processes": 1, "storage": "ok"})
     );
 
     // A standby is not ready, and says who owns the environment.

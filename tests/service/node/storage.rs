@@ -1,10 +1,14 @@
 //! Storage that explains itself: a node whose storage fails shows the failure's kind, sentence
-//! and fix in `GET /` (and `/metrics`) within moments, and clears it once storage works again.
+//! and fix in `GET /` (and `/metrics`, `/healthz`, `/readyz`) within moments, and clears it
+//! once storage works again. A standby's `/readyz` gives failing storage as its reason; the
+//! owner stays ready while it holds the lease.
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::ready::{detail, readyz};
 use super::{Backend, config};
 use crate::common::node::Node;
 
@@ -117,10 +121,73 @@ pub async fn a_wrong_secret_shows_and_clears(b: &mut Backend) {
         !status.to_string().contains(secret),
         "no secret in status: {status}"
     );
+    let (code, body) = readyz(&node).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let why = detail(&body);
+    assert!(
+        why.contains("is not ready (role standby): storage is failing (credentials): "),
+        "{body}"
+    );
+    assert!(
+        why.contains("SignatureDoesNotMatch") && why.contains("fix: "),
+        "{body}"
+    );
+    assert!(!why.contains(secret), "{body}");
+    let (_, health) = node.send(reqwest::Method::GET, "/healthz", None).await;
+    assert_eq!(
+        (&health["storage"], &health["storage_failure"]),
+        (&"failing".into(), &"credentials".into()),
+        "{health}"
+    );
 
     let Backend::S3s(s3s) = b else { unreachable!() };
     s3s.restart_with_secret(secret);
     wait_health(&node, "ok", None).await;
     node.wait_role("owner").await;
+    let (code, body) = readyz(&node).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["storage"], "ok", "{body}");
+    assert!(body.get("storage_failure").is_none(), "{body}");
+    node.stop().await;
+}
+
+/// The owner's storage starts refusing its signature: it stays ready, with `storage` failing
+/// and the sentence in the body, while its lease (30 s here) is valid; ready with `storage`
+/// ok once the server takes its secret again.
+pub async fn an_owner_stays_ready_while_its_storage_fails(b: &mut Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(b, dir.path(), vec![]);
+    cfg["lease"]["ttl"] = "30s".into();
+    let node = Node::start(dir.path(), &cfg).await;
+    node.wait_role("owner").await;
+    wait_health(&node, "ok", None).await;
+    let (code, body) = readyz(&node).await;
+    assert_eq!(
+        (code, &body["storage"]),
+        (StatusCode::OK, &"ok".into()),
+        "{body}"
+    );
+
+    let Backend::S3s(s3s) = b else { unreachable!() };
+    s3s.restart_with_secret("the-servers-other-secret");
+    wait_health(&node, "failing", Some("credentials")).await;
+    let (code, body) = readyz(&node).await;
+    assert_eq!(code, StatusCode::OK, "the owner stays ready: {body}");
+    assert_eq!(body["storage"], "failing", "{body}");
+    let failure = body["storage_failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with("storage is failing (credentials): "),
+        "{body}"
+    );
+    assert_eq!(node.get("/").await["role"], "owner");
+
+    s3s.restart_with_secret(crate::common::s3s::SECRET_KEY);
+    wait_health(&node, "ok", None).await;
+    let (code, body) = readyz(&node).await;
+    assert_eq!(
+        (code, &body["storage"]),
+        (StatusCode::OK, &"ok".into()),
+        "{body}"
+    );
     node.stop().await;
 }
