@@ -1,7 +1,8 @@
 //! Every failure of the API as one type, [`ApiError`], answered as `application/problem+json`
-//! (RFC 9457: `type`, `title`, `status`, `detail`, plus `problems` for an invalid config), and
-//! the one place where the errors of the layers below (service, node, supervisor, checkpoint,
-//! lease, event history, token) become answers: each `From` chooses the status and the `detail`.
+//! (RFC 9457: `type`, `title`, `status`, `detail`, plus `problems` for an invalid config and
+//! `dependants` for a stack others depend on), and the one place where the errors of the layers
+//! below (service, node, supervisor, checkpoint, lease, event history, token) become answers:
+//! each `From` chooses the status and the `detail`.
 //!
 //! Invariants: a handler never builds an error response by hand; every extractor the API uses
 //! (JSON body, query, path) rejects through `ApiError`, so a client sees one shape for every
@@ -41,6 +42,14 @@ pub enum ApiError {
     /// The request conflicts with the current state (e.g. a second `POST /config`).
     #[error("{0}")]
     Conflict(String),
+    /// A stack other stacks depend on, which `DELETE /processes/{name}` will not remove without
+    /// `force`: a conflict whose answer also lists them (`dependants`), so a client can show
+    /// them and offer to remove it anyway.
+    #[error("{detail}")]
+    HasDependants {
+        detail: String,
+        dependants: Vec<String>,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The body did not arrive within the time to read it.
@@ -87,6 +96,11 @@ pub struct ProblemBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Problem>>)]
     problems: Option<&'a [Problem]>,
+    /// The stacks that depend on the one `DELETE /processes/{name}` was asked to remove (only
+    /// with its 409; `?force=true` removes it anyway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    dependants: Option<&'a [String]>,
 }
 
 impl ApiError {
@@ -97,7 +111,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::HasDependants { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,7 +132,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::HasDependants { .. } => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -160,12 +174,17 @@ impl IntoResponse for ApiError {
             ApiError::InvalidConfig(p) => Some(p.as_slice()),
             _ => None,
         };
+        let dependants = match &self {
+            ApiError::HasDependants { dependants, .. } => Some(dependants.as_slice()),
+            _ => None,
+        };
         let body = ProblemBody {
             kind: format!("urn:state-manager:problem:{}", self.slug()),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.detail(),
             problems,
+            dependants,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, bytes).into_response();
@@ -231,10 +250,13 @@ impl From<NodeError> for ApiError {
             NodeError::NotOwner { .. }
             | NodeError::Busy { .. }
             | NodeError::Exists { .. }
-            | NodeError::HasDependants { .. }
             | NodeError::Database(crate::store::StoreError::RevisionMismatch { .. }) => {
                 ApiError::Conflict(text)
             }
+            NodeError::HasDependants { dependants, .. } => ApiError::HasDependants {
+                detail: text,
+                dependants,
+            },
             NodeError::NoCheckpoint | NodeError::UnknownStack { .. } => ApiError::NotFound(text),
             NodeError::Invalid(problems) => ApiError::InvalidConfig(problems),
             NodeError::Checkpoint(c) => c.into(),

@@ -246,6 +246,7 @@ pub async fn invalid_and_conflicting_changes_change_nothing(b: &Backend) {
         problem["detail"].as_str().unwrap().contains("web"),
         "{problem}"
     );
+    assert_eq!(problem["dependants"], json!(["web"]), "{problem}");
     assert_eq!(revision(&n).await, start, "nothing was committed");
     assert_eq!(n.wait_running("web").await, pid, "nothing was touched");
 
