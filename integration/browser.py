@@ -104,6 +104,19 @@ class Browser:
     def press_escape(self):
         self.d.switch_to.active_element.send_keys(Keys.ESCAPE)
 
+    def press(self, id_, *keys):
+        """Focus #id_ and press `keys` there (as from the keyboard, no click)."""
+        e = self.by_id(id_)
+        self.js("arguments[0].focus();", e)
+        e.send_keys(*keys)
+
+    def value(self, id_):
+        return self.js("return arguments[0].value;", self.by_id(id_))
+
+    def force_click(self, id_):
+        """Click a disabled control anyway, as someone editing the page would."""
+        self.js("arguments[0].disabled = false; arguments[0].click();", self.by_id(id_))
+
     def sign_in(self, token):
         self.until("the sign-in form", lambda: self.visible("token"))
         self.type("token", token)
@@ -213,6 +226,12 @@ class Browser:
     def wait_dialog_closed(self):
         self.until("the dialog to close", lambda: not self.visible("dialog"))
 
+    def wait_dialog_error(self, text):
+        """The problem shown inside the open dialog, once it contains `text`."""
+        self.until(f"the dialog to show a problem with {text!r}",
+                   lambda: self.visible("dialog-error") and text in self.by_id("dialog-error").text)
+        return self.by_id("dialog-error").text
+
     def wait_notice(self, text):
         def find():
             notes = [n.text for n in self.d.find_elements(By.CSS_SELECTOR, ".notice")]
@@ -241,11 +260,13 @@ class Browser:
 
     # -- the browser's own state ----------------------------------------------------------
 
-    def assert_no_console_errors(self, allowed=None):
-        """No error in the browser's log since the last call, but those mentioning `allowed`."""
+    def assert_no_console_errors(self, allowed=()):
+        """No error in the browser's log since the last call, but those mentioning one of
+        `allowed` (the statuses of refusals the test provoked, which Chromium logs)."""
+        allowed = (allowed,) if isinstance(allowed, str) else tuple(allowed)
         entries = self.d.get_log("browser")
         bad = [e["message"] for e in entries if e["level"] == "SEVERE"
-               and not (allowed and allowed in e["message"])]
+               and not any(a in e["message"] for a in allowed)]
         if bad:
             raise Fail(f"the browser logged errors: {bad}")
 

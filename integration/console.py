@@ -6,8 +6,11 @@ Selenium, then checks what an operator does: sign in with a pasted token; the ta
 processes; Stop on a row stops the process (checked through the API) and the row changes with
 no reload; a crash shows up live; the log panel shows lines printed after the page opened, and
 pauses and searches; keyboard moves through the rows and dialogs; a glob filter and a restart of
-the selection; a checkpoint, a restore (the restored file checked on disk) and a delete from the
-page; with a read token every control is disabled and a call forced past them is refused; the
+the selection; a stack added from the page (a 422's field problems shown first), scaled up and
+down, and removed (its dependant named by the 409, then removed anyway), each checked through the
+API, with the table following the event stream (a stack added through the API appears too); a
+checkpoint, a restore (the restored file checked on disk) and a delete from the page; with a
+read token every control is disabled and a call forced past them is refused; the
 lease released from the page; the CSP header is there; the browser logs no error; no
 token appears in the server's log, a URL or a cookie.
 
@@ -27,11 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import harness
 from browser import Browser, Fail
+from selenium.webdriver.common.keys import Keys
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = 60.0
@@ -75,6 +80,31 @@ class Api:
 
     def process(self, name):
         return self.get(f"/processes/{name}")
+
+    def send(self, method, path, body=None):
+        """`method path` with a JSON body: (status, the parsed answer or None)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with harness.DIRECT.open(req, timeout=60) as r:
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            return e.code, json.loads(text) if text else None
+
+    def state(self, name):
+        """The state of `name`, or None when the API does not know it (404)."""
+        code, p = self.send("GET", f"/processes/{name}")
+        if code == 404:
+            return None
+        if code != 200:
+            raise Fail(f"GET /processes/{name}: {code} {p}")
+        return p["state"]
+
+    def names(self):
+        return [p["name"] for p in self.get("/processes")]
 
 
 def wait(what, cond, deadline=DEADLINE):
@@ -204,6 +234,8 @@ def checks(b, api, base, work, admin, read, shots):
     b.wait_shown_rows(names)
     step("filter by glob; restart the selection", started)
 
+    stacks(b, api, names, started)
+
     env_file = Path(api.get("/config").get("storage", {}).get("env_dir") or work / "data" / "env") / "state.txt"
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("before\n")
@@ -268,8 +300,22 @@ def checks(b, api, base, work, admin, read, shots):
     b.wait_notice("admin")
     if api.process("worker")["state"] != "running":
         raise Fail("a forced call with a read token stopped the process")
-    b.assert_no_console_errors(allowed="403")
-    step("read token: controls disabled, a forced call refused", started)
+    b.force_click_row_button("worker", "Remove")
+    b.wait_dialog("Remove worker")
+    b.click("dialog-ok")
+    b.wait_dialog_error("admin")
+    b.click("dialog-cancel")
+    b.wait_dialog_closed()
+    b.force_click("process-add")
+    b.wait_dialog("Add a process")
+    b.click("dialog-ok")
+    b.wait_dialog_error("admin")
+    b.press_escape()
+    b.wait_dialog_closed()
+    if api.state("worker") != "running" or api.state("hello") is not None:
+        raise Fail("a forced change of the process set with a read token was carried out")
+    b.assert_no_console_errors(allowed="status of 403")
+    step("read token: controls disabled, forced calls refused", started)
 
     b.sign_out()
     b.sign_in(admin)
@@ -284,6 +330,85 @@ def checks(b, api, base, work, admin, read, shots):
     b.wait_text("node", "released")
     b.assert_no_console_errors()
     step("release the lease from the page", started)
+
+
+def stacks(b, api, names, started):
+    """Add, scale and remove a stack from the page, each checked through the API; the table
+    follows the event stream, also for a stack added through the API."""
+    b.press("process-add", Keys.ENTER)
+    b.wait_dialog("Add a process")
+    example = b.value("process-spec")
+    b.type("process-spec", '{"name": "bad name", "command": "sh", "depends_on": ["nope"]}')
+    b.click("dialog-ok")
+    shown = b.wait_dialog_error("problem")
+    if "name" not in shown or "depends_on" not in shown:
+        raise Fail(f"the add dialog does not show each field's problem: {shown!r}")
+    if api.names() != names:
+        raise Fail("an invalid spec changed the process set")
+    b.type("process-spec", example)
+    b.press("process-spec", Keys.CONTROL, Keys.ENTER)
+    b.wait_dialog_closed()
+    b.wait_notice("Added hello (hello): started hello")
+    wait("hello running, through the API", lambda: api.state("hello") == "running")
+    b.wait_cell("hello", "State", "running")
+    b.wait_shown_rows(names + ["hello"])
+    step("add a process from the page (its example; a 422's problems shown first)", started)
+
+    b.click_row_button("hello", "Scale")
+    b.wait_dialog("Scale hello")
+    b.type("scale-instances", "2")
+    b.click("dialog-ok")
+    b.wait_notice("Scaled hello to 2: started hello-1, hello-2; stopped hello")
+    wait("hello-1 and hello-2 running and hello gone, through the API",
+         lambda: api.state("hello-1") == api.state("hello-2") == "running" and api.state("hello") is None)
+    b.wait_shown_rows(names + ["hello-1", "hello-2"])
+    kept = api.process("hello-1")["pid"]
+    b.click_row_button("hello-2", "Scale")
+    text = b.wait_dialog("Scale hello")
+    if "hello-1, hello-2" not in text:
+        raise Fail(f"the scale dialog does not name the instances: {text!r}")
+    b.type("scale-instances", "1")
+    b.press("scale-instances", Keys.ENTER)
+    b.wait_notice("Scaled hello to 1: stopped hello-2")
+    wait("hello-2 gone, through the API", lambda: api.state("hello-2") is None)
+    if api.process("hello-1")["pid"] != kept:
+        raise Fail("scaling down touched hello-1")
+    b.wait_shown_rows(names + ["hello-1"])
+    step("scale a stack up to 2 and back to 1", started)
+
+    code, added = api.send("POST", "/processes",
+                           {"name": "greeter", "command": "sleep 100000", "depends_on": ["hello"]})
+    if code != 201:
+        raise Fail(f"POST /processes greeter: {code} {added}")
+    b.wait_cell("greeter", "State", "running")
+    b.assert_same_page()
+    b.click_row_button("hello-1", "Remove")
+    text = b.wait_dialog("Remove hello?")
+    if "hello-1" not in text:
+        raise Fail(f"the remove dialog does not name the instances: {text!r}")
+    b.click("dialog-ok")
+    shown = b.wait_dialog_error("greeter")
+    if b.by_id("dialog-ok").text != "Remove anyway":
+        raise Fail(f"a 409 with dependants offers {b.by_id('dialog-ok').text!r}, not Remove anyway")
+    if api.state("hello-1") != "running":
+        raise Fail("a refused remove stopped hello-1")
+    b.click("dialog-ok")
+    b.wait_dialog_closed()
+    b.wait_notice("Removed hello (hello-1), although greeter depends on it")
+    wait("hello-1 gone, through the API", lambda: api.state("hello-1") is None)
+    b.wait_shown_rows(names + ["greeter"])
+    if api.state("greeter") != "running":
+        raise Fail("removing hello anyway stopped its dependant")
+    b.click_row_button("greeter", "Remove")
+    b.wait_dialog("Remove greeter?")
+    b.click("dialog-ok")
+    b.wait_dialog_closed()
+    b.wait_notice("Removed greeter (greeter).")
+    wait("greeter gone, through the API", lambda: api.state("greeter") is None)
+    b.wait_shown_rows(names)
+    b.assert_same_page()
+    b.assert_no_console_errors(allowed=("status of 409", "status of 422"))
+    step("remove stacks from the page (a dependant named, then removed anyway)", started)
 
 
 def step(what, started):

@@ -69,6 +69,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("console/processes.js"),
     ),
     (
+        "stacks.js",
+        "text/javascript",
+        include_bytes!("console/stacks.js"),
+    ),
+    (
         "icon.svg",
         "image/svg+xml",
         include_bytes!("console/icon.svg"),

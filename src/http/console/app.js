@@ -1,13 +1,15 @@
 // The console's entry: sign-in with a pasted token (checked with GET /whoami, then kept in
-// sessionStorage), the notices every panel reports to, and the wiring of the three panels.
+// sessionStorage), the notices every panel reports to, and the wiring of the three panels and
+// of the process set's dialogs (add, scale, remove).
 // With a read token every control that changes something is disabled, visibly, and says why.
 
 import { ApiError, call, token, whenUnauthorized } from "./api.js";
-import { confirm, setUpDialog } from "./dialogs.js";
+import { ask, confirm, setUpDialog } from "./dialogs.js";
 import { Environment } from "./environment.js";
 import { $, el, setText } from "./format.js";
 import { Logs } from "./logs.js";
 import { Processes } from "./processes.js";
+import { Stacks } from "./stacks.js";
 
 const NOTICES = 4;
 
@@ -70,12 +72,17 @@ function begin(me) {
     if (!admin) c.title = "needs a token with the admin scope";
   }
   let processes = null;
+  let stacks = null;
   const logs = new Logs();
   const ui = {
     admin,
     notify,
     confirm,
+    ask,
     showLogs: (name) => logs.focus(name),
+    instancesOf: (stack) => (processes ? processes.instancesOf(stack) : []),
+    scale: (stack) => stacks.scale(stack),
+    remove: (stack) => stacks.remove(stack),
     onNames: (names) => logs.setNames(names),
     upNames: () =>
       processes
@@ -83,9 +90,11 @@ function begin(me) {
         : [],
   };
   processes = new Processes(ui);
+  stacks = new Stacks(ui);
   const environment = new Environment(ui);
   logs.start();
   processes.start();
+  stacks.start($("process-add"));
   environment.start();
   processes.countSelected();
 }

@@ -1,8 +1,10 @@
 // The live process table: seeded by GET /processes, then kept current by the event stream
 // (`transition` events change a row at once, `usage` events carry CPU and memory), with the
-// rows that changed read again shortly after so that restarts and health are exact. Filter by
-// glob, select rows, start / stop / restart one or the selection. Keyboard: ↑ ↓ Home End move
-// between rows, Space selects, Enter opens the row's logs.
+// rows that changed read again shortly after so that restarts and health are exact; a change
+// of the process set (a stack added, scaled, replaced or removed, from this page or elsewhere)
+// reads the whole list again. Filter by glob, select rows, start / stop / restart one or the
+// selection; scale or remove a row's stack. Keyboard: ↑ ↓ Home End move between rows, Space
+// selects, Enter opens the row's logs.
 
 import { call, follow, seg } from "./api.js";
 import { $, NONE, bytes, duration, el, exit, globRegExp, percent, setText } from "./format.js";
@@ -12,6 +14,8 @@ const UP = new Set(["starting", "running", "stopping"]);
 const DOWN = new Set(["stopped", "exited", "fatal"]);
 const DOING = { start: "Starting", stop: "Stopping", restart: "Restarting" };
 const DONE = { start: "started", stop: "stopped", restart: "restarted" };
+// The changes (an event's `change.action`) after which the set of rows is read again.
+const SET_CHANGES = new Set(["add", "remove", "replace", "scale"]);
 
 function health(p) {
   if (p.state !== "running") return NONE;
@@ -22,7 +26,8 @@ function health(p) {
 }
 
 export class Processes {
-  /** `ui`: { admin, notify(text, kind), showLogs(name), onNames(names) }. */
+  /** `ui`: { admin, notify(text, kind), showLogs(name), onNames(names), scale(stack),
+   * remove(stack) }. */
   constructor(ui) {
     this.ui = ui;
     this.info = new Map();
@@ -87,11 +92,16 @@ export class Processes {
     const upAt = p.uptime_s === null || p.uptime_s === undefined ? null : Date.now() - p.uptime_s * 1000;
     const usage = p.usage || (old && old.pid === p.pid ? old.usage : null);
     this.info.set(p.name, { ...p, upAt, usage: UP.has(p.state) ? usage : null });
-    if (!this.rows.has(p.name)) this.rows.set(p.name, this.row(p.name));
+    if (!this.rows.has(p.name)) this.rows.set(p.name, this.row(p.name, p.stack || p.name));
     this.paint(p.name);
   }
 
-  row(name) {
+  /** The names of the processes of `stack` (a stack's instances, or the one process). */
+  instancesOf(stack) {
+    return [...this.info.values()].filter((p) => (p.stack || p.name) === stack).map((p) => p.name);
+  }
+
+  row(name, stack) {
     const cell = (label, cls) => el("td", { "data-label": label, class: cls });
     const cells = {
       pick: el("input", { type: "checkbox", class: "admin", "aria-label": `Select ${name}` }),
@@ -107,14 +117,20 @@ export class Processes {
     };
     cells.pick.disabled = !this.ui.admin;
     cells.pick.addEventListener("change", () => this.countSelected());
-    const button = (action, label) => {
-      const b = el("button", { type: "button", class: "admin", "aria-label": `${label} ${name}` }, label);
+    const button = (label, target, onClick, cls = "") => {
+      const b = el("button", { type: "button", class: `admin ${cls}`.trim(), "aria-label": `${label} ${target}` }, label);
       b.disabled = !this.ui.admin;
       if (!this.ui.admin) b.title = "needs a token with the admin scope";
-      b.addEventListener("click", () => this.act(action, [name]));
-      cells[action] = b;
+      b.addEventListener("click", onClick);
       return b;
     };
+    const act = (action, label) => {
+      cells[action] = button(label, name, () => this.act(action, [name]));
+      return cells[action];
+    };
+    // Scale and Remove act on the row's stack (every instance of it), and say so.
+    const scale = button("Scale", `the stack ${stack}`, () => this.ui.scale(stack), "stack");
+    const remove = button("Remove", `the stack ${stack}`, () => this.ui.remove(stack), "stack danger");
     const logs = el("button", { type: "button", "aria-label": `Logs of ${name}` }, "Logs");
     logs.addEventListener("click", () => this.ui.showLogs(name));
     const tr = el(
@@ -127,7 +143,7 @@ export class Processes {
       el(
         "td",
         { class: "actions" },
-        el("div", { class: "acts" }, button("start", "Start"), button("stop", "Stop"), button("restart", "Restart"), logs),
+        el("div", { class: "acts" }, act("start", "Start"), act("stop", "Stop"), act("restart", "Restart"), logs, scale, remove),
       ),
     );
     tr.addEventListener("focus", () => this.rove(tr));
@@ -170,7 +186,7 @@ export class Processes {
 
   transition(e) {
     const p = this.info.get(e.process);
-    if (!p) {
+    if (!p || (e.change && SET_CHANGES.has(e.change.action))) {
       this.refresh(null);
       return;
     }
