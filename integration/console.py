@@ -301,7 +301,8 @@ def checks(b, api, base, work, admin, read, shots):
     if api.process("worker")["state"] != "running":
         raise Fail("a forced call with a read token stopped the process")
     b.force_click_row_button("worker", "Remove")
-    b.wait_dialog("Remove worker")
+    if "although the config file declares it" not in b.wait_dialog("Remove worker"):
+        raise Fail("the remove dialog of a file stack does not say it stays removed")
     b.click("dialog-ok")
     b.wait_dialog_error("admin")
     b.click("dialog-cancel")
@@ -388,6 +389,8 @@ def stacks(b, api, names, started):
         raise Fail(f"the remove dialog does not name the instances: {text!r}")
     b.click("dialog-ok")
     shown = b.wait_dialog_error("greeter")
+    if "depend(s) on" not in shown or "Stacks that depend on hello: greeter." not in shown or "null" in shown:
+        raise Fail(f"the refused remove shows {shown!r}, not the API's detail and the dependants")
     if b.by_id("dialog-ok").text != "Remove anyway":
         raise Fail(f"a 409 with dependants offers {b.by_id('dialog-ok').text!r}, not Remove anyway")
     if api.state("hello-1") != "running":

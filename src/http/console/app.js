@@ -81,6 +81,7 @@ function begin(me) {
     ask,
     showLogs: (name) => logs.focus(name),
     instancesOf: (stack) => (processes ? processes.instancesOf(stack) : []),
+    fromFile: (stack) => Boolean(processes && processes.fromFile(stack)),
     scale: (stack) => stacks.scale(stack),
     remove: (stack) => stacks.remove(stack),
     onNames: (names) => logs.setNames(names),

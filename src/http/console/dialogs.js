@@ -37,13 +37,11 @@ function showError(e) {
   }
   const problems = (e.problem && e.problem.problems) || [];
   const notes = (e.notes || []).map((n) => (typeof n === "string" ? el("p", {}, n) : n));
-  box.replaceChildren(
-    el("p", {}, e.detail || e.message),
-    problems.length
-      ? el("ul", {}, problems.map((p) => el("li", {}, el("code", {}, p.path || "(body)"), `: ${p.message}`)))
-      : null,
-    ...notes,
-  );
+  const parts = [el("p", {}, e.detail || e.message)];
+  if (problems.length) {
+    parts.push(el("ul", {}, problems.map((p) => el("li", {}, el("code", {}, p.path || "(body)"), `: ${p.message}`))));
+  }
+  box.replaceChildren(...parts, ...notes);
   box.hidden = false;
 }
 

@@ -101,6 +101,11 @@ export class Processes {
     return [...this.info.values()].filter((p) => (p.stack || p.name) === stack).map((p) => p.name);
   }
 
+  /** Whether `stack` is the config file's (origin `file`), not one the API added or changed. */
+  fromFile(stack) {
+    return [...this.info.values()].some((p) => (p.stack || p.name) === stack && p.origin === "file");
+  }
+
   row(name, stack) {
     const cell = (label, cls) => el("td", { "data-label": label, class: cls });
     const cells = {

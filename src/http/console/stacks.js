@@ -19,7 +19,7 @@ const list = (names) => (names.length ? names.join(", ") : "none");
 const depend = (names) => `${list(names)} ${names.length === 1 ? "depends" : "depend"} on it`;
 
 export class Stacks {
-  /** `ui`: { notify(text, kind), ask(options), instancesOf(stack) }. */
+  /** `ui`: { notify(text, kind), ask(options), instancesOf(stack), fromFile(stack) }. */
   constructor(ui) {
     this.ui = ui;
   }
@@ -96,12 +96,13 @@ export class Stacks {
 
   async remove(stack) {
     const names = this.ui.instancesOf(stack);
+    const file = this.ui.fromFile(stack) ? ", although the config file declares it" : "";
     let force = false;
     let dependants = [];
     const removed = await this.ui.ask({
       title: `Remove ${stack}?`,
       body: [
-        `This stops ${list(names)} and removes the stack ${stack} from the process set. It stays removed after a restart or a takeover, even where the config file declares it.`,
+        `This stops ${list(names)} and removes the stack ${stack} from the process set. It stays removed after a restart or a takeover${file}.`,
       ],
       ok: "Stop and remove",
       danger: true,
