@@ -1,6 +1,7 @@
-//! `GET /config` and `POST /config`: the seed's one-shot configuration. The handlers only read
-//! the body and answer; [`crate::service`] checks, persists and applies the config (and says
-//! why not: 409 once configured, 422 with every problem of an invalid config).
+//! `GET /config`, `POST /config` (the seed's one-shot configuration) and `PUT /config` (a
+//! reload with a plan). The handlers only read the body and answer; [`crate::service`] checks,
+//! persists and applies the config (and says why not: 409 once configured or for a node-only
+//! setting, 412 for a stale `If-Match`, 422 with every problem of an invalid config).
 
 use std::path::PathBuf;
 
@@ -11,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::{Admin, Claims};
 use super::error::ApiError;
-use super::extract::JsonText;
+use super::extract::{IfMatch, JsonText, Query};
+use super::procset::with_etag;
 use crate::config::{self, Config};
+use crate::node::{ReloadOptions, Reloaded};
 
 /// The applied config.
 ///
@@ -92,4 +95,59 @@ pub async fn post(
         axum::Json(body),
     )
         .into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReloadQuery {
+    /// Answer the plan and change nothing (not the file, not the set, not a process).
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Reload the config.
+///
+/// The body is the whole new config, validated like `POST /config`. The difference is applied:
+/// stacks added are started, removed ones stopped, changed ones restarted one instance at a time
+/// (each ready before the next), unchanged ones untouched (same pids); stacks added or changed
+/// through the API are kept. A new global `env` reaches untouched processes at their next start
+/// (`env_affected`). The file is written (0600) before anything changes. Settings the node keeps
+/// from its start (storage, `node_id`, `stacks_dir`, lease) cannot change: 409.
+#[utoipa::path(
+    put,
+    path = "/config",
+    operation_id = "reload_config",
+    tag = "config",
+    params(ReloadQuery, ("If-Match" = Option<String>, Header, description = "Reload only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
+    request_body(content = Config, description = "The whole config", content_type = "application/json"),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Reloaded (or, with `dry_run=true`, what a reload would do)", body = Reloaded, headers(("etag" = String, description = "The revision of the process set after the reload, quoted: `\"7\"`"))),
+        (status = 400, description = "The body is not JSON (or not UTF-8), a bad query or `If-Match`"),
+        (status = 408, description = "The body was not received whole within 30 s"),
+        (status = 409, description = "Not configured yet, a node-only setting differs, or this node does not own the environment"),
+        (status = 412, description = "`If-Match` names a revision the set has moved on from"),
+        (status = 413, description = "The body is larger than 1 MiB"),
+        (status = 415, description = "The body is not declared as JSON"),
+        (status = 422, description = "The config is not valid: `problems` lists every problem"),
+        (status = 500, description = "The config cannot be written"),
+        (status = 503, description = "The state database cannot be written, or the service is shutting down"),
+    )
+)]
+pub async fn put(
+    Admin(who): Admin,
+    State(state): State<AppState>,
+    Query(q): Query<ReloadQuery>,
+    IfMatch(expected): IfMatch,
+    JsonText(body): JsonText,
+) -> Result<Response, ApiError> {
+    let opts = ReloadOptions {
+        dry_run: q.dry_run,
+        expected,
+        by: who.sub,
+        write: None,
+    };
+    let reloaded = state.service().reload(Some(&body), opts).await?;
+    Ok(with_etag(reloaded.revision, axum::Json(reloaded)))
 }

@@ -50,6 +50,9 @@ pub enum ApiError {
         detail: String,
         dependants: Vec<String>,
     },
+    /// `If-Match` names a revision the resource has moved on from.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The body did not arrive within the time to read it.
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::HasDependants { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Conflict(_) | ApiError::HasDependants { .. } => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -250,6 +255,7 @@ impl From<NodeError> for ApiError {
             NodeError::NotOwner { .. }
             | NodeError::Busy { .. }
             | NodeError::Exists { .. }
+            | NodeError::NodeOnly { .. }
             | NodeError::Database(crate::store::StoreError::RevisionMismatch { .. }) => {
                 ApiError::Conflict(text)
             }
@@ -258,6 +264,7 @@ impl From<NodeError> for ApiError {
                 dependants,
             },
             NodeError::NoCheckpoint | NodeError::UnknownStack { .. } => ApiError::NotFound(text),
+            NodeError::Stale { .. } => ApiError::PreconditionFailed(text),
             NodeError::Invalid(problems) => ApiError::InvalidConfig(problems),
             NodeError::Checkpoint(c) => c.into(),
             NodeError::Lease(l) => l.into(),

@@ -13,6 +13,7 @@
 //! - [`OptionalJson`]: a body that may be left out (empty means "all defaults").
 //! - [`JsonText`]: a required body left unparsed, for a parser of its own (the config, whose
 //!   validation lists every problem).
+//! - [`IfMatch`]: the revision a change expects the process set to be at.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -147,6 +148,38 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::BadRequest(r.body_text())
+    }
+}
+
+/// The `If-Match` header of a change: the revision of the process set it was made against
+/// (`"7"`, as `ETag` gives it, or `7`); `None` without the header or with `*`. Anything else
+/// is 400.
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = v.to_str().unwrap_or("").trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let bare = text.strip_prefix("W/").unwrap_or(text);
+        let bare = bare
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(bare);
+        bare.parse().map(|r| IfMatch(Some(r))).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "If-Match: {text:?} is not a revision; give the ETag of GET / (a number in quotes, e.g. \"7\"), or leave the header out"
+            ))
+        })
     }
 }
 

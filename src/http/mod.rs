@@ -202,6 +202,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::scrape))
         .routes(routes!(openapi::serve));
     let long = OpenApiRouter::new()
+        .routes(routes!(config::put))
         .routes(routes!(procset::create))
         .routes(routes!(procset::delete, procset::replace))
         .routes(routes!(procset::scale))

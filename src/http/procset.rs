@@ -16,10 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
-use super::extract::{Json, Path, Query};
+use super::extract::{IfMatch, Json, Path, Query};
 use super::processes::parse_timeout;
 use crate::config::ProcessConfig;
-use crate::node::{Added, Replaced, Scaled};
+use crate::node::{Added, RemoveOptions, Replaced, Scaled};
 
 /// Add a stack: one process, or `instances` copies of it.
 ///
@@ -34,7 +34,7 @@ use crate::node::{Added, Replaced, Scaled};
     request_body(content = ProcessConfig, description = "A process, as in the config's `stacks`", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 201, description = "Added (and started unless `autostart: false`)", body = Added, headers(("location" = String, description = "`/processes/{name}` of the first process"))),
+        (status = 201, description = "Added (and started unless `autostart: false`)", body = Added, headers(("location" = String, description = "`/processes/{name}` of the first process"), ("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
         (status = 400, description = "The body is not JSON"),
         (status = 409, description = "A stack of this name exists, or this node does not own the environment"),
         (status = 413, description = "The body is larger than 1 MiB"),
@@ -59,7 +59,10 @@ pub async fn create(
     );
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [
+            (header::LOCATION, location),
+            (header::ETAG, format!("\"{}\"", added.revision)),
+        ],
         axum::Json(added),
     )
         .into_response())
@@ -88,13 +91,14 @@ pub struct DeleteQuery {
     path = "/processes/{name}",
     operation_id = "remove_process",
     tag = "processes",
-    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), DeleteQuery),
+    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), DeleteQuery, ("If-Match" = Option<String>, Header, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 204, description = "Removed: its processes are down and gone from the set", headers(("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
         (status = 400, description = "An invalid timeout or query parameter"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "Other stacks depend on it, or this node does not own the environment"),
+        (status = 412, description = "`If-Match` names a revision the set has moved on from"),
         (status = 503, description = "The state database cannot be written"),
     )
 )]
@@ -103,10 +107,16 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
+    IfMatch(expected): IfMatch,
 ) -> Result<Response, ApiError> {
     let timeout = q.timeout.as_deref().map(parse_timeout).transpose()?;
     let node = state.service().environment()?;
-    let removed = node.remove_stack(&name, q.force, timeout, who.sub).await?;
+    let opts = RemoveOptions {
+        force: q.force,
+        timeout,
+        expected,
+    };
+    let removed = node.remove_stack(&name, opts, who.sub).await?;
     Ok((
         StatusCode::NO_CONTENT,
         [(header::ETAG, format!("\"{}\"", removed.revision))],
@@ -154,7 +164,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
     request_body(content = ScaleBody, content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "Scaled", body = Scaled),
+        (status = 200, description = "Scaled", body = Scaled, headers(("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
         (status = 400, description = "The body is not JSON"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "This node does not own the environment"),
@@ -169,11 +179,10 @@ pub async fn scale(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Json(body): Json<ScaleBody>,
-) -> Result<Json<Scaled>, ApiError> {
+) -> Result<Response, ApiError> {
     let node = state.service().environment()?;
-    Ok(Json(
-        node.scale_stack(&name, body.instances, who.sub).await?,
-    ))
+    let scaled = node.scale_stack(&name, body.instances, who.sub).await?;
+    Ok(with_etag(scaled.revision, axum::Json(scaled)))
 }
 
 /// Replace a stack's spec.
@@ -186,14 +195,15 @@ pub async fn scale(
     path = "/processes/{name}",
     operation_id = "replace_process",
     tag = "processes",
-    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)")),
+    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), ("If-Match" = Option<String>, Header, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
     request_body(content = ProcessConfig, description = "The whole new spec", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
-        (status = 200, description = "Replaced", body = Replaced),
+        (status = 200, description = "Replaced", body = Replaced, headers(("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
         (status = 400, description = "The body is not JSON"),
         (status = 404, description = "No stack has this name"),
         (status = 409, description = "This node does not own the environment"),
+        (status = 412, description = "`If-Match` names a revision the set has moved on from"),
         (status = 413, description = "The body is larger than 1 MiB"),
         (status = 415, description = "The body is not declared as JSON"),
         (status = 422, description = "The spec is not valid: `problems` lists every problem"),
@@ -204,8 +214,15 @@ pub async fn replace(
     Admin(who): Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    IfMatch(expected): IfMatch,
     Json(body): Json<serde_json::Value>,
-) -> Result<Json<Replaced>, ApiError> {
+) -> Result<Response, ApiError> {
     let node = state.service().environment()?;
-    Ok(Json(node.replace_stack(&name, body, who.sub).await?))
+    let replaced = node.replace_stack(&name, body, expected, who.sub).await?;
+    Ok(with_etag(replaced.revision, axum::Json(replaced)))
+}
+
+/// `body` with the revision of the set as its `ETag` (`"7"`), which `If-Match` takes back.
+pub fn with_etag(revision: u64, body: impl IntoResponse) -> Response {
+    ([(header::ETAG, format!("\"{revision}\""))], body).into_response()
 }

@@ -70,7 +70,7 @@ pub struct Status<'a> {
     operation_id = "status",
     tag = "status",
     security(("bearer" = ["read"])),
-    responses((status = 200, description = "The status", body = Status))
+    responses((status = 200, description = "The status", body = Status, headers(("etag" = String, description = "The revision of the process set, quoted (`\"7\"`), once it is loaded: what `If-Match` takes"))))
 )]
 pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response, ApiError> {
     let processes = state.supervisor().summary().await?;
@@ -95,7 +95,10 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         revision: node.and_then(|n| n.revision),
         warnings: state.warnings(),
     };
-    Ok(axum::Json(body).into_response())
+    Ok(match body.revision {
+        Some(r) => super::procset::with_etag(r, axum::Json(body)),
+        None => axum::Json(body).into_response(),
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

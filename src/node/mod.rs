@@ -40,7 +40,9 @@ use crate::supervisor::{SupervisorError, SupervisorHandle};
 
 pub use ops::{ReleaseReport, RestoreReport};
 pub use overview::{LeaseOverview, NodeRole, Overview};
-pub use procset::{Added, IntentChange, Operate, Removed, Replaced, Scaled};
+pub use procset::{
+    Added, IntentChange, Operate, ReloadOptions, Reloaded, RemoveOptions, Removed, Replaced, Scaled,
+};
 pub use timings::Timings;
 
 /// Everything that can go wrong at the node level.
@@ -84,6 +86,16 @@ pub enum NodeError {
         name: String,
         dependants: Vec<String>,
     },
+    /// A change made `If-Match` a revision the set has moved on from.
+    #[error(
+        "the process set is at revision {found}, not {expected} as If-Match says: someone changed it since; GET / (or GET /config) again, check the change still makes sense, and send it with If-Match: \"{found}\""
+    )]
+    Stale { expected: u64, found: u64 },
+    /// A reload that changes settings this node keeps from its start.
+    #[error(
+        "{} cannot change while state-manager runs, so nothing was changed: reload without changing them, or write the new config to the node's config file and restart state-manager", fields.join(", ")
+    )]
+    NodeOnly { fields: Vec<String> },
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: PathBuf,
@@ -159,7 +171,9 @@ struct Db {
 
 /// One configured environment. Shared as `Arc<Node>`.
 pub struct Node {
-    config: Arc<Config>,
+    /// The node's config file as last applied (at start, or by a reload): its stacks and global
+    /// settings make the process set; its storage, `node_id` and lease stay as at start.
+    config: std::sync::RwLock<Arc<Config>>,
     specs: Vec<ProcessSpec>,
     data_dir: DataDir,
     objects: DynStore,
@@ -216,7 +230,7 @@ impl Node {
         let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease).spawn()?;
         tracing::info!(node = %node_id, storage = %objects.describe(), "environment configured; looking at the lease");
         let node = Arc::new(Node {
-            config: Arc::new(config),
+            config: std::sync::RwLock::new(Arc::new(config)),
             specs,
             data_dir,
             objects,
@@ -233,7 +247,7 @@ impl Node {
             set_lock: Mutex::new(()),
         });
         tokio::spawn(owner::follow(node.clone()));
-        if let Some(every) = node.config.checkpoint.interval {
+        if let Some(every) = node.config().checkpoint.interval {
             tokio::spawn(ops::scheduled(Arc::downgrade(&node), every.get()));
         }
         Ok(node)
@@ -255,8 +269,12 @@ impl Node {
     pub fn replication(&self) -> watch::Receiver<Option<ReplicationStatus>> {
         self.replication.subscribe()
     }
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The config file as last applied.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn storage(&self) -> String {
         self.objects.describe()

@@ -54,7 +54,7 @@ impl Node {
         let id = CheckpointId::generate(time::OffsetDateTime::now_utc());
         self.run_hooks("checkpoint", id.as_str(), |s| s.checkpoint_command.as_ref())
             .await?;
-        let freezer = (freeze && self.config.checkpoint.freeze).then(|| {
+        let freezer = (freeze && self.config().checkpoint.freeze).then(|| {
             Arc::new(SupervisorFreezer::new(self.supervisor.clone()))
                 as Arc<dyn crate::checkpoint::Freezer>
         });
@@ -80,7 +80,7 @@ impl Node {
 
     /// Retention and garbage collection after a checkpoint, in the background.
     async fn after_checkpoint(&self) {
-        let retention = Retention::from_config(&self.config.checkpoint);
+        let retention = Retention::from_config(&self.config().checkpoint);
         if retention == Retention::default() {
             return;
         }

@@ -96,7 +96,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     let (store, replicator) = replication::open(
         &db_path,
         node.objects.clone(),
-        &node.config.replication,
+        &node.config().replication,
         Some(node.lease.fence()),
     )
     .await?;

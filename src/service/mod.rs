@@ -15,9 +15,10 @@
 //!   together on a watch channel), never a config without its node.
 //! - The receiver of the supervisor's durable events goes to the first node, once.
 //!
-//! Shaped for reloading a running config: a reload takes the same lock, compares the new config
-//! with [`Applied::config`] and publishes a new `Applied`; watchers of [`Service::watch`] see each
-//! change.
+//! A configured service reloads its config ([`Service::reload`]: `PUT /config`, SIGHUP in
+//! `serve`) under the same lock: the new config is validated like the first, the node applies
+//! the difference (and writes the file, for `PUT /config`), and a new `Applied` with the same
+//! node is published; watchers of [`Service::watch`] see each change.
 
 mod error;
 
@@ -29,7 +30,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::DataDir;
 use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
-use crate::node::Node;
+use crate::node::{Node, ReloadOptions, Reloaded};
 use crate::supervisor::{SupervisorError, SupervisorHandle};
 
 pub use error::ServiceError;
@@ -155,6 +156,50 @@ impl Service {
         let applied = self.apply_locked(&mut pending, config).await?;
         tracing::info!(config = %path.display(), processes = applied.processes.len(), "configured by POST /config");
         Ok(applied)
+    }
+
+    /// Reload the config: `body` is the new config as JSON text (`PUT /config`: written to
+    /// [`Service::config_path`] once valid), or `None` to read the file there again (SIGHUP).
+    /// Validated like [`Service::configure`] (every problem at once, nothing changed); the
+    /// node works out and applies the difference ([`Node::reload`]).
+    pub async fn reload(
+        &self,
+        body: Option<&[u8]>,
+        mut opts: ReloadOptions,
+    ) -> Result<Reloaded, ServiceError> {
+        let _pending = self.inner.apply.lock().await;
+        let Some(applied) = self.applied() else {
+            return Err(ServiceError::NotConfigured);
+        };
+        let path = self.inner.config_path.clone();
+        let owned = body.map(<[u8]>::to_vec);
+        let read = path.clone();
+        let (config, bytes) = tokio::task::spawn_blocking(move || match owned {
+            Some(b) => parse(&b).map(|c| (c, Some(b))),
+            None => config::parse_file(&read)
+                .map(|c| (c, None))
+                .map_err(|e| match e {
+                    ConfigError::Invalid(problems) => ServiceError::Invalid(problems),
+                    other => ServiceError::Unparsable(other),
+                }),
+        })
+        .await
+        .map_err(|e| {
+            let why = format!("validation did not finish: {e}");
+            ServiceError::Invalid(vec![config::Problem::new("", why)])
+        })??;
+        opts.write = bytes.map(|b| (path, b));
+        let dry_run = opts.dry_run;
+        let reloaded = applied.node.reload(config.clone(), opts).await?;
+        if !dry_run {
+            let next = Arc::new(Applied {
+                config: Arc::new(config),
+                processes: applied.node.process_names(),
+                node: applied.node.clone(),
+            });
+            self.inner.current.send_replace(Some(next));
+        }
+        Ok(reloaded)
     }
 
     async fn apply_locked(

@@ -62,6 +62,14 @@ pub enum SetChange {
         stack: StoredStack,
         dropped: Vec<String>,
     },
+    /// A reload of the config file: its stacks (`file`, origin `file`) replace the file's
+    /// stacks as recorded, at the end of the set; stacks of origin `api` and the file stacks
+    /// removed through the API stay; the intents of the processes gone (`dropped`) are
+    /// forgotten.
+    Reload {
+        file: Vec<StoredStack>,
+        dropped: Vec<String>,
+    },
 }
 
 impl Store {
@@ -185,6 +193,24 @@ fn apply(conn: &mut Connection, change: &SetChange, expected: Option<u64>) -> Re
                     |r| r.get(0),
                 )?;
                 insert_stack(&tx, stack, next, rev, now)?;
+            }
+            let mut stmt = tx.prepare_cached("DELETE FROM intents WHERE process = ?1")?;
+            for p in dropped {
+                stmt.execute([p])?;
+            }
+        }
+        SetChange::Reload { file, dropped } => {
+            tx.execute(
+                "DELETE FROM stacks WHERE origin = 'file' AND removed = 0",
+                [],
+            )?;
+            let next: i64 = tx.query_row(
+                "SELECT coalesce(max(position) + 1, 0) FROM stacks",
+                [],
+                |r| r.get(0),
+            )?;
+            for (k, s) in file.iter().enumerate() {
+                insert_stack(&tx, s, next + k as i64, rev, now)?;
             }
             let mut stmt = tx.prepare_cached("DELETE FROM intents WHERE process = ?1")?;
             for p in dropped {
@@ -358,5 +384,23 @@ mod tests {
         assert_eq!(names, [("b", Origin::File), ("c", Origin::Api)]);
         assert!(set.intents.is_empty(), "{:?}", set.intents);
         assert_eq!(set.removed, ["a"], "a file stack removed is remembered");
+
+        let reload = SetChange::Reload {
+            file: vec![stack("d")],
+            dropped: vec!["b".into()],
+        };
+        assert_eq!(store.change_process_set(reload, Some(5)).await.unwrap(), 6);
+        let set = store.process_set().await.unwrap().unwrap();
+        let names: Vec<_> = set
+            .stacks
+            .iter()
+            .map(|s| (s.name.as_str(), s.origin))
+            .collect();
+        assert_eq!(
+            names,
+            [("c", Origin::Api), ("d", Origin::File)],
+            "the file's stacks are replaced, the API's kept"
+        );
+        assert_eq!(set.removed, ["a"], "a reload keeps what the API removed");
     }
 }

@@ -209,6 +209,8 @@ pub(crate) enum Command {
     },
     Sync {
         specs: Vec<ProcessSpec>,
+        /// Changed processes keep running with their old spec until their next start.
+        defer: bool,
         reply: Reply<()>,
     },
     WaitUp {
@@ -412,7 +414,24 @@ impl SupervisorHandle {
     /// changed must be down ([`SupervisorError::StillRunning`] otherwise, and nothing changes).
     /// A changed process keeps its log buffer.
     pub async fn sync(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
-        self.ask(|reply| Command::Sync { specs, reply }).await
+        self.ask(|reply| Command::Sync {
+            specs,
+            defer: false,
+            reply,
+        })
+        .await
+    }
+
+    /// [`SupervisorHandle::sync`], except that a process whose spec changed keeps its state,
+    /// pid and probes and takes the new spec at its next start (a config reload's new global
+    /// `env`); only processes dropped from the set must be down.
+    pub async fn sync_deferred(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+        self.ask(|reply| Command::Sync {
+            specs,
+            defer: true,
+            reply,
+        })
+        .await
     }
 
     /// Wait until each of `names` is running (so ready), down, or in backoff; unknown names

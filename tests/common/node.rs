@@ -149,10 +149,24 @@ impl Node {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Node::send_full`] with request headers of its own (`If-Match`).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::config::ChangedStack;
+
 /// The answer of a change of intent (start, stop, restart).
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IntentChange {
@@ -58,4 +60,31 @@ pub struct Removed {
     pub stack: String,
     pub removed: Vec<String>,
     pub revision: u64,
+}
+
+/// What a config reload (`PUT /config`, SIGHUP) did, or would do (`dry_run`).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Reloaded {
+    /// The revision of the set after the reload (unchanged by a dry run, or when it changed
+    /// nothing).
+    pub revision: u64,
+    /// `true`: nothing was changed, this is what the reload would do.
+    pub dry_run: bool,
+    /// Stacks the new file adds: started (unless `autostart: false`).
+    pub added: Vec<String>,
+    /// Stacks the new file no longer has: stopped and removed.
+    pub removed: Vec<String>,
+    /// Stacks whose spec differs, with the fields that differ: restarted one instance at a
+    /// time, each ready before the next.
+    pub changed: Vec<ChangedStack>,
+    /// Stacks of the file whose spec is the same: untouched, same pids.
+    pub unchanged: Vec<String>,
+    /// Stacks added or changed through the API: kept as they are, whatever the file says.
+    pub kept: Vec<String>,
+    /// Untouched processes whose environment (or other global default) the new file changes:
+    /// they get it at their next start.
+    pub env_affected: Vec<String>,
+    /// Settings that differ and take effect when state-manager next starts (`hooks`,
+    /// `webhooks`, `replication`, `checkpoint`).
+    pub next_start: Vec<String>,
 }

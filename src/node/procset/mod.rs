@@ -17,8 +17,8 @@
 //! - A standby refuses every change (409 naming the owner).
 //!
 //! Here: the loaded set and bring-up. The changes: `intent.rs` (start, stop, restart),
-//! `stacks.rs` (add, remove, scale), `replace.rs` (a new spec, rolling); `answers.rs` what
-//! each answers.
+//! `stacks.rs` (add, remove, scale), `replace.rs` (a new spec, rolling), `reload.rs` (a new
+//! config file); `answers.rs` what each answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,11 +31,14 @@ use crate::store::{Intent, Origin, SetChange, Store, StoreError, StoredStack};
 
 mod answers;
 mod intent;
+mod reload;
 mod replace;
 mod stacks;
 
-pub use answers::{Added, IntentChange, Removed, Replaced, Scaled};
+pub use answers::{Added, IntentChange, Reloaded, Removed, Replaced, Scaled};
 pub use intent::Operate;
+pub use reload::ReloadOptions;
+pub use stacks::RemoveOptions;
 
 /// Longest a change waits for replication to ship it before answering anyway.
 const SHIP_WAIT: Duration = Duration::from_secs(5);
@@ -79,6 +82,11 @@ impl Node {
                 .map(|s| s.origin);
             p.intent = view.intents.get(&p.name).copied();
         }
+    }
+
+    /// The names of the processes of the set (or of the config file before it is loaded).
+    pub fn process_names(&self) -> Vec<String> {
+        self.current_specs().into_iter().map(|s| s.name).collect()
     }
 
     /// The processes of the set (or of the config file before the set is loaded).
@@ -133,7 +141,18 @@ impl Node {
         stacks: Vec<Stack>,
         intents: BTreeMap<String, Intent>,
     ) -> SetView {
-        let mut config = (*self.config).clone();
+        self.view_with(&self.config(), revision, stacks, intents)
+    }
+
+    /// The view of `stacks` under the global settings of `file` (a config file).
+    pub(super) fn view_with(
+        &self,
+        file: &Config,
+        revision: u64,
+        stacks: Vec<Stack>,
+        intents: BTreeMap<String, Intent>,
+    ) -> SetView {
+        let mut config = file.clone();
         config.stacks = stacks.iter().map(|s| s.entry.clone()).collect();
         let specs = config::resolve(&config, &self.data_dir.stacks_dir(&config));
         // A dependency removed with `force=true` is no longer waited for (the specs keep the
@@ -158,8 +177,8 @@ impl Node {
     /// are down at this point.
     pub(super) async fn load_set(&self, store: &Store) -> Result<(), NodeError> {
         let _lock = self.set_lock.lock().await;
-        let seed = self
-            .config
+        let file = self.config();
+        let seed = file
             .stacks
             .iter()
             .map(|e| StoredStack {
@@ -184,7 +203,7 @@ impl Node {
                 entry,
             });
         }
-        let stacks = merge(&self.config.stacks, &stored, &set.removed);
+        let stacks = merge(&file.stacks, &stored, &set.removed);
         let view = self.view_of(set.revision, stacks, set.intents);
         let problems = config::validate(&view.config);
         if !problems.is_empty() {
@@ -253,7 +272,7 @@ impl Node {
 /// The set an owner runs: the stacks of its own config file in the file's order (a stack
 /// replaced or scaled through the API in its stored form instead, one removed through the API
 /// left out), then the stacks added through the API.
-fn merge(file: &[StackEntry], stored: &[Stack], removed: &[String]) -> Vec<Stack> {
+pub(super) fn merge(file: &[StackEntry], stored: &[Stack], removed: &[String]) -> Vec<Stack> {
     let api = |name: &str| {
         stored
             .iter()
@@ -276,6 +295,17 @@ fn merge(file: &[StackEntry], stored: &[Stack], removed: &[String]) -> Vec<Stack
             .cloned(),
     );
     out
+}
+
+/// Refuse a change made `If-Match` a revision the set is no longer at.
+pub(super) fn check_revision(view: &SetView, expected: Option<u64>) -> Result<(), NodeError> {
+    match expected {
+        Some(expected) if expected != view.revision => Err(NodeError::Stale {
+            expected,
+            found: view.revision,
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn change(action: ChangeAction, by: Option<String>, revision: u64) -> Change {

@@ -3,7 +3,7 @@
 //! instances never has fewer than n - 1 ready; a process stopped on purpose stays stopped.
 
 use super::super::{Node, NodeError};
-use super::{Replaced, SetView, Stack, change, check_probes};
+use super::{Replaced, SetView, Stack, change, check_probes, check_revision};
 use crate::config::{self, ProcessSpec};
 use crate::events::ChangeAction;
 use crate::store::Origin;
@@ -13,16 +13,19 @@ impl Node {
     /// committed, then instances no longer wanted are stopped and dropped, new ones started,
     /// and each changed one restarted with the new spec one at a time (rolling), each waiting
     /// for readiness before the next. A changed process keeps its intent: one stopped on
-    /// purpose stays stopped with the new spec. Unchanged processes are untouched.
+    /// purpose stays stopped with the new spec. Unchanged processes are untouched. With
+    /// `expected` (`If-Match`), refused unless the set is at that revision.
     pub async fn replace_stack(
         &self,
         name: &str,
         body: serde_json::Value,
+        expected: Option<u64>,
         by: Option<String>,
     ) -> Result<Replaced, NodeError> {
         self.require_owner()?;
         let _lock = self.set_lock.lock().await;
         let (store, view) = self.owned_set().await?;
+        check_revision(&view, expected)?;
         let Some(pos) = view.stacks.iter().position(|s| s.entry.name() == name) else {
             return Err(NodeError::UnknownStack { name: name.into() });
         };
@@ -97,10 +100,39 @@ impl Node {
         for r in futures::future::join_all(stops).await {
             r?;
         }
-        // Rolling: the specs with the changed instances done so far on the new spec.
+        let restarted = self.roll(&before, &final_specs, &changed, false).await?;
+        self.supervisor.sync(final_specs).await?;
+        for s in added.iter().filter(|s| s.autostart) {
+            self.supervisor.start(&s.name).await?;
+        }
+        Ok(Replaced {
+            stack: name.into(),
+            fields,
+            restarted,
+            added: added.into_iter().map(|s| s.name).collect(),
+            removed,
+            revision,
+        })
+    }
+}
+
+impl Node {
+    /// Restart the `changed` processes one at a time on their specs of `final_specs`, each
+    /// waiting for readiness before the next (rolling); `before` holds their old specs. A
+    /// process that was down stays down and takes the new spec at its next start. With
+    /// `defer`, other processes whose spec differs keep running on the old one until their
+    /// next start (a reload's global `env`). Returns the processes restarted.
+    pub(super) async fn roll(
+        &self,
+        before: &[ProcessSpec],
+        final_specs: &[ProcessSpec],
+        changed: &[String],
+        defer: bool,
+    ) -> Result<Vec<String>, NodeError> {
         let old_spec = |n: &str| before.iter().find(|s| s.name == n).cloned();
         let mut restarted = Vec::new();
         for (k, n) in changed.iter().enumerate() {
+            // The specs with the changed processes done so far on the new spec.
             let mixed: Vec<ProcessSpec> = final_specs
                 .iter()
                 .map(|s| match changed[k + 1..].contains(&s.name) {
@@ -115,24 +147,16 @@ impl Node {
                     | crate::events::StateName::Fatal)
             );
             self.supervisor.stop(n, None).await?;
-            self.supervisor.sync(mixed).await?;
+            match defer {
+                true => self.supervisor.sync_deferred(mixed).await?,
+                false => self.supervisor.sync(mixed).await?,
+            }
             if was_up {
                 self.supervisor.start(n).await?;
                 self.supervisor.wait_up(vec![n.clone()]).await?;
                 restarted.push(n.clone());
             }
         }
-        self.supervisor.sync(final_specs).await?;
-        for s in added.iter().filter(|s| s.autostart) {
-            self.supervisor.start(&s.name).await?;
-        }
-        Ok(Replaced {
-            stack: name.into(),
-            fields,
-            restarted,
-            added: added.into_iter().map(|s| s.name).collect(),
-            removed,
-            revision,
-        })
+        Ok(restarted)
     }
 }

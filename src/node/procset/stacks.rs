@@ -5,10 +5,21 @@
 use std::time::Duration;
 
 use super::super::{Node, NodeError};
-use super::{Added, Removed, Scaled, SetView, Stack, change, check_probes};
+use super::{Added, Removed, Scaled, SetView, Stack, change, check_probes, check_revision};
 use crate::config::{self, ProcessSpec, StackEntry};
 use crate::events::ChangeAction;
 use crate::store::{Origin, SetChange, StoredStack};
+
+/// How `DELETE /processes/{name}` removes a stack.
+#[derive(Clone, Debug, Default)]
+pub struct RemoveOptions {
+    /// Remove it although other stacks depend on it.
+    pub force: bool,
+    /// Each process's stop timeout instead of its own.
+    pub timeout: Option<Duration>,
+    /// The revision the set must be at (`If-Match`).
+    pub expected: Option<u64>,
+}
 
 impl Node {
     /// Add a stack (`POST /processes`): validated with the whole set like a config file,
@@ -76,17 +87,23 @@ impl Node {
     }
 
     /// Remove a stack (`DELETE /processes/{name}`): refused while other stacks depend on it
-    /// unless `force`; committed, then its processes are stopped and dropped.
+    /// unless `force`, or when the set moved from `expected`; committed, then its processes
+    /// are stopped and dropped.
     pub async fn remove_stack(
         &self,
         name: &str,
-        force: bool,
-        timeout: Option<Duration>,
+        opts: RemoveOptions,
         by: Option<String>,
     ) -> Result<Removed, NodeError> {
+        let RemoveOptions {
+            force,
+            timeout,
+            expected,
+        } = opts;
         self.require_owner()?;
         let _lock = self.set_lock.lock().await;
         let (store, view) = self.owned_set().await?;
+        check_revision(&view, expected)?;
         if !view.stacks.iter().any(|s| s.entry.name() == name) {
             return Err(NodeError::UnknownStack { name: name.into() });
         }

@@ -98,8 +98,12 @@ impl Actor {
                 let groups = self.freeze(frozen);
                 let _ = reply.send(Ok(groups));
             }
-            Command::Sync { specs, reply } => {
-                let _ = reply.send(self.sync(specs));
+            Command::Sync {
+                specs,
+                defer,
+                reply,
+            } => {
+                let _ = reply.send(self.sync(specs, defer));
             }
             Command::WaitUp { names, reply } => {
                 let ix = names

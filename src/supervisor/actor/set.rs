@@ -2,7 +2,8 @@
 //! list of specs, and [`Actor::announce`] emits the event of an operator's change.
 //!
 //! Invariants: a process whose spec is unchanged keeps its `Proc` (state, pid, probes, logs);
-//! only down processes are dropped or replaced, so no child is ever orphaned by a change of the
+//! so does a changed one in a deferred sync, which takes the new spec at its next start; only
+//! down processes are dropped or replaced, so no child is ever orphaned by a change of the
 //! set; every index the actor keeps (the name index, pending starts and stops, waiters) is
 //! remapped to the new order in the same step.
 
@@ -17,13 +18,21 @@ use crate::events::{Change, Event, StateName};
 use crate::supervisor::SupervisorError;
 
 impl Actor {
-    pub(super) fn sync(&mut self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub(super) fn sync(
+        &mut self,
+        specs: Vec<ProcessSpec>,
+        defer: bool,
+    ) -> Result<(), SupervisorError> {
         let wanted: HashMap<&str, &ProcessSpec> =
             specs.iter().map(|s| (s.name.as_str(), s)).collect();
         let blocked: Vec<String> = self
             .procs
             .iter()
-            .filter(|p| wanted.get(&*p.name).is_none_or(|s| **s != *p.spec))
+            .filter(|p| {
+                wanted
+                    .get(&*p.name)
+                    .is_none_or(|s| !defer && **s != *p.spec)
+            })
             .filter(|p| !p.m.state.is_down())
             .map(|p| p.name.to_string())
             .collect();
@@ -44,6 +53,14 @@ impl Actor {
         for (spec, probes) in specs.into_iter().zip(probes) {
             match old.remove(spec.name.as_str()) {
                 Some((i, p)) if *p.spec == spec => {
+                    remap.insert(i, procs.len());
+                    procs.push(p);
+                }
+                Some((i, mut p)) if defer => {
+                    (p.readiness, p.liveness) = probes;
+                    p.m.policy = spec.restart.clone();
+                    p.m.stop_signal = spec.stop_signal;
+                    p.spec = Arc::new(spec);
                     remap.insert(i, procs.len());
                     procs.push(p);
                 }

@@ -17,7 +17,7 @@ async fn unknown_paths_and_wrong_methods_are_problem_json() {
     .await;
     for (method, path) in [
         (Method::DELETE, "/"),
-        (Method::PUT, "/config"),
+        (Method::PATCH, "/config"),
         (Method::PATCH, "/processes"),
         (Method::GET, "/processes/web-1/stop"),
         (Method::POST, "/metrics"),

@@ -27,6 +27,7 @@ const PROBES: &[(&str, &str, Option<&str>, u16)] = &[
     ("openapi", "/openapi.json", None, 200),
     ("get_config", "/config", None, 200),
     ("configure", "/config", Some(SLEEPERS), 409),
+    ("reload_config", "/config?dry_run=true", Some(SLEEPERS), 200),
     ("list_processes", "/processes?pattern=web-*", None, 200),
     ("get_process", "/processes/web-1", None, 200),
     ("process_logs", "/processes/web-1/logs?tail=5", None, 200),

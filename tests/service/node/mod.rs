@@ -2,7 +2,8 @@
 //! S3 server): handoff with the final checkpoint restored byte for byte, checkpoint/restore with
 //! hooks and the undo checkpoint, validation before anything is touched, busy and failing
 //! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
-//! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role.
+//! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role;
+//! the process set and intent following the environment, and config reloads with a plan.
 
 use crate::common;
 
@@ -10,6 +11,7 @@ mod cases;
 mod failover;
 mod procset;
 mod ready;
+mod reload;
 mod storage;
 
 use common::backend::Backend;
@@ -72,6 +74,8 @@ both_backends!(
     procset::invalid_and_conflicting_changes_change_nothing,
     procset::scaling_touches_only_the_instances_it_adds_or_stops,
     procset::a_replaced_stack_restarts_rolling_and_keeps_intents,
+    reload::a_reload_applies_only_the_difference,
+    reload::a_refused_reload_changes_nothing,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
