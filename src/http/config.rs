@@ -119,7 +119,7 @@ pub struct ReloadQuery {
     path = "/config",
     operation_id = "reload_config",
     tag = "config",
-    params(ReloadQuery, ("If-Match" = Option<String>, Header, description = "Reload only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
+    params(ReloadQuery, ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,19}"|[0-9]{1,19})$"#, description = "Reload only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
     request_body(content = Config, description = "The whole config", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(

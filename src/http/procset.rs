@@ -91,7 +91,7 @@ pub struct DeleteQuery {
     path = "/processes/{name}",
     operation_id = "remove_process",
     tag = "processes",
-    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), DeleteQuery, ("If-Match" = Option<String>, Header, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
+    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), DeleteQuery, ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,19}"|[0-9]{1,19})$"#, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 204, description = "Removed: its processes are down and gone from the set", headers(("etag" = String, description = "The revision of the process set after the change, quoted: `\"7\"`"))),
@@ -195,7 +195,7 @@ pub async fn scale(
     path = "/processes/{name}",
     operation_id = "replace_process",
     tag = "processes",
-    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), ("If-Match" = Option<String>, Header, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
+    params(("name" = String, Path, description = "The stack's name (`web` for `web-1`, `web-2`)"), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]{1,19}"|[0-9]{1,19})$"#, description = "Change only if the process set is still at this revision (the `ETag` of `GET /`, e.g. `\"7\"`); 412 otherwise")),
     request_body(content = ProcessConfig, description = "The whole new spec", content_type = "application/json"),
     security(("bearer" = ["admin"])),
     responses(
