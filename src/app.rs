@@ -76,13 +76,15 @@ pub async fn serve(
         usage_interval: settings.usage_interval,
         ..Options::default()
     });
-    let forward = signals::forward(handle.clone());
+    let (hup_tx, hup_rx) = mpsc::unbounded_channel();
+    let forward = signals::forward(handle.clone(), Some(hup_tx));
     let service = Service::new(ServiceOptions {
         data_dir: settings.data_dir.clone(),
         config_path: settings.config_path.clone(),
         supervisor: handle.clone(),
         durable_events: events_rx,
     });
+    let reloads = tokio::spawn(reload_on_hup(service.clone(), hup_rx));
     // Hooks around the processes' life; history sinks subscribed before the first event.
     let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
     let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
@@ -116,7 +118,47 @@ pub async fn serve(
     sinks.shutdown(crate::webhooks::SHUTDOWN_GRACE).await;
     hooks.run(crate::hooks::HookPoint::OnShutdown).await;
     forward.abort();
+    reloads.abort();
     Ok(code)
+}
+
+/// SIGHUP in `serve`: read the config file again and apply it like `PUT /config`, logging
+/// the plan (a line per stack added, removed or changed) or why nothing was changed.
+async fn reload_on_hup(service: Service, mut hups: mpsc::UnboundedReceiver<()>) {
+    while hups.recv().await.is_some() {
+        let path = service.config_path().display().to_string();
+        match service.reload(None, Default::default()).await {
+            Ok(plan) => {
+                for name in &plan.added {
+                    tracing::info!(config = %path, stack = %name, "reload: + {name} (added)");
+                }
+                for name in &plan.removed {
+                    tracing::info!(config = %path, stack = %name, "reload: - {name} (removed)");
+                }
+                for c in &plan.changed {
+                    let fields = c.fields.join(", ");
+                    tracing::info!(config = %path, stack = %c.name, "reload: ~ {}: {fields}", c.name);
+                }
+                tracing::info!(
+                    config = %path,
+                    revision = plan.revision,
+                    unchanged = plan.unchanged.len(),
+                    kept = plan.kept.len(),
+                    env_affected = plan.env_affected.len(),
+                    "reloaded the config file on SIGHUP"
+                );
+            }
+            Err(ServiceError::Invalid(problems)) => {
+                for p in &problems {
+                    tracing::error!(config = %path, field = %p.path, "reload: {}: {}", p.path, p.message);
+                }
+                tracing::error!(config = %path, problems = problems.len(), "the config file has problems; nothing was changed (SIGHUP)");
+            }
+            Err(e) => {
+                tracing::error!(config = %path, "the config file was not reloaded, nothing was changed: {e}")
+            }
+        }
+    }
 }
 
 fn state_parts(settings: &Settings, handle: &SupervisorHandle, service: Service) -> StateParts {

@@ -1,6 +1,8 @@
 //! The signals state-manager itself receives, for both ways of running it (`serve` and `run`):
-//! SIGTERM and SIGINT end it ([`termination`]); SIGHUP, SIGUSR1 and SIGUSR2 are passed on to
-//! every supervised process group ([`forward`]).
+//! SIGTERM and SIGINT end it ([`termination`]); SIGUSR1 and SIGUSR2 are passed on to every
+//! supervised process group ([`forward`]), and so is SIGHUP in `run` mode; in `serve` mode
+//! SIGHUP asks for a reload of the config file instead (the convention of supervisord, nginx
+//! and Prometheus).
 
 use std::future::Future;
 
@@ -9,8 +11,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::supervisor::SupervisorHandle;
 
-/// Forward SIGHUP, SIGUSR1 and SIGUSR2 to every supervised process group.
-pub fn forward(handle: SupervisorHandle) -> tokio::task::JoinHandle<()> {
+/// Forward SIGHUP, SIGUSR1 and SIGUSR2 to every supervised process group; with `reload`,
+/// SIGHUP is sent there instead (each one a request to reload the config file).
+pub fn forward(
+    handle: SupervisorHandle,
+    reload: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let (Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
             signal(SignalKind::hangup()),
@@ -27,6 +33,11 @@ pub fn forward(handle: SupervisorHandle) -> tokio::task::JoinHandle<()> {
                 Some(()) = usr2.recv() => Signal::SIGUSR2,
                 else => break,
             };
+            if let (Signal::SIGHUP, Some(tx)) = (sig, &reload) {
+                tracing::info!("SIGHUP: reloading the config file");
+                let _ = tx.send(());
+                continue;
+            }
             tracing::info!("forwarding {sig} to all processes");
             handle.signal(sig).await;
         }

@@ -95,7 +95,7 @@ pub async fn run(args: Entrypoint, shutdown: impl Future<Output = i32>) -> Resul
         ..Options::default()
     };
     let handle = supervisor::start(options);
-    let forward = crate::signals::forward(handle.clone());
+    let forward = crate::signals::forward(handle.clone(), None);
     let mut exit = handle.exit_requested();
     let _ = handle.load(vec![spec]).await;
     let code = tokio::select! {

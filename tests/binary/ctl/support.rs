@@ -53,6 +53,8 @@ pub struct Server {
     child: Child,
     pub url: String,
     dir: TempDir,
+    /// The lines of its JSON log after "HTTP API listening".
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -69,11 +71,39 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let addr = listening_address(&mut child);
+        let (addr, log) = listening_address(&mut child);
         Server {
             child,
             url: format!("http://{addr}"),
             dir,
+            log,
+        }
+    }
+
+    /// The server's pid, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file it was started with (`<data-dir>/config.json`).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// The next line of its log whose `message` satisfies `want`, and the lines before it;
+    /// panics after [`DEADLINE`].
+    pub fn wait_log(&self, want: impl Fn(&str) -> bool) -> (Value, Vec<Value>) {
+        let mut before = Vec::new();
+        loop {
+            let line = self
+                .log
+                .recv_timeout(DEADLINE)
+                .unwrap_or_else(|_| panic!("no such log line; the log since: {before:#?}"));
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if want(v["message"].as_str().unwrap_or("")) {
+                return (v, before);
+            }
+            before.push(v);
         }
     }
 
@@ -111,8 +141,8 @@ impl Drop for Server {
     }
 }
 
-/// Read the child's JSON log until "HTTP API listening"; its `addr`.
-fn listening_address(child: &mut Child) -> String {
+/// Read the child's JSON log until "HTTP API listening"; its `addr`, and the lines after.
+fn listening_address(child: &mut Child) -> (String, std::sync::mpsc::Receiver<String>) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -127,7 +157,7 @@ fn listening_address(child: &mut Child) -> String {
             .unwrap_or_else(|_| panic!("the server never listened; its log: {seen:#?}"));
         let v: Value = serde_json::from_str(&line).unwrap_or_default();
         if v["message"] == "HTTP API listening" {
-            return v["addr"].as_str().unwrap().to_string();
+            return (v["addr"].as_str().unwrap().to_string(), rx);
         }
         seen.push(line);
     }
