@@ -377,6 +377,50 @@ def unknown_path(ctx, rs):
     problem(rs[0], 404)
 
 
+# ---- the process set from the command line ------------------------------------------------
+
+
+def revision_line(r):
+    """The revision on the last line of a ctl change's answer."""
+    last = (r.stdout.strip().splitlines() or [""])[-1]
+    m = re.search(r"revision (\d+)\)?$", last)
+    if not m:
+        raise Fail(f"the revision from `{r.command}`", "a last line `revision N`", r.stdout)
+    return int(m.group(1))
+
+
+@step("ctl-apply")
+def ctl_apply(ctx, rs):
+    plan = ["+ cron", "~ worker: command", "= 1 unchanged"]
+    expect(f"the plan from `{rs[1].command}`", plan, rs[1].stdout.splitlines()[:3])
+    contains("a dry run", "dry run: nothing was changed", rs[1].stdout)
+    expect(f"the plan from `{rs[2].command}`", plan, rs[2].stdout.splitlines()[:3])
+    ctx.values["revision"] = revision_line(rs[2])
+    expect("the reload's revision", revision_line(rs[1]) + 1, ctx.values["revision"])
+    expect("node-b's config file", (ctx.workdir / "config-v2.json").read_text(),
+           (ctx.nodes["b"]["dir"] / "config.json").read_text())
+
+
+@step("ctl-add")
+def ctl_add(ctx, rs):
+    expect(f"`{rs[0].command}`", ["added extra: extra-1, extra-2", "started extra-1, extra-2"],
+           rs[0].stdout.splitlines()[:2])
+    expect("the revision", ctx.values["revision"] + 1, revision_line(rs[0]))
+
+
+@step("ctl-scale")
+def ctl_scale(ctx, rs):
+    expect(f"`{rs[0].command}`", ["scaled extra to 3", "started extra-3", "stopped -"],
+           rs[0].stdout.splitlines()[:3])
+    expect("the revision", ctx.values["revision"] + 2, revision_line(rs[0]))
+
+
+@step("ctl-rm")
+def ctl_rm(ctx, rs):
+    expect(f"`{rs[0].command}`", "removed extra\n", rs[0].stdout)
+    expect("the processes left", ["web-1", "web-2", "worker", "cron"], rs[1].stdout.split())
+
+
 # ---- docs/API.md --------------------------------------------------------------------------
 
 

@@ -23,7 +23,8 @@ Exit codes:
   4  authentication refused (401: missing, invalid or expired token) or permission refused
      (403: the token lacks the `admin` scope)
   5  not found (404): no such process, checkpoint or endpoint
-  6  conflict (409): busy, or not possible in the current state (e.g. the lease is not held)";
+  6  conflict (409): busy, or not possible in the current state (e.g. the lease is not held,
+     a reload that changes storage or node_id)";
 
 /// The logging of `ctl` itself: `RUST_LOG` if set, else `info` (ctl logs nothing at that level;
 /// `RUST_LOG=debug` shows the HTTP exchanges).
@@ -66,8 +67,8 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// How long to wait for the answer. Default 30s; 15m for start, stop, restart, checkpoint,
-    /// restore and the lease commands; 5s for health. For `stop`, also the time the processes
-    /// get between the stop signal and SIGKILL.
+    /// restore, the lease commands and the process-set changes; 5s for health. For `stop` and
+    /// `rm`, also the time the processes get between the stop signal and SIGKILL.
     #[arg(long, global = true, value_name = "DUR")]
     pub timeout: Option<Dur>,
 }
@@ -136,6 +137,38 @@ pub enum Command {
     AcquireLease,
     /// Liveness probe (GET /healthz, no token): exit 0 if the server answers, 1 otherwise.
     Health,
+    /// Reload the config from FILE (PUT /config) and print the plan: `+ name` added, `- name`
+    /// removed, `~ name: fields` changed, `= N unchanged`.
+    Apply {
+        /// The whole new config (JSON).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Add a stack from SPEC.json (POST /processes): a process as in the config's `stacks`.
+    Add {
+        /// The process spec (JSON).
+        #[arg(long, short = 'f', value_name = "SPEC.json")]
+        file: PathBuf,
+    },
+    /// Stop a stack's processes and remove it (see --timeout).
+    Rm {
+        /// The stack's name (`web` for `web-1`, `web-2`).
+        name: String,
+        /// Remove it although other stacks depend on it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give a stack N instances: start `name-(k+1)…` or stop the highest numbered.
+    Scale {
+        /// The stack's name.
+        name: String,
+        /// How many instances (1 to 10000).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        instances: u32,
+    },
 }
 
 #[derive(Debug, Subcommand, Clone)]

@@ -101,6 +101,7 @@ impl Client {
             method,
             url,
             body: None,
+            raw: None,
             wait: Wait::Quick,
             auth: true,
             progress: None,
@@ -137,6 +138,8 @@ pub struct Req<'a> {
     method: Method,
     url: Url,
     body: Option<Value>,
+    /// A JSON body sent as written (a config file, so the server keeps its layout).
+    raw: Option<String>,
     wait: Wait,
     auth: bool,
     progress: Option<String>,
@@ -152,6 +155,12 @@ impl Req<'_> {
 
     pub fn json(mut self, body: Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    /// `text` (JSON) as the body, byte for byte.
+    pub fn json_text(mut self, text: String) -> Self {
+        self.raw = Some(text);
         self
     }
 
@@ -182,6 +191,11 @@ impl Req<'_> {
         }
         if let Some(body) = &self.body {
             b = b.json(body);
+        }
+        if let Some(text) = &self.raw {
+            b = b
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(text.clone());
         }
         b
     }

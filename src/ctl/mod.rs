@@ -16,6 +16,7 @@ mod lease;
 mod logs;
 mod output;
 mod processes;
+mod procset;
 mod progress;
 mod sse;
 mod status;
@@ -72,6 +73,10 @@ async fn dispatch(client: &Client, command: &Command) -> Result<(), CtlError> {
         Command::ReleaseLease { no_checkpoint } => lease::release(client, *no_checkpoint).await,
         Command::AcquireLease => lease::acquire(client).await,
         Command::Health => Ok(()),
+        Command::Apply { file, dry_run } => procset::apply(client, file, *dry_run).await,
+        Command::Add { file } => procset::add(client, file).await,
+        Command::Rm { name, force } => procset::remove(client, name, *force).await,
+        Command::Scale { name, instances } => procset::scale(client, name, *instances).await,
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::common;
 
 mod checkpoints;
+mod procset;
 mod reload;
 mod storage;
 mod support;
