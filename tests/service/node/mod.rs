@@ -39,6 +39,22 @@ pub fn config(b: &Backend, data_dir: &std::path::Path, mut stacks: Vec<Value>) -
     })
 }
 
+/// Assert that a 422 answer names a problem at (or under) each of `fields`.
+pub fn assert_problems_at(problem: &Value, fields: &[&str]) {
+    let paths: Vec<&str> = problem["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    for field in fields {
+        assert!(
+            paths.iter().any(|p| p.starts_with(field)),
+            "{field} in {problem}"
+        );
+    }
+}
+
 macro_rules! both_backends {
     ($($module:ident :: $case:ident),* $(,)?) => {
         mod local {

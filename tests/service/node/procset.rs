@@ -217,18 +217,7 @@ pub async fn invalid_and_conflicting_changes_change_nothing(b: &Backend) {
         )
         .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    let paths: Vec<&str> = problem["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
-    for field in ["name", "depends_on"] {
-        assert!(
-            paths.iter().any(|p| p.starts_with(field)),
-            "{field} in {problem}"
-        );
-    }
+    super::assert_problems_at(&problem, &["name", "depends_on"]);
     let (code, problem) = n.post("/processes", Some(sleeper("a"))).await;
     assert_eq!(code, StatusCode::CONFLICT, "{problem}");
     let (code, problem) = n

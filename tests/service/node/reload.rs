@@ -181,18 +181,10 @@ pub async fn a_refused_reload_changes_nothing(b: &Backend) {
     bad["restart_delay"] = json!("soon");
     let (code, problem) = n.send(Method::PUT, "/config", Some(bad)).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    let paths: Vec<&str> = problem["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
-    for field in ["stacks[0].depends_on", "stacks[1].command", "restart_delay"] {
-        assert!(
-            paths.iter().any(|p| p.starts_with(field)),
-            "{field} in {problem}"
-        );
-    }
+    super::assert_problems_at(
+        &problem,
+        &["stacks[0].depends_on", "stacks[1].command", "restart_delay"],
+    );
     unchanged("an invalid config").await;
 
     let mut moved = new_config(b, &n);
