@@ -247,26 +247,20 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
     )
     .map_err(exec_error)?;
     // Our ends and the child's; the child's are closed here once it has exec'd.
-    let pipes = |n: usize| -> std::io::Result<Vec<(OwnedFd, OwnedFd)>> {
-        (0..n).map(|_| launch::pipe()).collect()
-    };
-    let (mut ours, theirs): (Vec<Option<OwnedFd>>, Vec<OwnedFd>) = match req.stdio {
-        Stdio3::Inherit => (vec![None, None, None], vec![]),
-        Stdio3::Capture | Stdio3::CaptureWithStdin => {
-            let stdin = match req.stdio {
-                Stdio3::CaptureWithStdin => {
-                    let (r, w) = launch::pipe().map_err(exec_error)?;
-                    (Some(w), r)
-                }
-                _ => (None, launch::dev_null().map_err(exec_error)?),
+    let (mut ours, theirs): ([Option<OwnedFd>; 3], Vec<OwnedFd>) = match req.stdio {
+        Stdio3::Inherit => ([None, None, None], vec![]),
+        capture => {
+            let (stdin_ours, stdin_theirs) = if capture == Stdio3::CaptureWithStdin {
+                let (r, w) = launch::pipe().map_err(exec_error)?;
+                (Some(w), r)
+            } else {
+                (None, launch::dev_null().map_err(exec_error)?)
             };
-            let [out, err]: [(OwnedFd, OwnedFd); 2] = pipes(2)
-                .map_err(exec_error)?
-                .try_into()
-                .unwrap_or_else(|_| unreachable!("two pipes"));
+            let (out_r, out_w) = launch::pipe().map_err(exec_error)?;
+            let (err_r, err_w) = launch::pipe().map_err(exec_error)?;
             (
-                vec![stdin.0, Some(out.0), Some(err.0)],
-                vec![stdin.1, out.1, err.1],
+                [stdin_ours, Some(out_r), Some(err_r)],
+                vec![stdin_theirs, out_w, err_w],
             )
         }
     };
