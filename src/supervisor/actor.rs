@@ -245,8 +245,9 @@ impl Actor {
     }
 
     /// Feed the processes whose deadline passed. A group that does not exist any more is known
-    /// at once; whether one that still answers has a live member is looked up off the runtime
-    /// (that reads `/proc`) and fed when known.
+    /// at once, and one whose stop timeout ran out gets its SIGKILL at once (harmless if only
+    /// zombies are left); otherwise whether a group that still answers has a live member is
+    /// looked up off the runtime (that reads `/proc`) and fed when known.
     pub(super) fn on_timers(&mut self) {
         let now = now();
         let due: Vec<usize> = (0..self.procs.len())
@@ -255,7 +256,13 @@ impl Actor {
             .collect();
         for i in due {
             match self.procs[i].m.state.pid() {
-                Some(pid) if proc::group_exists(pid) => self.check_group(i, pid),
+                Some(pid) if proc::group_exists(pid) => {
+                    if self.procs[i].m.state.kill_due(now) {
+                        self.feed(i, Input::Timer { group_alive: true });
+                    } else {
+                        self.check_group(i, pid);
+                    }
+                }
                 _ => self.feed(i, Input::Timer { group_alive: false }),
             }
         }
@@ -433,8 +440,13 @@ pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Wait for `deadline`. One that has passed (a restart with no delay) is due at once: the
+/// runtime's timers tick in whole milliseconds, and waiting for the next tick would add up to a
+/// millisecond to every restart. Each state's timer input moves its deadline past `now` or
+/// leaves the state, so a due deadline cannot keep the actor spinning.
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
+        Some(d) if d <= now() => {}
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }

@@ -85,6 +85,12 @@ impl ProcState {
         )
     }
 
+    /// Whether the wake-up due at `now` is the stop timeout running out, when the group gets
+    /// SIGKILL whatever it holds: no need to look first whether a live member is left.
+    pub fn kill_due(&self, now: Instant) -> bool {
+        matches!(self, ProcState::Stopping { kill_at, deadline, .. } if deadline == kill_at && now >= *kill_at)
+    }
+
     /// When the actor must wake up for this process, if ever.
     pub fn deadline(&self) -> Option<Instant> {
         match self {

@@ -131,8 +131,18 @@ fn stop_signals_then_kills_the_group_at_the_deadline() {
     let fx = m.handle(stop_after(2, "api", AfterStop::Stay), t0, 0.0);
     assert!(fx.contains(&Effect::Signal(Signal::SIGINT)));
     assert_eq!(m.state.deadline(), Some(t0 + Duration::from_secs(2)));
-    let fx = m.handle(timer(true), t0 + Duration::from_secs(2), 0.0);
+    let kill_at = t0 + Duration::from_secs(2);
+    assert!(!m.state.kill_due(kill_at - Duration::from_millis(1)));
+    assert!(
+        m.state.kill_due(kill_at),
+        "the kill needs no look at the group first"
+    );
+    let fx = m.handle(timer(true), kill_at, 0.0);
     assert_eq!(fx, [Effect::Signal(Signal::SIGKILL)]);
+    assert!(
+        !m.state.kill_due(kill_at + GROUP_POLL),
+        "after the kill, wake-ups look whether the group is empty"
+    );
     let fx = m.handle(exited(ExitStatus::Signal(9), false), t0, 0.0);
     assert_eq!(
         transitions(&fx),
