@@ -85,11 +85,14 @@ pub fn launch(
 ) {
     tokio::spawn(async move {
         let name: Arc<str> = spec.name.as_str().into();
-        let started = async {
+        // Boxed: the start's state is freed once the child runs, so a task waiting for its
+        // child's exit (one per supervised process) holds little more than the channel.
+        let started = Box::pin(async {
             free_ports(&spec, &opts.is_ours).await?;
             start(&spec, opts.stdio, &logs, opts.forward).await
-        };
-        match started.await {
+        })
+        .await;
+        match started {
             Ok(child) => {
                 let pid = child.pid;
                 let started = Started {

@@ -6,12 +6,12 @@
 //! buffer without bound. Forwarding goes through one writer thread, so a slow terminal or log
 //! collector slows the children's pipes (backpressure), never the async runtime.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::logs::{LogBuffer, LogLine, LogStream};
@@ -67,6 +67,10 @@ fn forwarder() -> Option<&'static mpsc::Sender<Forward>> {
 }
 
 /// Read `fd` until EOF, line by line, into `buffer` (and forwarded when `forward` is set).
+///
+/// Reads go into one scratch buffer per runtime thread, not one per pipe: a supervised process
+/// that is quiet (most of them, most of the time) costs its pipes no buffer at all, and a line
+/// is only held while it is unfinished.
 pub async fn pump(
     fd: OwnedFd,
     name: Arc<str>,
@@ -74,34 +78,61 @@ pub async fn pump(
     buffer: Arc<LogBuffer>,
     forward: bool,
 ) {
+    thread_local! {
+        static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+    }
     let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return;
     };
-    let mut reader = BufReader::with_capacity(4096, pipe);
-    let mut line = Vec::new();
+    // The unfinished line, and the lines one read completed.
+    let (mut line, mut done) = (Vec::new(), Vec::new());
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(b) => b,
-        };
-        let room = MAX_LINE - line.len();
-        let (take, complete) = match buf.iter().take(room).position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len().min(room), buf.len() >= room),
-        };
-        line.extend_from_slice(&buf[..take]);
-        reader.consume(take);
-        if complete {
-            emit(&mut line, &name, stream, &buffer, forward).await;
+        if pipe.readable().await.is_err() {
+            break;
+        }
+        // Synchronous from the read to the split: the scratch buffer is never held across an await.
+        let read = SCRATCH.with_borrow_mut(|scratch| {
+            let n = pipe.try_read(scratch)?;
+            split_lines(&scratch[..n], &mut line, &mut done);
+            Ok::<_, std::io::Error>(n)
+        });
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        }
+        for raw in done.drain(..) {
+            emit(raw, &name, stream, &buffer, forward).await;
         }
     }
     if !line.is_empty() {
-        emit(&mut line, &name, stream, &buffer, forward).await;
+        emit(line, &name, stream, &buffer, forward).await;
+    }
+}
+
+/// Bytes read from a pipe at once.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Append `bytes` to the unfinished `line`, moving every line they complete to `done`: at a
+/// newline, or when the line reaches [`MAX_LINE`].
+fn split_lines(mut bytes: &[u8], line: &mut Vec<u8>, done: &mut Vec<Vec<u8>>) {
+    while !bytes.is_empty() {
+        let room = MAX_LINE - line.len();
+        let (take, complete) = match bytes.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (bytes.len().min(room), bytes.len() >= room),
+        };
+        line.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        if complete {
+            done.push(std::mem::take(line));
+        }
     }
 }
 
 async fn emit(
-    raw: &mut Vec<u8>,
+    mut raw: Vec<u8>,
     name: &Arc<str>,
     stream: LogStream,
     buffer: &LogBuffer,
@@ -113,8 +144,8 @@ async fn emit(
     if raw.last() == Some(&b'\r') {
         raw.pop();
     }
-    let text = String::from_utf8_lossy(raw).into_owned();
-    raw.clear();
+    let text = String::from_utf8(raw)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
     if forward && let Some(tx) = forwarder() {
         let _ = tx
             .send(Forward {
@@ -134,6 +165,20 @@ async fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_read_in_pieces_is_one_line_and_nothing_is_held_between_lines() {
+        let (mut line, mut done) = (Vec::new(), Vec::new());
+        split_lines(b"a\nhal", &mut line, &mut done);
+        split_lines(b"f", &mut line, &mut done);
+        split_lines(b" done\nb\n", &mut line, &mut done);
+        assert_eq!(done, [&b"a\n"[..], b"half done\n", b"b\n"]);
+        assert_eq!(line.capacity(), 0, "no buffer kept after a complete line");
+        split_lines(&[b'x'; MAX_LINE + 1], &mut line, &mut done);
+        assert_eq!(done.len(), 4);
+        assert_eq!(done[3].len(), MAX_LINE);
+        assert_eq!(line, b"x");
+    }
 
     #[tokio::test]
     async fn pump_splits_lines_and_bounds_them() {
