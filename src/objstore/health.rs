@@ -8,22 +8,24 @@
 //!   the first request that works again clears it.
 //! - An answer that says storage works (found, not found, precondition failed) is healthy; a
 //!   [`Failure`] is not; a key we refused ourselves says nothing about storage.
-//! - A change of state is logged once (a warning when it starts failing or the kind changes,
-//!   info when it works again), never once per failed request.
+//! - Watchers wake on a change of state or of the kind of failure only (logged once: a warning
+//!   when it starts failing or the kind changes, info when it works again), never once per
+//!   failed request nor for a new message of the same kind; the message is still the latest
+//!   one for a reader of the current value.
 
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::{DynStore, ETag, Failure, Object, ObjectMeta, ObjectStore, Result, StorageError};
 
 /// The three states of storage as this node knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageState {
     /// No request has finished yet.
@@ -32,6 +34,33 @@ pub enum StorageState {
     Ok,
     /// The last request failed; `failure` says why and what to do.
     Failing,
+}
+
+impl StorageState {
+    pub const ALL: [StorageState; 3] = [
+        StorageState::Unknown,
+        StorageState::Ok,
+        StorageState::Failing,
+    ];
+
+    /// The word in the API (and, for `ok` and `failing`, in the events table).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageState::Unknown => "unknown",
+            StorageState::Ok => "ok",
+            StorageState::Failing => "failing",
+        }
+    }
+}
+
+impl std::str::FromStr for StorageState {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        StorageState::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown storage state {s:?}"))
+    }
 }
 
 /// Storage health for `GET /`: the state, since when, and the failure with its fix.
@@ -46,6 +75,8 @@ pub struct StorageHealth {
     pub last_ok: Option<OffsetDateTime>,
     /// The last failure while `failing`.
     pub failure: Option<Failure>,
+    /// Requests that failed in a row, since one last worked.
+    pub failed_requests: u64,
 }
 
 impl StorageHealth {
@@ -55,6 +86,7 @@ impl StorageHealth {
             since: OffsetDateTime::now_utc(),
             last_ok: None,
             failure: None,
+            failed_requests: 0,
         }
     }
 
@@ -107,6 +139,7 @@ impl Watched {
                 h.failure = None;
             }
             h.last_ok = Some(now);
+            h.failed_requests = 0;
             // `last_ok` alone is not news: watchers wake on state changes only.
             changed
         });
@@ -114,22 +147,22 @@ impl Watched {
 
     fn failed(&self, f: Failure) {
         self.health.send_if_modified(|h| {
-            let same = h.state == StorageState::Failing && h.failure.as_ref() == Some(&f);
-            if same {
-                return false;
-            }
-            let new_kind = h.failure.as_ref().map(|o| o.kind) != Some(f.kind);
-            if h.state != StorageState::Failing || new_kind {
+            let news = h.state != StorageState::Failing
+                || h.failure.as_ref().map(|o| o.kind) != Some(f.kind);
+            if news {
                 tracing::warn!(
                     storage = %self.inner.describe(),
                     kind = f.kind.as_str(),
                     "storage is failing: {f}"
                 );
                 h.since = OffsetDateTime::now_utc();
+                h.state = StorageState::Failing;
             }
-            h.state = StorageState::Failing;
+            // The latest sentence is kept for readers, but a new text of the same kind wakes
+            // no watcher: they see changes of state and of kind only.
             h.failure = Some(f);
-            true
+            h.failed_requests += 1;
+            news
         });
     }
 }
@@ -168,5 +201,45 @@ impl ObjectStore for Watched {
     }
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objstore::FailureKind;
+
+    fn failure(kind: FailureKind, message: &str) -> Failure {
+        Failure::new(kind, message, "fix it")
+    }
+
+    #[test]
+    fn watchers_wake_on_a_new_state_or_kind_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = crate::objstore::local::LocalStore::open(dir.path(), None).unwrap();
+        let (tx, mut rx) = watch::channel(StorageHealth::unknown());
+        let w = Watched {
+            inner: Arc::new(local),
+            health: Arc::new(tx),
+        };
+        w.failed(failure(FailureKind::Credentials, "first"));
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        w.failed(failure(FailureKind::Credentials, "second"));
+        assert!(!rx.has_changed().unwrap(), "same kind, new text: no news");
+        assert_eq!(rx.borrow().failure.as_ref().unwrap().message, "second");
+        assert_eq!(rx.borrow().failed_requests, 2);
+        w.failed(failure(FailureKind::Unreachable, "third"));
+        assert!(rx.has_changed().unwrap(), "another kind is news");
+        rx.borrow_and_update();
+        w.worked();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().state, StorageState::Ok);
+        assert_eq!(rx.borrow().failed_requests, 0);
+        w.worked();
+        assert!(
+            !rx.has_changed().unwrap(),
+            "working again and again: no news"
+        );
     }
 }
