@@ -70,9 +70,9 @@ pub async fn serve(
         crate::proc::set_subreaper().map_err(AppError::Subreaper)?;
     }
     let config = load_config(&settings.config_path)?;
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (feed, events_rx) = crate::feed::Feed::new();
     let handle = supervisor::start(Options {
-        durable_events: Some(events_tx),
+        feed: Some(feed.clone()),
         usage_interval: settings.usage_interval,
         ..Options::default()
     });
@@ -82,13 +82,14 @@ pub async fn serve(
         data_dir: settings.data_dir.clone(),
         config_path: settings.config_path.clone(),
         supervisor: handle.clone(),
+        feed: feed.clone(),
         durable_events: events_rx,
     });
     let reloads = tokio::spawn(reload_on_hup(service.clone(), hup_rx));
     // Hooks around the processes' life; history sinks subscribed before the first event.
     let hooks = crate::hooks::Hooks::new(config.as_ref(), &settings.data_dir);
     let webhooks = config.as_ref().map_or(&[][..], |c| &c.webhooks[..]);
-    let sinks = crate::webhooks::Sinks::start(webhooks, || handle.subscribe());
+    let sinks = crate::webhooks::Sinks::start(webhooks, || feed.subscribe());
     let mut parts = state_parts(&settings, &handle, service.clone());
     (parts.hooks, parts.webhooks) = (hooks.clone(), sinks.monitor());
     let state = AppState::new(parts);

@@ -1,17 +1,14 @@
 //! The shared vocabulary of process lifecycle: state names, exit statuses, the transition
 //! event the supervisor emits, and the words of the process set (a stack's origin, a process's
-//! intent, the actions that change them). The store persists events, the API streams them, webhooks ship
-//! them; all of them use these types, and the text form of each enum is defined only here.
-
-mod history;
+//! intent, the actions that change them). The store persists events, the API streams them,
+//! webhooks ship them (all through `crate::feed`, with the node's own events); all of them use
+//! these types, and the text form of each enum is defined only here.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-
-pub use history::{EventLog, EventLogError, MEMORY_CAPACITY, MemoryEventLog};
 
 /// The name of a process state (the data each state carries lives in the supervisor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -13,6 +13,7 @@ pub mod ctl;
 pub mod datadir;
 pub mod durable;
 pub mod events;
+pub mod feed;
 pub mod hooks;
 pub mod http;
 pub mod lease;

@@ -1,6 +1,7 @@
-//! History sinks: every lifecycle event POSTed as JSON arrays to configured webhook URLs.
+//! History sinks: every event of the feed (processes' transitions, the node's storage health)
+//! POSTed as JSON arrays to configured webhook URLs.
 //!
-//! Per sink, an intake task moves events from the supervisor's broadcast into a bounded queue
+//! Per sink, an intake task moves events from the feed's broadcast into a bounded queue
 //! and a sender task POSTs them in batches (`batch_size` events, or what arrived within
 //! `batch_interval`), in order, with the configured `Authorization` header. A failed batch goes
 //! back to the front of the queue and is retried with exponential backoff.
@@ -21,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::WebhookConfig;
-use crate::events::Event;
+use crate::feed::FeedEvent;
 use crate::retry::Backoff;
 
 /// First retry delay after a failed POST; doubles per failure in a row up to [`RETRY_MAX`].
@@ -55,26 +56,26 @@ pub enum WebhookError {
 /// The waiting events, bounded; dropping the oldest beyond capacity.
 #[derive(Debug)]
 struct Queue {
-    events: VecDeque<Event>,
+    events: VecDeque<FeedEvent>,
     capacity: usize,
 }
 
 impl Queue {
     /// Add at the back; returns how many old events were dropped to make room.
-    fn push(&mut self, e: Event) -> u64 {
+    fn push(&mut self, e: FeedEvent) -> u64 {
         self.events.push_back(e);
         self.trim()
     }
 
     /// Put a batch that could not be sent back at the front; returns how many were dropped.
-    fn requeue(&mut self, batch: Vec<Event>) -> u64 {
+    fn requeue(&mut self, batch: Vec<FeedEvent>) -> u64 {
         for e in batch.into_iter().rev() {
             self.events.push_front(e);
         }
         self.trim()
     }
 
-    fn take(&mut self, n: usize) -> Vec<Event> {
+    fn take(&mut self, n: usize) -> Vec<FeedEvent> {
         let n = n.min(self.events.len());
         self.events.drain(..n).collect()
     }
@@ -114,7 +115,7 @@ pub struct Sink {
 /// Start a sink for `cfg`, fed by `events`.
 pub fn start(
     cfg: &WebhookConfig,
-    events: broadcast::Receiver<Event>,
+    events: broadcast::Receiver<FeedEvent>,
 ) -> Result<Sink, WebhookError> {
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -133,7 +134,7 @@ pub fn start(
 /// Where a sink's batches go: the receiver over HTTP. A trait only so that the retry loop can
 /// be tested under a paused clock, which no socket survives (see the tests).
 trait Transport: Send + Sync + 'static {
-    fn post(&self, batch: &[Event]) -> impl Future<Output = Result<(), String>> + Send;
+    fn post(&self, batch: &[FeedEvent]) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// POSTs a batch as a JSON array, with the configured `Authorization` header.
@@ -143,7 +144,7 @@ struct Http {
 }
 
 impl Transport for Http {
-    async fn post(&self, batch: &[Event]) -> Result<(), String> {
+    async fn post(&self, batch: &[FeedEvent]) -> Result<(), String> {
         let mut req = self
             .client
             .post(&self.cfg.url)
@@ -164,7 +165,7 @@ impl Transport for Http {
 
 fn start_with(
     cfg: &WebhookConfig,
-    events: broadcast::Receiver<Event>,
+    events: broadcast::Receiver<FeedEvent>,
     transport: impl Transport,
 ) -> Sink {
     let url = redact(&cfg.url);
@@ -236,10 +237,10 @@ pub struct Sinks(Vec<Sink>);
 
 impl Sinks {
     /// Start a sink per configured webhook, each subscribed at once (so no later event is
-    /// missed), e.g. `Sinks::start(&config.webhooks, || handle.subscribe())`.
+    /// missed), e.g. `Sinks::start(&config.webhooks, || feed.subscribe())`.
     pub fn start(
         configs: &[WebhookConfig],
-        subscribe: impl Fn() -> broadcast::Receiver<Event>,
+        subscribe: impl Fn() -> broadcast::Receiver<FeedEvent>,
     ) -> Sinks {
         let sinks = configs
             .iter()
@@ -283,11 +284,11 @@ impl SinksMonitor {
 }
 
 async fn intake(
-    mut events: broadcast::Receiver<Event>,
+    mut events: broadcast::Receiver<FeedEvent>,
     shared: Arc<Shared>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let add = |r: Result<Event, broadcast::error::RecvError>| match r {
+    let add = |r: Result<FeedEvent, broadcast::error::RecvError>| match r {
         Ok(e) => {
             let dropped = shared.queue().push(e);
             shared.dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -355,7 +356,7 @@ impl<T: Transport> Poster<T> {
 
     /// The next batch: as soon as `batch_size` events wait, or `batch_interval` after the
     /// first one arrived (at once when stopping). `None` when stopping and nothing is left.
-    async fn next_batch(&mut self) -> Option<Vec<Event>> {
+    async fn next_batch(&mut self) -> Option<Vec<FeedEvent>> {
         let size = self.cfg.batch_size.max(1) as usize;
         loop {
             let waiting = self.shared.queue().events.len();
@@ -398,10 +399,10 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::StateName;
+    use crate::events::{Event, StateName};
 
-    fn ev(n: u32) -> Event {
-        Event {
+    fn ev(n: u32) -> FeedEvent {
+        FeedEvent::Process(Event {
             at: time::OffsetDateTime::UNIX_EPOCH,
             process: n.to_string(),
             from: StateName::Stopped,
@@ -410,11 +411,14 @@ mod tests {
             exit: None,
             reason: None,
             change: None,
-        }
+        })
     }
 
     fn names(q: &Queue) -> Vec<String> {
-        q.events.iter().map(|e| e.process.clone()).collect()
+        q.events
+            .iter()
+            .map(|e| e.process().unwrap_or_default().to_string())
+            .collect()
     }
 
     #[test]
@@ -458,9 +462,12 @@ mod tests {
     type Attempt = (Instant, Vec<String>);
 
     impl Transport for Refusing {
-        async fn post(&self, batch: &[Event]) -> Result<(), String> {
+        async fn post(&self, batch: &[FeedEvent]) -> Result<(), String> {
             let mut attempts = self.attempts.lock().unwrap();
-            let names = batch.iter().map(|e| e.process.clone()).collect();
+            let names = batch
+                .iter()
+                .map(|e| e.process().unwrap_or_default().to_string())
+                .collect();
             attempts.push((Instant::now(), names));
             if attempts.len() <= self.refuse {
                 return Err("HTTP 503".into());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use state_manager::config::{Dur, ReplicationConfig, StorageConfig};
 use state_manager::events::{Event, StateName};
+use state_manager::feed::FeedEvent;
 use state_manager::replication::{self, Replicator};
 use state_manager::store::Store;
 use time::OffsetDateTime;
@@ -15,8 +16,8 @@ use super::{Row, ms, objects, window};
 /// Commits per second of the steady load (a busy supervisor emits far fewer events).
 const RATE: u32 = 50;
 
-pub fn event(n: u64) -> Event {
-    Event {
+pub fn event(n: u64) -> FeedEvent {
+    FeedEvent::Process(Event {
         at: OffsetDateTime::now_utc(),
         process: format!("web-{}", n % 16),
         from: StateName::Starting,
@@ -25,7 +26,7 @@ pub fn event(n: u64) -> Event {
         exit: None,
         reason: Some(format!("started by the API (request {n})")),
         change: None,
-    }
+    })
 }
 
 pub fn config(interval: Duration) -> ReplicationConfig {
@@ -203,7 +204,7 @@ impl Writer {
         let start = Instant::now();
         let mut written = 0u64;
         while start.elapsed() < length {
-            let events: Vec<Event> = (0..batch as u64).map(|i| event(self.n + i)).collect();
+            let events: Vec<FeedEvent> = (0..batch as u64).map(|i| event(self.n + i)).collect();
             self.store.insert_events(&events).await.unwrap();
             self.n += batch as u64;
             written += batch as u64;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use state_manager::config::StorageConfig;
-use state_manager::events::Event;
+use state_manager::feed::FeedEvent;
 use state_manager::replication::restore_db;
 use state_manager::store::{Checkpoints, Store, StoreOptions};
 
@@ -58,7 +58,7 @@ async fn restore_100mb(storage: &StorageConfig) -> (u64, u64, Duration) {
     let rep = rep.unwrap();
     rep.sync_now().await.unwrap();
     for k in 0..10u64 {
-        let batch: Vec<Event> = (0..100).map(|i| event(k * 100 + i)).collect();
+        let batch: Vec<FeedEvent> = (0..100).map(|i| event(k * 100 + i)).collect();
         store.insert_events(&batch).await.unwrap();
     }
     rep.shutdown().await.unwrap();
@@ -88,11 +88,13 @@ async fn fill(db: &std::path::Path) {
     let store = Store::open_with(db, options).await.unwrap();
     let mut n = 0u64;
     while std::fs::metadata(db).map(|m| m.len()).unwrap_or(0) < TARGET_BYTES {
-        let batch: Vec<Event> = (0..5000)
+        let batch: Vec<FeedEvent> = (0..5000)
             .map(|_| {
                 n += 1;
                 let mut e = event(n);
-                e.reason = Some(sentence(n));
+                if let FeedEvent::Process(p) = &mut e {
+                    p.reason = Some(sentence(n));
+                }
                 e
             })
             .collect();

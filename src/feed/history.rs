@@ -1,5 +1,5 @@
-//! Where the history of lifecycle events is kept ([`EventLog`]), so that `GET /events` does not
-//! care: an in-memory bounded ring fed from the supervisor's broadcast ([`MemoryEventLog`]), or
+//! Where the history of the event feed is kept ([`EventLog`]), so that `GET /events` does not
+//! care: an in-memory bounded ring fed from the feed's broadcast ([`MemoryEventLog`]), or
 //! the state database while the node has it open (the service implements the trait, choosing
 //! between the two).
 
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::Event;
+use super::FeedEvent;
 
 /// Events the in-memory history keeps (and the largest `limit`).
 pub const MEMORY_CAPACITY: usize = 10_000;
@@ -22,23 +22,24 @@ pub enum EventLogError {
 /// Where the history of lifecycle events is kept.
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// The last `limit` events of the processes matching `process` (all when `None`), oldest first.
+    /// The last `limit` events, oldest first: all of them when `process` is `None`, else only
+    /// those of the processes matching it.
     async fn recent(
         &self,
         limit: usize,
         process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError>;
+    ) -> Result<Vec<FeedEvent>, EventLogError>;
 }
 
 /// The last [`MEMORY_CAPACITY`] events, in memory; lost on restart.
 #[derive(Default)]
 pub struct MemoryEventLog {
-    ring: Mutex<VecDeque<Event>>,
+    ring: Mutex<VecDeque<FeedEvent>>,
 }
 
 impl MemoryEventLog {
-    /// A log fed by a task reading `rx` until the supervisor ends.
-    pub fn spawn(mut rx: broadcast::Receiver<Event>) -> Arc<Self> {
+    /// A log fed by a task reading `rx` until the feed ends.
+    pub fn spawn(mut rx: broadcast::Receiver<FeedEvent>) -> Arc<Self> {
         let log = Arc::new(MemoryEventLog::default());
         let feed = log.clone();
         tokio::spawn(async move {
@@ -55,7 +56,7 @@ impl MemoryEventLog {
         log
     }
 
-    pub fn push(&self, event: Event) {
+    pub fn push(&self, event: FeedEvent) {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         if ring.len() == MEMORY_CAPACITY {
             ring.pop_front();
@@ -70,12 +71,12 @@ impl EventLog for MemoryEventLog {
         &self,
         limit: usize,
         process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError> {
+    ) -> Result<Vec<FeedEvent>, EventLogError> {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<Event> = ring
+        let mut out: Vec<FeedEvent> = ring
             .iter()
             .rev()
-            .filter(|e| process.is_none_or(|g| g.matches(&e.process)))
+            .filter(|e| e.matches(process))
             .take(limit)
             .cloned()
             .collect();

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::auth::InvalidToken;
 use crate::checkpoint::CheckpointError;
 use crate::config::Problem;
-use crate::events::EventLogError;
+use crate::feed::EventLogError;
 use crate::lease::LeaseError;
 use crate::node::NodeError;
 use crate::service::ServiceError;

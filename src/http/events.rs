@@ -1,5 +1,5 @@
 //! Lifecycle events: `GET /events` (recent history, from the app state's
-//! [`crate::events::EventLog`]) and `GET /events/stream` (live, as server-sent events).
+//! [`crate::feed::EventLog`]) and `GET /events/stream` (live, as server-sent events).
 
 use std::convert::Infallible;
 
@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::Claims;
 use super::error::ApiError;
 use super::extract::Query;
-use crate::events::{Event, MEMORY_CAPACITY};
+use crate::feed::{FeedEvent, MEMORY_CAPACITY};
 use crate::supervisor::{Usage, UsageTable};
 
 /// Events `GET /events` returns when no `limit` is given.
@@ -47,7 +47,9 @@ pub fn glob_param(name: &str, value: Option<&str>) -> Result<Option<glob::Patter
 
 /// Recent lifecycle events.
 ///
-/// The latest state transitions of the processes, oldest first.
+/// The latest events, oldest first: state transitions of the processes (`kind: process`) and
+/// changes of the node's storage health (`kind: storage`: failing, failing another way, working
+/// again). With `process`, only the events of matching processes.
 #[utoipa::path(
     get,
     path = "/events",
@@ -56,7 +58,7 @@ pub fn glob_param(name: &str, value: Option<&str>) -> Result<Option<glob::Patter
     params(EventsQuery),
     security(("bearer" = ["read"])),
     responses(
-        (status = 200, description = "The events, oldest first", body = Vec<Event>),
+        (status = 200, description = "The events, oldest first", body = Vec<FeedEvent>),
         (status = 400, description = "A `limit` out of range, an invalid glob or an unknown query parameter"),
         (status = 500, description = "The event history cannot be read"),
     )
@@ -101,8 +103,9 @@ pub struct UsageEvent<'a> {
 
 /// Lifecycle events as they happen.
 ///
-/// Server-sent events: `event: transition` with one event as JSON (the schema `Event`); if the
-/// reader falls behind, `event: lagged` with `{"missed": n}`. With `usage=true`, also
+/// Server-sent events: `event: transition` with one process event as JSON (the schema
+/// `Event`); `event: storage` with a change of the node's storage health (the schema
+/// `StorageEvent`; none with `process`); if the reader falls behind, `event: lagged` with `{"missed": n}`. With `usage=true`, also
 /// `event: usage` after every CPU and memory sample: a JSON array of `UsageEvent`, one per
 /// process that is up. The stream ends when the client leaves or the server shuts down.
 #[utoipa::path(
@@ -123,13 +126,14 @@ pub async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let pattern = glob_param("process", q.process.as_deref())?;
-    let rx = state.supervisor().subscribe();
+    let rx = state.service().feed().subscribe();
     let only = pattern.clone();
     let events = BroadcastStream::new(rx).filter_map(move |item| {
         let out = match item {
-            Ok(e) if only.as_ref().is_none_or(|g| g.matches(&e.process)) => {
-                Some(sse_json("transition", &e))
-            }
+            Ok(e) if e.matches(only.as_ref()) => Some(match &e {
+                FeedEvent::Process(p) => sse_json("transition", p),
+                FeedEvent::Storage(s) => sse_json("storage", s),
+            }),
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 Some(sse_json("lagged", &serde_json::json!({ "missed": n })))

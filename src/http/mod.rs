@@ -44,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Auth;
-use crate::events::EventLog;
+use crate::feed::EventLog;
 use crate::hooks::Hooks;
 use crate::node::Node;
 use crate::service::Service;

@@ -43,7 +43,12 @@ pub const BEARER: &str = "bearer";
             `admin` scope. Every error is `application/problem+json`."
     ),
     modifiers(&Bearer),
-    components(schemas(ProblemBody, UsageEvent, crate::config::NameGlob)),
+    components(schemas(
+        ProblemBody,
+        UsageEvent,
+        crate::feed::StorageEvent,
+        crate::config::NameGlob
+    )),
     tags(
         (name = "status", description = "Status, liveness and metrics"),
         (name = "config", description = "The one-shot configuration"),

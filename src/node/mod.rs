@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, RwLock, mpsc, watch};
 use crate::checkpoint::{CheckpointEngine, CheckpointError, CheckpointSummary, EngineOptions};
 use crate::config::{Config, ProcessSpec};
 use crate::datadir::DataDir;
-use crate::events::Event;
+use crate::feed::{Feed, FeedEvent};
 use crate::lease::{LeaseError, LeaseHandle, Leaser, Role};
 use crate::objstore::{self, DynStore, StorageError};
 use crate::replication::{ReplicationError, ReplicationStatus, Replicator};
@@ -202,7 +202,8 @@ impl Node {
         specs: Vec<ProcessSpec>,
         data_dir: &Path,
         supervisor: SupervisorHandle,
-        durable_events: mpsc::UnboundedReceiver<Event>,
+        feed: Feed,
+        durable_events: mpsc::UnboundedReceiver<FeedEvent>,
     ) -> Result<Arc<Node>, NodeError> {
         let data_dir = std::path::absolute(data_dir).map_err(|source| NodeError::Io {
             path: data_dir.into(),
@@ -211,6 +212,10 @@ impl Node {
         let data_dir = DataDir::new(data_dir);
         let objects = objstore::open(config.storage.as_ref(), data_dir.root()).await?;
         let (objects, storage_health) = objstore::health::watched(objects);
+        tokio::spawn(events::publish_storage_changes(
+            storage_health.clone(),
+            feed,
+        ));
         let env_dir = data_dir.env_dir(&config);
         let state_dir = data_dir.checkpoint_state();
         for dir in [&env_dir, &state_dir] {

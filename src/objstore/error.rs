@@ -7,7 +7,7 @@
 //!   the SDK's debug text; the source of credentials may be named, never their value.
 //! - Outcomes callers branch on (`NotFound`, `PreconditionFailed`) are variants, never text.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A failure of storage (either backend), with the key it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ impl StorageError {
 }
 
 /// The kinds of storage failure an operator tells apart, each with its own fix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The server rejected the credentials: unknown key, wrong secret, expired token.
@@ -123,8 +123,18 @@ impl FailureKind {
     }
 }
 
+impl std::str::FromStr for FailureKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        FailureKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown kind of storage failure {s:?}"))
+    }
+}
+
 /// What a storage request met: its kind, what happened and what to do, in sentences.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     pub kind: FailureKind,
     /// What happened, e.g. "the server rejected the secret key (SignatureDoesNotMatch)".
@@ -157,6 +167,7 @@ mod tests {
     fn kinds_serialise_as_their_words() {
         for kind in FailureKind::ALL {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<FailureKind>().unwrap(), kind);
         }
     }
 

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::config::{self, Config, ConfigError};
 use crate::datadir::DataDir;
-use crate::events::{Event, EventLog, EventLogError, MemoryEventLog};
+use crate::feed::{EventLog, EventLogError, Feed, FeedEvent, MemoryEventLog};
 use crate::node::{Node, ReloadOptions, Reloaded};
 use crate::supervisor::{SupervisorError, SupervisorHandle};
 
@@ -42,8 +42,10 @@ pub struct ServiceOptions {
     /// Where a config given at run time is persisted (`--config`).
     pub config_path: PathBuf,
     pub supervisor: SupervisorHandle,
-    /// Every lifecycle event the supervisor emits, for the state database.
-    pub durable_events: mpsc::UnboundedReceiver<Event>,
+    /// The event feed the supervisor publishes on (the node publishes its own events there).
+    pub feed: Feed,
+    /// The feed's durable end, for the state database.
+    pub durable_events: mpsc::UnboundedReceiver<FeedEvent>,
 }
 
 /// The applied config and what was set up for it.
@@ -70,11 +72,12 @@ struct Inner {
     apply: Mutex<Pending>,
     /// Event history while no state database is open here.
     memory: Arc<MemoryEventLog>,
+    feed: Feed,
 }
 
 /// What only one apply can take.
 struct Pending {
-    events: Option<mpsc::UnboundedReceiver<Event>>,
+    events: Option<mpsc::UnboundedReceiver<FeedEvent>>,
 }
 
 impl Service {
@@ -82,7 +85,8 @@ impl Service {
     pub fn new(o: ServiceOptions) -> Service {
         Service {
             inner: Arc::new(Inner {
-                memory: MemoryEventLog::spawn(o.supervisor.subscribe()),
+                memory: MemoryEventLog::spawn(o.feed.subscribe()),
+                feed: o.feed,
                 data_dir: o.data_dir,
                 config_path: o.config_path,
                 supervisor: o.supervisor,
@@ -92,6 +96,11 @@ impl Service {
                 }),
             }),
         }
+    }
+
+    /// The event feed: processes' and the node's events, live.
+    pub fn feed(&self) -> &Feed {
+        &self.inner.feed
     }
 
     /// Where a config given at run time is persisted.
@@ -219,6 +228,7 @@ impl Service {
             specs,
             &inner.data_dir,
             inner.supervisor.clone(),
+            inner.feed.clone(),
             events,
         )
         .await?;
@@ -239,7 +249,7 @@ impl EventLog for Service {
         &self,
         limit: usize,
         process: Option<&glob::Pattern>,
-    ) -> Result<Vec<Event>, EventLogError> {
+    ) -> Result<Vec<FeedEvent>, EventLogError> {
         if let Some(node) = self.node()
             && let Some(events) = node.recent_events(limit, process).await
         {

@@ -1,5 +1,5 @@
 //! The one place where Rust values meet SQLite columns: state names, change actions, stack
-//! origins and intents as TEXT, times as UTC nanoseconds (INTEGER), exit statuses as a
+//! origins, intents, event kinds and storage states and failures as TEXT, times as UTC nanoseconds (INTEGER), exit statuses as a
 //! (code, signal) pair of nullable INTEGERs.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -7,6 +7,8 @@ use time::OffsetDateTime;
 
 use super::{Result, StoreError};
 use crate::events::{ChangeAction, ExitStatus, Intent, Origin, StateName};
+use crate::feed::FeedKind;
+use crate::objstore::{FailureKind, StorageState};
 
 /// A TEXT column holding one of the words of an enum (`as_str` out, `FromStr` in).
 macro_rules! text_column {
@@ -35,6 +37,9 @@ text_column!(StateName, "state");
 text_column!(ChangeAction, "change_action");
 text_column!(Origin, "origin");
 text_column!(Intent, "intent");
+text_column!(FeedKind, "kind");
+text_column!(StorageState, "storage_state");
+text_column!(FailureKind, "failure_kind");
 
 /// A time as stored: UTC nanoseconds since the epoch.
 pub(super) fn time_to_sql(t: OffsetDateTime) -> Result<i64> {

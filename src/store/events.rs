@@ -1,5 +1,6 @@
-//! Lifecycle events: every transition the supervisor makes, in commit order. `id` is the event's
-//! stable position (usable as an SSE event id).
+//! The event feed in the database: every transition the supervisor makes and every change of
+//! the node's storage health, in commit order. `id` is the event's stable position (usable as
+//! an SSE event id). A row's `kind` says which columns it fills (see `migrations/0004`).
 
 use rusqlite::{Connection, Row, params};
 use serde::Serialize;
@@ -7,6 +8,8 @@ use serde::Serialize;
 use super::codec::{exit_from_sql, exit_to_sql, time_from_sql, time_to_sql, unbox};
 use super::{Result, Store, StoreError};
 use crate::events::{Change, ChangeAction, Event, StateName};
+use crate::feed::{FeedEvent, FeedKind, StorageEvent};
+use crate::objstore::{Failure, FailureKind, StorageState};
 
 /// The most rows one read returns.
 pub const MAX_PAGE: u32 = 10_000;
@@ -16,19 +19,20 @@ pub const MAX_PAGE: u32 = 10_000;
 pub struct StoredEvent {
     pub id: i64,
     #[serde(flatten)]
-    pub event: Event,
+    pub event: FeedEvent,
 }
 
-const COLUMNS: &str = "id, at, process, from_state, to_state, pid, exit_code, exit_signal, reason, change_action, change_by, change_revision";
+const COLUMNS: &str = "id, at, kind, process, from_state, to_state, pid, exit_code, exit_signal, reason, change_action, change_by, change_revision, storage_state, failure_kind, failure_message, failure_fix";
 
 impl Store {
     /// Append events in one transaction (one fsync for the batch); returns their ids in order.
-    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<i64>> {
+    pub async fn insert_events(&self, events: &[FeedEvent]) -> Result<Vec<i64>> {
         let events = events.to_vec();
         self.call(move |conn| insert(conn, &events)).await
     }
 
     /// Up to `limit` events, newest first, optionally only processes matching `process_glob`
+    /// (which leaves the node's own events out)
     /// (SQLite GLOB: `*`, `?`, `[...]`, case-sensitive) and only ids below `before_id` (paging).
     pub async fn recent_events(
         &self,
@@ -63,37 +67,57 @@ fn check_limit(limit: u32) -> Result<i64> {
     Ok(i64::from(limit))
 }
 
-pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<Vec<i64>> {
+pub(super) fn insert(conn: &mut Connection, events: &[FeedEvent]) -> Result<Vec<i64>> {
     let tx = conn.transaction()?;
     let mut ids = Vec::with_capacity(events.len());
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO events (at, process, from_state, to_state, pid, exit_code, exit_signal, reason,
-                                 change_action, change_by, change_revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        let mut process = tx.prepare_cached(
+            "INSERT INTO events (at, kind, process, from_state, to_state, pid, exit_code, exit_signal,
+                                 reason, change_action, change_by, change_revision)
+             VALUES (?1, 'process', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut storage = tx.prepare_cached(
+            "INSERT INTO events (at, kind, storage_state, failure_kind, failure_message, failure_fix)
+             VALUES (?1, 'storage', ?2, ?3, ?4, ?5)",
         )?;
         for e in events {
-            let (code, signal) = exit_to_sql(e.exit);
-            stmt.execute(params![
-                time_to_sql(e.at)?,
-                e.process,
-                e.from,
-                e.to,
-                e.pid,
-                code,
-                signal,
-                e.reason,
-                e.change.as_ref().map(|c| c.action),
-                e.change.as_ref().and_then(|c| c.by.as_deref()),
-                e.change
-                    .as_ref()
-                    .map(|c| i64::try_from(c.revision).unwrap_or(i64::MAX)),
-            ])?;
+            match e {
+                FeedEvent::Process(e) => insert_process(&mut process, e)?,
+                FeedEvent::Storage(e) => {
+                    let f = e.failure.as_ref();
+                    storage.execute(params![
+                        time_to_sql(e.at)?,
+                        e.state,
+                        f.map(|f| f.kind),
+                        f.map(|f| &f.message),
+                        f.map(|f| &f.fix),
+                    ])?
+                }
+            };
             ids.push(tx.last_insert_rowid());
         }
     }
     tx.commit()?;
     Ok(ids)
+}
+
+fn insert_process(stmt: &mut rusqlite::CachedStatement<'_>, e: &Event) -> Result<usize> {
+    let (code, signal) = exit_to_sql(e.exit);
+    Ok(stmt.execute(params![
+        time_to_sql(e.at)?,
+        e.process,
+        e.from,
+        e.to,
+        e.pid,
+        code,
+        signal,
+        e.reason,
+        e.change.as_ref().map(|c| c.action),
+        e.change.as_ref().and_then(|c| c.by.as_deref()),
+        e.change
+            .as_ref()
+            .map(|c| i64::try_from(c.revision).unwrap_or(i64::MAX)),
+    ])?)
 }
 
 fn recent(
@@ -115,9 +139,10 @@ fn recent(
 struct RawEvent {
     id: i64,
     at: i64,
-    process: String,
-    from: StateName,
-    to: StateName,
+    kind: FeedKind,
+    process: Option<String>,
+    from: Option<StateName>,
+    to: Option<StateName>,
     pid: Option<u32>,
     code: Option<i32>,
     signal: Option<i32>,
@@ -125,34 +150,51 @@ struct RawEvent {
     change_action: Option<ChangeAction>,
     change_by: Option<String>,
     change_revision: Option<i64>,
+    storage_state: Option<StorageState>,
+    failure_kind: Option<FailureKind>,
+    failure_message: Option<String>,
+    failure_fix: Option<String>,
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
     Ok(RawEvent {
         id: row.get(0)?,
         at: row.get(1)?,
-        process: row.get(2)?,
-        from: row.get(3)?,
-        to: row.get(4)?,
-        pid: row.get(5)?,
-        code: row.get(6)?,
-        signal: row.get(7)?,
-        reason: row.get(8)?,
-        change_action: row.get(9)?,
-        change_by: row.get(10)?,
-        change_revision: row.get(11)?,
+        kind: row.get(2)?,
+        process: row.get(3)?,
+        from: row.get(4)?,
+        to: row.get(5)?,
+        pid: row.get(6)?,
+        code: row.get(7)?,
+        signal: row.get(8)?,
+        reason: row.get(9)?,
+        change_action: row.get(10)?,
+        change_by: row.get(11)?,
+        change_revision: row.get(12)?,
+        storage_state: row.get(13)?,
+        failure_kind: row.get(14)?,
+        failure_message: row.get(15)?,
+        failure_fix: row.get(16)?,
+    })
+}
+
+/// A column the row's kind needs, or the row is corrupt.
+fn needed<T>(value: Option<T>, column: &'static str, id: i64) -> Result<T> {
+    value.ok_or_else(|| StoreError::Corrupt {
+        column,
+        value: format!("NULL in event {id}"),
     })
 }
 
 impl RawEvent {
     fn into_stored(self) -> Result<StoredEvent> {
-        Ok(StoredEvent {
-            id: self.id,
-            event: Event {
-                at: time_from_sql(self.at)?,
-                process: self.process,
-                from: self.from,
-                to: self.to,
+        let (id, at) = (self.id, time_from_sql(self.at)?);
+        let event = match self.kind {
+            FeedKind::Process => FeedEvent::Process(Event {
+                at,
+                process: needed(self.process, "process", id)?,
+                from: needed(self.from, "from_state", id)?,
+                to: needed(self.to, "to_state", id)?,
                 pid: self.pid,
                 exit: exit_from_sql(self.code, self.signal)?,
                 reason: self.reason,
@@ -161,8 +203,18 @@ impl RawEvent {
                     by: self.change_by,
                     revision: self.change_revision.unwrap_or(0).max(0) as u64,
                 }),
-            },
-        })
+            }),
+            FeedKind::Storage => FeedEvent::Storage(StorageEvent {
+                at,
+                state: needed(self.storage_state, "storage_state", id)?,
+                failure: self.failure_kind.map(|kind| Failure {
+                    kind,
+                    message: self.failure_message.unwrap_or_default(),
+                    fix: self.failure_fix.unwrap_or_default(),
+                }),
+            }),
+        };
+        Ok(StoredEvent { id, event })
     }
 }
 

@@ -33,6 +33,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "0003_process_set",
         sql: include_str!("../../migrations/0003_process_set.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_node_events",
+        sql: include_str!("../../migrations/0004_node_events.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -82,6 +87,8 @@ fn apply_one(conn: &Connection, m: &Migration) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::events::StateName;
+    use crate::feed::FeedKind;
+    use crate::objstore::FailureKind;
 
     #[test]
     fn versions_are_consecutive() {
@@ -97,9 +104,81 @@ mod tests {
 
     #[test]
     fn state_check_constraint_lists_every_state_name() {
-        let sql = MIGRATIONS[0].sql;
-        for n in StateName::ALL {
-            assert!(sql.contains(&format!("'{}'", n.as_str())), "{n} missing");
+        for sql in [MIGRATIONS[0].sql, MIGRATIONS[3].sql] {
+            for n in StateName::ALL {
+                assert!(sql.contains(&format!("'{}'", n.as_str())), "{n} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn node_events_check_constraints_list_every_word() {
+        let sql = MIGRATIONS[3].sql;
+        let words = FeedKind::ALL.map(FeedKind::as_str).into_iter();
+        let words = words.chain(FailureKind::ALL.map(FailureKind::as_str));
+        for w in words.chain(["ok", "failing"]) {
+            assert!(sql.contains(&format!("'{w}'")), "{w} missing");
+        }
+    }
+
+    /// A database as a 0003 binary left it, with an event of each shape it knew.
+    fn database_at_0003() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for m in &MIGRATIONS[..3] {
+            apply_one(&conn, m).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO events (id, at, process, from_state, to_state, pid, exit_code, reason)
+                 VALUES (7, 1, 'web-1', 'running', 'backoff', 42, 1, 'crashed');
+             INSERT INTO events (id, at, process, from_state, to_state, change_action,
+                                 change_by, change_revision)
+                 VALUES (8, 2, 'web-1', 'stopped', 'stopped', 'add', 'ops', 3);",
+        )
+        .unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 3);
+        conn
+    }
+
+    #[test]
+    fn a_0003_database_keeps_its_events_and_takes_storage_events() {
+        let mut conn = database_at_0003();
+        apply(&conn, Path::new(":memory:")).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST_VERSION);
+        let rows: Vec<(i64, String, String, Option<String>)> = conn
+            .prepare("SELECT id, kind, process, change_action FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (7, "process".into(), "web-1".into(), None),
+                (8, "process".into(), "web-1".into(), Some("add".into())),
+            ]
+        );
+        let storage = crate::feed::FeedEvent::Storage(crate::feed::StorageEvent {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            state: crate::objstore::StorageState::Failing,
+            failure: Some(crate::objstore::Failure::new(
+                FailureKind::Credentials,
+                "rejected",
+                "fix the key",
+            )),
+        });
+        let ids = super::super::events::insert(&mut conn, &[storage]).unwrap();
+        assert_eq!(ids, [9], "ids go on from the old rows");
+        // The CHECKs hold: a storage row names no process; a failing one carries its failure.
+        for bad in [
+            "INSERT INTO events (at, kind, process, storage_state) VALUES (1, 'storage', 'x', 'ok')",
+            "INSERT INTO events (at, kind, storage_state) VALUES (1, 'storage', 'failing')",
+            "INSERT INTO events (at, kind, storage_state) VALUES (1, 'storage', 'unknown')",
+            "INSERT INTO events (at, kind, process, from_state, to_state) VALUES (1, 'node', 'x', 'running', 'running')",
+            "INSERT INTO events (at, process, from_state) VALUES (1, 'x', 'running')",
+        ] {
+            let e = conn.execute(bad, []).unwrap_err();
+            assert!(e.to_string().contains("CHECK"), "{bad}: {e}");
         }
     }
 

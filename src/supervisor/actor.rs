@@ -384,8 +384,8 @@ impl Actor {
             reason: Some(reason),
             change: None,
         };
-        if let Some(tx) = &self.opts.durable_events {
-            let _ = tx.send(event.clone());
+        if let Some(feed) = &self.opts.feed {
+            feed.publish(event.clone().into());
         }
         let _ = self.events.send(event);
     }

@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch as watch_ch};
 
 use crate::config::ProcessSpec;
 use crate::events::{Change, Event, ExitStatus, Intent, Origin, StateName};
+use crate::feed::Feed;
 use crate::logs::LogBuffer;
 use crate::ports::PortInfo;
 use crate::probes::ProbeResult;
@@ -46,8 +47,9 @@ pub struct Options {
     pub stdio: Stdio3,
     /// Forward captured output to our stdout/stderr prefixed with the process name.
     pub forward_output: bool,
-    /// Every event is also sent here (the store persists them). Unbounded: never drops.
-    pub durable_events: Option<mpsc::UnboundedSender<Event>>,
+    /// Every event is also published here (the store persists them, `GET /events` and the
+    /// webhooks read them).
+    pub feed: Option<Feed>,
     /// The record of running processes in the state database: leftovers of an earlier run are
     /// stopped before anything starts, and a port held by one is freed. `None`: no earlier run
     /// is known (only this run's own leftovers are recognised).
@@ -61,7 +63,7 @@ impl Default for Options {
         Options {
             stdio: Stdio3::Capture,
             forward_output: true,
-            durable_events: None,
+            feed: None,
             ledger: None,
             usage_interval: Some(usage::DEFAULT_INTERVAL),
         }

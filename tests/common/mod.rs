@@ -7,6 +7,7 @@ pub mod moto;
 pub mod node;
 pub mod s3s;
 pub mod supervised;
+pub mod throttle;
 
 use std::time::{Duration, Instant};
 

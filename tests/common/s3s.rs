@@ -5,6 +5,10 @@
 //! rejects a wrong secret with `SignatureDoesNotMatch` as AWS does. Its conditional writes are
 //! not atomic under a race, so lease races stay on moto.
 //!
+//! [`S3sServer::restart_with_clock`] runs it with its clock shifted (libfaketime, Debian's
+//! `libfaketime`, which `.ci/run` installs): s3s refuses a request whose signed time is more
+//! than 15 minutes from its own (`RequestTimeTooSkewed`), as a real server whose clock is off.
+//!
 //! The binary comes from `S3S_FS`, else `<repo>/.cache/s3s-fs-0.14.1/bin/s3s-fs` (where
 //! `.ci/run` installs it), else `s3s-fs` on `PATH`. Without one the test panics with the
 //! install command: these tests never skip.
@@ -20,6 +24,9 @@ use state_manager::config::StorageConfig;
 
 pub const ACCESS_KEY: &str = "AKS3SFSTEST";
 pub const SECRET_KEY: &str = "s3s-fs-test-secret";
+
+/// libfaketime as Debian's `libfaketime` package installs it on amd64.
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 const INSTALL: &str = "the signature-checking S3 tests need s3s-fs: `cargo install s3s-fs@0.14.1 \
     --features binary --locked --root .cache/s3s-fs-0.14.1` in the repository (what .ci/run \
@@ -46,7 +53,7 @@ impl S3sServer {
         // A port found free can be taken before s3s-fs binds it: try another.
         for _ in 0..3 {
             let port = free_port();
-            match spawn(root.path(), port, secret) {
+            match spawn(root.path(), port, secret, None) {
                 Ok(child) => {
                     return S3sServer {
                         port,
@@ -62,11 +69,27 @@ impl S3sServer {
 
     /// Start again on the same port over the same objects, with `secret` as the server's key.
     pub fn restart_with_secret(&mut self, secret: &str) {
+        self.restart(secret, None);
+    }
+
+    /// Start again on the same port over the same objects with the test keys, its clock
+    /// shifted by `offset` (libfaketime's `FAKETIME`, e.g. `"+2h"`), or the real clock (`None`).
+    pub fn restart_with_clock(&mut self, offset: Option<&str>) {
+        self.restart(SECRET_KEY, offset);
+    }
+
+    fn restart(&mut self, secret: &str, clock: Option<&str>) {
         self.stop();
-        match spawn(self.root.path(), self.port, secret) {
+        match spawn(self.root.path(), self.port, secret, clock) {
             Ok(child) => self.child = Some(child),
             Err(log) => panic!("s3s-fs did not restart on port {}:\n{log}", self.port),
         }
+    }
+
+    /// What the running server logged (its refusals among it).
+    pub fn log(&self) -> String {
+        let path = self.root.path().join(format!("s3s-fs-{}.log", self.port));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -100,12 +123,21 @@ impl S3sServer {
     }
 }
 
-/// Run s3s-fs over `<root>/data` on `port` and wait until it listens; `Err` holds its log.
-fn spawn(root: &Path, port: u16, secret: &str) -> Result<Child, String> {
+/// Run s3s-fs over `<root>/data` on `port` (its clock shifted by `clock`, if given) and wait
+/// until it listens; `Err` holds its log.
+fn spawn(root: &Path, port: u16, secret: &str, clock: Option<&str>) -> Result<Child, String> {
     let bin = find_binary();
     let log_path = root.join(format!("s3s-fs-{port}.log"));
     let out = std::fs::File::create(&log_path).expect("create s3s-fs log");
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    if let Some(offset) = clock {
+        assert!(
+            Path::new(FAKETIME_LIB).is_file(),
+            "{FAKETIME_LIB} is missing: `apt-get install libfaketime` (what .ci/run does)"
+        );
+        cmd.env("LD_PRELOAD", FAKETIME_LIB).env("FAKETIME", offset);
+    }
+    let mut child = cmd
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS_KEY, "--secret-key", secret])
         .arg(root.join("data"))

@@ -12,6 +12,7 @@ use axum::{Json, Router, extract::State, routing::post};
 use common::wait_for_async;
 use state_manager::config::{self, WebhookConfig};
 use state_manager::events::{Event, StateName};
+use state_manager::feed::Feed;
 use state_manager::supervisor::{self, Options, SupervisorHandle};
 use state_manager::webhooks;
 use tokio::sync::broadcast;
@@ -48,14 +49,17 @@ async fn serve_on(l: tokio::net::TcpListener, got: Shared) {
     tokio::spawn(async move { axum::serve(l, app).await });
 }
 
-/// A supervisor with no processes yet, and a subscription to its events.
-fn supervisor() -> (SupervisorHandle, broadcast::Receiver<Event>) {
+/// A supervisor with no processes yet, a subscription to its events, and the feed it
+/// publishes on (what the sinks read).
+fn supervisor() -> (SupervisorHandle, broadcast::Receiver<Event>, Feed) {
+    let (feed, _durable) = Feed::new();
     let h = supervisor::start(Options {
         forward_output: false,
+        feed: Some(feed.clone()),
         ..Options::default()
     });
     let rx = h.subscribe();
-    (h, rx)
+    (h, rx, feed)
 }
 
 async fn load(h: &SupervisorHandle, json: &str) {
@@ -104,8 +108,8 @@ async fn a_receiver_gets_every_event_in_order_with_the_authorization_header() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     serve_on(l, got.clone()).await;
-    let (h, mut rx) = supervisor();
-    let sink = webhooks::start(&hook(url, 3, 1000), h.subscribe()).unwrap();
+    let (h, mut rx, feed) = supervisor();
+    let sink = webhooks::start(&hook(url, 3, 1000), feed.subscribe()).unwrap();
     load(&h, &crash_loop(8)).await;
     let expected = until_fatal(&mut rx).await;
     let received = wait_for_async("every event delivered", LONG, || async {
@@ -134,8 +138,8 @@ async fn a_receiver_that_is_down_does_not_block_the_supervisor_and_drops_are_cou
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let (h, mut rx) = supervisor();
-    let sink = webhooks::start(&hook(url, 2, 4), h.subscribe()).unwrap();
+    let (h, mut rx, feed) = supervisor();
+    let sink = webhooks::start(&hook(url, 2, 4), feed.subscribe()).unwrap();
     load(&h, &crash_loop(20)).await;
     // The supervisor goes through every restart to fatal while the receiver is down.
     let all = until_fatal(&mut rx).await;

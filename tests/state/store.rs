@@ -1,6 +1,7 @@
 //! The state database on real SQLite files: schema, typed queries, durability settings.
 
 use state_manager::events::{Event, ExitStatus, StateName};
+use state_manager::feed::FeedEvent;
 use state_manager::store::{
     Checkpoints, LATEST_VERSION, RunEnd, RunStart, Store, StoreError, StoreOptions,
 };
@@ -93,10 +94,10 @@ async fn events_round_trip_newest_first_with_filters() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let store = Store::open(&path).await.unwrap();
-    let events: Vec<Event> = (0..10)
+    let events: Vec<FeedEvent> = (0..10)
         .map(|n| {
             let name = if n % 2 == 0 { "web-1" } else { "db" };
-            event(name, StateName::ALL[n as usize % 7], StateName::Running, n)
+            event(name, StateName::ALL[n as usize % 7], StateName::Running, n).into()
         })
         .collect();
     let ids = store.insert_events(&events).await.unwrap();
@@ -105,12 +106,12 @@ async fn events_round_trip_newest_first_with_filters() {
 
     let all = store.recent_events(100, None, None).await.unwrap();
     assert_eq!(all.len(), 10);
-    let back: Vec<Event> = all.iter().rev().map(|s| s.event.clone()).collect();
+    let back: Vec<FeedEvent> = all.iter().rev().map(|s| s.event.clone()).collect();
     assert_eq!(back, events, "events must round-trip exactly, newest first");
 
     let web = store.recent_events(100, Some("web-*"), None).await.unwrap();
     assert_eq!(web.len(), 5);
-    assert!(web.iter().all(|s| s.event.process == "web-1"));
+    assert!(web.iter().all(|s| s.event.process() == Some("web-1")));
 
     let page = store.recent_events(3, None, Some(ids[5])).await.unwrap();
     let page_ids: Vec<i64> = page.iter().map(|s| s.id).collect();
@@ -128,6 +129,40 @@ async fn events_round_trip_newest_first_with_filters() {
     // History survives a restart.
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.recent_events(100, None, None).await.unwrap(), all);
+}
+
+/// The node's storage events share the table with process events: they round-trip with their
+/// failure, and a filter on process names leaves them out.
+#[tokio::test]
+async fn storage_events_round_trip_beside_process_events() {
+    use state_manager::feed::StorageEvent;
+    use state_manager::objstore::{Failure, FailureKind, StorageState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db")).await.unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let failing = FeedEvent::Storage(StorageEvent {
+        at,
+        state: StorageState::Failing,
+        failure: Some(Failure::new(
+            FailureKind::Credentials,
+            "the server rejected the secret key (SignatureDoesNotMatch)",
+            "check storage.secret_key",
+        )),
+    });
+    let ok = FeedEvent::Storage(StorageEvent {
+        at,
+        state: StorageState::Ok,
+        failure: None,
+    });
+    let web: FeedEvent = event("web-1", StateName::Stopped, StateName::Starting, 1).into();
+    let events = vec![failing, web.clone(), ok];
+    store.insert_events(&events).await.unwrap();
+    let all = store.recent_events(10, None, None).await.unwrap();
+    let back: Vec<FeedEvent> = all.iter().rev().map(|s| s.event.clone()).collect();
+    assert_eq!(back, events);
+    let only = store.recent_events(10, Some("*"), None).await.unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].event, web);
 }
 
 #[tokio::test]
@@ -336,12 +371,12 @@ async fn a_long_wal_wakes_replication_early() {
     let mut n = 0;
     let mut burst = async |until: u64| {
         while frames() < until {
-            let batch: Vec<Event> = (0..50)
+            let batch: Vec<FeedEvent> = (0..50)
                 .map(|_| {
                     n += 1;
                     let mut e = event("burst", StateName::Running, StateName::Exited, n);
                     e.reason = Some(format!("{n:0>3000}"));
-                    e
+                    e.into()
                 })
                 .collect();
             store.insert_events(&batch).await.unwrap();

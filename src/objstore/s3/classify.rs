@@ -110,8 +110,13 @@ fn answered(t: &Target, code: Option<&str>, status: Option<u16>) -> Failure {
         ),
         (Some(c @ ("RequestTimeTooSkewed" | "RequestExpired")), _) => (
             ClockSkew,
-            format!("the server rejected the request's time ({c}): this machine's clock is off"),
-            "synchronise the clock (NTP, e.g. systemd-timesyncd or chrony)".to_string(),
+            format!(
+                "the server rejected the request's time ({c}): this machine's clock and the \
+                 server's differ by more than it allows (15 minutes on S3)"
+            ),
+            "synchronise the clocks with NTP (chrony or systemd-timesyncd): this machine's, or \
+             the server's if it is the one that is off"
+                .to_string(),
         ),
         (
             Some(c @ ("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded")),
@@ -120,7 +125,10 @@ fn answered(t: &Target, code: Option<&str>, status: Option<u16>) -> Failure {
         | (Some(c), Some(503)) => (
             Throttled,
             format!("the server asked for fewer requests ({c})"),
-            "nothing to do if it passes (requests are retried); else spread the load".to_string(),
+            "requests are retrying with backoff: nothing to do if it passes; if it lasts, \
+             spread the load (a longer replication interval, fewer checkpoints) or raise the \
+             server's limits"
+                .to_string(),
         ),
         (
             Some(

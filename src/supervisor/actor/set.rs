@@ -121,8 +121,8 @@ impl Actor {
             reason: Some(reason),
             change: Some(change),
         };
-        if let Some(tx) = &self.opts.durable_events {
-            let _ = tx.send(event.clone());
+        if let Some(feed) = &self.opts.feed {
+            feed.publish(event.clone().into());
         }
         let _ = self.events.send(event);
     }

@@ -13,6 +13,8 @@ mod procset;
 mod ready;
 mod reload;
 mod storage;
+mod storage_events;
+mod storage_faults;
 
 use common::backend::Backend;
 use common::s3s::S3sServer;
@@ -129,6 +131,34 @@ async fn a_wrong_secret_shows_in_status_and_clears_when_fixed() {
     let s3s = S3sServer::start_with_secret("the-servers-other-secret");
     s3s.create_bucket("env");
     storage::a_wrong_secret_shows_and_clears(&mut Backend::S3s(s3s)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_one_storage_event_and_its_fix_another() {
+    let s3s = S3sServer::start_with_secret("the-servers-other-secret");
+    s3s.create_bucket("env");
+    storage_events::a_wrong_secret_is_one_event_and_its_fix_another(&mut Backend::S3s(s3s)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_clock_hours_off_is_corrected_and_its_return_shows_as_clock_skew() {
+    storage_faults::a_server_clock_hours_off_is_corrected_and_its_return_shows(&mut Backend::s3s())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_name_s3s_refuses_shows_as_invalid_bucket_name() {
+    storage_faults::a_bucket_name_the_server_refuses_shows_with_the_fix(&Backend::s3s()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_name_moto_would_refuse_shows_as_no_such_bucket() {
+    storage_faults::moto_answers_a_bucket_it_would_refuse_as_missing(&Backend::moto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_server_shows_as_throttled_while_it_lasts() {
+    storage_faults::a_throttling_server_shows_as_throttled_while_it_lasts(&Backend::moto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use super::{Backend, config};
 use crate::common::node::Node;
 
 /// Storage health as `GET /` shows it, once it is in `state` (and of `kind` when failing).
-async fn wait_health(node: &Node, state: &str, kind: Option<&str>) -> Value {
+pub(super) async fn wait_health(node: &Node, state: &str, kind: Option<&str>) -> Value {
     let what = format!("storage_health {state} {kind:?}");
     node.wait(&what, Duration::from_secs(20), |n| async move {
         let h = n.get("/").await["storage_health"].clone();

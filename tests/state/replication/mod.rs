@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::backend::Backend;
 use state_manager::config::{Dur, ReplicationConfig, StorageConfig};
 use state_manager::events::{Event, StateName};
+use state_manager::feed::FeedEvent;
 use state_manager::lease::{Clock, Fence, SystemClock};
 use state_manager::objstore::{self, DynStore};
 use state_manager::replication::{self, ReplicationError, restore_db};
@@ -60,8 +61,8 @@ pub fn config(interval: Duration) -> ReplicationConfig {
 }
 
 /// Event number `n` (its process name carries `n`, so restored rows can be identified).
-pub fn event(n: u64) -> Event {
-    Event {
+pub fn event(n: u64) -> FeedEvent {
+    FeedEvent::Process(Event {
         at: OffsetDateTime::now_utc(),
         process: format!("p{n}"),
         from: StateName::Starting,
@@ -70,7 +71,7 @@ pub fn event(n: u64) -> Event {
         exit: None,
         reason: Some("x".repeat(200)),
         change: None,
-    }
+    })
 }
 
 /// The numbers of the events in a database file.

@@ -1,0 +1,96 @@
+//! Storage health as events: `GET /events` gets one `storage` event when storage starts
+//! failing (with the failure's kind, sentence and fix), one when the kind changes, and one
+//! when it works again — never one per failed request.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Backend, config};
+use crate::common::node::Node;
+use crate::common::s3s::SECRET_KEY;
+
+/// The `storage` events of `GET /events`, oldest first.
+pub async fn storage_events(node: &Node) -> Vec<Value> {
+    let events = node.get("/events?limit=10000").await;
+    let all = events.as_array().expect("GET /events is an array");
+    all.iter()
+        .filter(|e| e["kind"] == "storage")
+        .cloned()
+        .collect()
+}
+
+/// Wait until `GET /events` holds `n` storage events; returns them.
+pub async fn wait_storage_events(node: &Node, n: usize) -> Vec<Value> {
+    node.wait(
+        &format!("{n} storage events"),
+        Duration::from_secs(20),
+        |node| async move {
+            let events = storage_events(node).await;
+            (events.len() >= n).then_some(events)
+        },
+    )
+    .await
+}
+
+/// Requests that failed in a row, as `GET /` counts them.
+async fn failed_requests(node: &Node) -> u64 {
+    let h = node.get("/").await["storage_health"].clone();
+    h["failed_requests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{h}"))
+}
+
+/// The server knows another secret than the node's: one `storage` event of kind
+/// `credentials`, none more however many requests fail, and one `ok` once the server takes the
+/// node's secret (kept in the history the node's database takes over).
+pub async fn a_wrong_secret_is_one_event_and_its_fix_another(b: &mut Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &config(b, dir.path(), vec![])).await;
+    let events = wait_storage_events(&node, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["state"], "failing", "{e}");
+    assert_eq!(e["failure"]["kind"], "credentials", "{e}");
+    let message = e["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("SignatureDoesNotMatch"), "{e}");
+    assert!(
+        e["failure"]["fix"].as_str().unwrap().contains("secret_key"),
+        "{e}"
+    );
+    assert!(e["at"].is_string() && e.get("process").is_none(), "{e}");
+    assert!(
+        !e.to_string().contains(SECRET_KEY),
+        "no secret in events: {e}"
+    );
+
+    // The lease is polled every 300 ms: wait for more failed requests, then count again.
+    let seen = failed_requests(&node).await;
+    node.wait(
+        "five more failed requests",
+        Duration::from_secs(30),
+        |n| async move { (failed_requests(n).await >= seen + 5).then_some(()) },
+    )
+    .await;
+    let events = storage_events(&node).await;
+    assert_eq!(events.len(), 1, "no event per failed request: {events:?}");
+    let filtered = node.get("/events?process=*").await;
+    assert!(
+        filtered
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "process"),
+        "a process filter leaves the node's events out: {filtered}"
+    );
+
+    let Backend::S3s(s3s) = b else { unreachable!() };
+    s3s.restart_with_secret(SECRET_KEY);
+    node.wait_role("owner").await;
+    let events = wait_storage_events(&node, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["failure"]["kind"], "credentials", "{events:?}");
+    assert_eq!(events[1]["state"], "ok", "{events:?}");
+    assert!(events[1].get("failure").is_none(), "{events:?}");
+    node.stop().await;
+}
