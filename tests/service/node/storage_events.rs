@@ -2,8 +2,10 @@
 //! failing (with the failure's kind, sentence and fix), one when the kind changes, and one
 //! when it works again — never one per failed request.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::{Json, Router, extract::State, routing::post};
 use serde_json::Value;
 
 use super::{Backend, config};
@@ -33,6 +35,24 @@ pub async fn wait_storage_events(node: &Node, n: usize) -> Vec<Value> {
     .await
 }
 
+/// Every event POSTed to a webhook receiver on a loopback port.
+type Received = Arc<Mutex<Vec<Value>>>;
+
+/// A webhook receiver; returns its URL and what it got.
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let keep = |State(got): State<Received>, Json(batch): Json<Vec<Value>>| async move {
+        got.lock().unwrap().extend(batch);
+    };
+    let app = Router::new()
+        .route("/hook", post(keep))
+        .with_state(got.clone());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, got)
+}
+
 /// Requests that failed in a row, as `GET /` counts them.
 async fn failed_requests(node: &Node) -> u64 {
     let h = node.get("/").await["storage_health"].clone();
@@ -43,10 +63,13 @@ async fn failed_requests(node: &Node) -> u64 {
 
 /// The server knows another secret than the node's: one `storage` event of kind
 /// `credentials`, none more however many requests fail, and one `ok` once the server takes the
-/// node's secret (kept in the history the node's database takes over).
+/// node's secret (kept in the history the node's database takes over). A webhook gets the same.
 pub async fn a_wrong_secret_is_one_event_and_its_fix_another(b: &mut Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &config(b, dir.path(), vec![])).await;
+    let (url, hooked) = receiver().await;
+    let mut cfg = config(b, dir.path(), vec![]);
+    cfg["webhooks"] = serde_json::json!([{"url": url, "batch_interval": "100ms"}]);
+    let node = Node::start(dir.path(), &cfg).await;
     let events = wait_storage_events(&node, 1).await;
     assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
@@ -92,5 +115,29 @@ pub async fn a_wrong_secret_is_one_event_and_its_fix_another(b: &mut Backend) {
     assert_eq!(events[0]["failure"]["kind"], "credentials", "{events:?}");
     assert_eq!(events[1]["state"], "ok", "{events:?}");
     assert!(events[1].get("failure").is_none(), "{events:?}");
+    let hooked = node
+        .wait(
+            "both storage events at the webhook",
+            Duration::from_secs(20),
+            |_| {
+                let got = hooked.clone();
+                async move {
+                    let got = got.lock().unwrap();
+                    let storage: Vec<Value> = got
+                        .iter()
+                        .filter(|e| e["kind"] == "storage")
+                        .cloned()
+                        .collect();
+                    (storage.len() >= 2).then_some(storage)
+                }
+            },
+        )
+        .await;
+    let same: Vec<&Value> = events.iter().collect();
+    assert_eq!(
+        hooked.iter().collect::<Vec<_>>(),
+        same,
+        "the webhook got what GET /events has"
+    );
     node.stop().await;
 }
