@@ -181,6 +181,15 @@ impl Node {
         )
     }
 
+    /// `GET path` as a stream (server-sent events): the response, once its headers came.
+    pub async fn stream(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        let resp = self.client.get(url).bearer_auth(&self.token).send();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, v) = self.send(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
