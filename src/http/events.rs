@@ -105,9 +105,10 @@ pub struct UsageEvent<'a> {
 ///
 /// Server-sent events: `event: transition` with one process event as JSON (the schema
 /// `Event`); `event: storage` with a change of the node's storage health (the schema
-/// `StorageEvent`; none with `process`); if the reader falls behind, `event: lagged` with `{"missed": n}`. With `usage=true`, also
-/// `event: usage` after every CPU and memory sample: a JSON array of `UsageEvent`, one per
-/// process that is up. The stream ends when the client leaves or the server shuts down.
+/// `StorageEvent`; none with `process`); if the reader falls behind, `event: lagged` with
+/// `{"missed": n}`. With `usage=true`, also `event: usage` after every CPU and memory sample:
+/// a JSON array of `UsageEvent`, one per process that is up. The stream ends when the client
+/// leaves or the server shuts down.
 #[utoipa::path(
     get,
     path = "/events/stream",

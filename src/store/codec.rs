@@ -1,6 +1,6 @@
 //! The one place where Rust values meet SQLite columns: state names, change actions, stack
-//! origins, intents, event kinds and storage states and failures as TEXT, times as UTC nanoseconds (INTEGER), exit statuses as a
-//! (code, signal) pair of nullable INTEGERs.
+//! origins, intents, event kinds, storage states and kinds of failure as TEXT, times as UTC
+//! nanoseconds (INTEGER), exit statuses as a (code, signal) pair of nullable INTEGERs.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use time::OffsetDateTime;
