@@ -7,6 +7,7 @@
 mod common;
 
 mod checkpoint;
+mod events;
 mod lease;
 mod objstore;
 mod replication;

@@ -131,40 +131,6 @@ async fn events_round_trip_newest_first_with_filters() {
     assert_eq!(store.recent_events(100, None, None).await.unwrap(), all);
 }
 
-/// The node's storage events share the table with process events: they round-trip with their
-/// failure, and a filter on process names leaves them out.
-#[tokio::test]
-async fn storage_events_round_trip_beside_process_events() {
-    use state_manager::feed::StorageEvent;
-    use state_manager::objstore::{Failure, FailureKind, StorageState};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state.db")).await.unwrap();
-    let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-    let failing = FeedEvent::Storage(StorageEvent {
-        at,
-        state: StorageState::Failing,
-        failure: Some(Failure::new(
-            FailureKind::Credentials,
-            "the server rejected the secret key (SignatureDoesNotMatch)",
-            "check storage.secret_key",
-        )),
-    });
-    let ok = FeedEvent::Storage(StorageEvent {
-        at,
-        state: StorageState::Ok,
-        failure: None,
-    });
-    let web: FeedEvent = event("web-1", StateName::Stopped, StateName::Starting, 1).into();
-    let events = vec![failing, web.clone(), ok];
-    store.insert_events(&events).await.unwrap();
-    let all = store.recent_events(10, None, None).await.unwrap();
-    let back: Vec<FeedEvent> = all.iter().rev().map(|s| s.event.clone()).collect();
-    assert_eq!(back, events);
-    let only = store.recent_events(10, Some("*"), None).await.unwrap();
-    assert_eq!(only.len(), 1);
-    assert_eq!(only[0].event, web);
-}
-
 #[tokio::test]
 async fn check_constraints_reject_unknown_states() {
     let dir = tempfile::tempdir().unwrap();
