@@ -9,10 +9,11 @@
 //!
 //! Locally, under `state_dir`: `local.json` (file index and known chunks, `local.rs`),
 //! `staging/` (changed files copied during the freeze window) and `restore-journal.json`
-//! (crash recovery of a two-rename swap, `swap.rs`).
+//! (how far a restore got, `journal.rs`, settled after a crash by `swap.rs`).
 //!
 //! Invariants: a failed or interrupted checkpoint leaves no manifest; a failed restore leaves
-//! `env_dir` exactly as it was; GC never deletes a chunk a manifest or a running checkpoint
+//! `env_dir` exactly as it was; after a crash during a restore `env_dir` is wholly the old
+//! tree or wholly the restored one, and [`CheckpointEngine::recover`] says which; GC never deletes a chunk a manifest or a running checkpoint
 //! needs. One engine per data directory; creates and restores are serialised by the engine
 //! (a second one gets [`CheckpointError::Busy`]), GC may run alongside them.
 
@@ -24,6 +25,7 @@ mod error;
 mod freeze;
 mod gc;
 mod id;
+mod journal;
 mod local;
 mod manifest;
 mod protocol;
@@ -47,6 +49,7 @@ pub use error::{CheckpointError, FreezeError, Result};
 pub use freeze::Freezer;
 pub use gc::GcReport;
 pub use id::{CheckpointId, ID_PATTERN};
+pub use journal::{Interrupted, PhaseName, Settled};
 pub use manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Meta, Stats};
 pub use restore::RestoreSummary;
 pub use swap::Recovery;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::CheckpointEngine;
 use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
+use super::journal::{Journal, Phase, TreeId};
 use super::local::{IndexEntry, LocalState};
 use super::manifest::{ChunkHash, EntryKind, MAX_OBJECT, Manifest};
 use super::stage::trustworthy;
@@ -58,8 +59,20 @@ impl CheckpointEngine {
     }
 
     /// Replace `env_dir` with the tree `manifest` describes. On error `env_dir` is as it was.
-    /// The caller stops the writers first.
+    /// The caller stops the writers first. A crash at any point leaves `env_dir` whole (the old
+    /// tree or the new one) and [`CheckpointEngine::recover`] reports which.
     pub async fn restore(&self, manifest: &Manifest) -> Result<RestoreSummary> {
+        self.restore_journaled(manifest, false).await
+    }
+
+    /// [`CheckpointEngine::restore`] for a caller that runs restore hooks after it: the
+    /// journal stays at `swapped` until [`CheckpointEngine::end_restore`], so a crash during
+    /// the hooks is reported as a completed restore whose hooks are pending.
+    pub async fn restore_before_hooks(&self, manifest: &Manifest) -> Result<RestoreSummary> {
+        self.restore_journaled(manifest, true).await
+    }
+
+    async fn restore_journaled(&self, manifest: &Manifest, hooks: bool) -> Result<RestoreSummary> {
         manifest
             .validate()
             .map_err(|reason| CheckpointError::Unreadable {
@@ -69,17 +82,28 @@ impl CheckpointEngine {
         let _busy = self.busy()?;
         let started = Instant::now();
         let paths = SwapPaths::new(&self.env_dir, &self.state_dir);
+        let mut journal = self.journal_building(&manifest.id, hooks).await?;
         let chunks_fetched = match self.build(&paths, manifest).await {
             Ok(n) => n,
             Err(e) => {
-                let staging = paths.staging.clone();
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+                let _ = tokio::task::spawn_blocking(move || abandon(&paths)).await;
                 return Err(e);
             }
         };
         let (state_dir, m) = (self.state_dir.clone(), manifest.clone());
         let old_tree = tokio::task::spawn_blocking(move || {
-            let old_tree = swap_in(&paths)?;
+            let new_tree = TreeId::of(&paths.staging)?.unwrap_or(TreeId { dev: 0, ino: 0 });
+            journal.write(&state_dir, Phase::Swapping { new_tree })?;
+            let old_tree = swap_in(&paths).inspect_err(|_| abandon(&paths))?;
+            // From here on env_dir holds the new tree; the journal's `swapping` already says
+            // so through the inode, so failing to advance it is not a failed restore.
+            let advanced = match hooks {
+                true => journal.write(&state_dir, Phase::Swapped),
+                false => Journal::remove(&state_dir),
+            };
+            if let Err(e) = advanced {
+                tracing::warn!(error = %e, "cannot update the restore journal after the swap");
+            }
             remember_restored(&paths.env_dir, &state_dir, &m);
             Ok::<_, CheckpointError>(old_tree)
         })
@@ -95,6 +119,22 @@ impl CheckpointEngine {
             chunks_fetched,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The journal of this restore at `building`: the one [`CheckpointEngine::begin_restore`]
+    /// started for `id`, or a new one.
+    async fn journal_building(&self, id: &CheckpointId, hooks: bool) -> Result<Journal> {
+        let (state_dir, id) = (self.state_dir.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut j = match Journal::read(&state_dir)? {
+                Some(Ok(j)) if j.checkpoint == id && j.phase == Phase::Preparing => j,
+                _ => Journal::new(id, hooks),
+            };
+            j.hooks = hooks;
+            j.write(&state_dir, Phase::Building)?;
+            Ok(j)
+        })
+        .await?
     }
 
     /// Build the whole tree in staging; returns the number of chunks fetched.
@@ -134,6 +174,19 @@ impl CheckpointEngine {
             write_targets(&root, &hash, &data, &targets)
         })
         .await?
+    }
+}
+
+/// A restore failed before its swap, or its swap failed and was undone: remove the staging tree
+/// and the journal. If `env_dir` is missing (an undo that failed too) both stay, for
+/// [`CheckpointEngine::recover`] to finish the job at the next start.
+fn abandon(paths: &SwapPaths) {
+    if !paths.env_dir.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(&paths.staging);
+    if let Err(e) = Journal::remove(&paths.state_dir) {
+        tracing::warn!(error = %e, "cannot remove the restore journal of a failed restore");
     }
 }
 

@@ -1,19 +1,22 @@
-//! Swapping a fully built tree into `env_dir`, and recovering from a crash in the middle.
+//! Swapping a fully built tree into `env_dir`, and settling a swap a crash interrupted.
 //!
 //! The restored tree is built in `<parent>/.<name>.restore-staging`, beside `env_dir` so that a
 //! rename can move it. The swap is one `renameat2(RENAME_EXCHANGE)` where the filesystem has
 //! it: `env_dir` is the old tree or the new one at every instant. Elsewhere it is two renames
-//! (`env_dir` → `.<name>.restore-aside`, staging → `env_dir`) recorded in
-//! `<state_dir>/restore-journal.json` first. After a crash, [`recover`] finishes the job:
+//! (`env_dir` → `.<name>.restore-aside`, staging → `env_dir`). Either way the restore journal
+//! (`journal.rs`) says `swapping` with the new tree's inode before the first rename, so after a
+//! crash [`recover`] knows which tree `env_dir` is and settles the restore:
 //!
-//! | found at start                          | meaning                        | action            |
-//! |-----------------------------------------|--------------------------------|-------------------|
-//! | journal, no `env_dir`, staging present  | crashed between the renames    | staging → env_dir |
-//! | journal, no `env_dir`, only aside       | second rename failed, no rollback | aside → env_dir |
-//! | staging, aside or trash left over       | crash before or after the swap | remove them       |
+//! | found at start                              | meaning                         | action            |
+//! |---------------------------------------------|---------------------------------|-------------------|
+//! | journal, no `env_dir`, staging present      | crashed between the renames     | staging → env_dir |
+//! | journal, no `env_dir`, only aside           | second rename failed, no rollback | aside → env_dir |
+//! | journal `preparing`/`building`, or `swapping` and `env_dir` is not the new inode | crashed before the swap | rolled back |
+//! | journal `swapped`, or `swapping` and `env_dir` is the new inode | crashed after the swap | completed |
+//! | staging, aside or trash left over           | crash before or after the swap  | remove them       |
 //!
-//! Rolling forward is right in the first case: the staging tree was complete and synced before
-//! the journal was written, and the restore had been asked for.
+//! Rolling forward between the renames is right: the staging tree was complete and synced
+//! before the journal said `swapping`, and the restore had been asked for.
 //!
 //! After the swap the old tree is renamed to `.<name>.restore-trash-<random>` and deleted in
 //! the background: deleting a large tree can take longer than the whole restore, and nothing
@@ -26,7 +29,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use serde::Serialize;
 
 use super::error::{CheckpointError, Result};
-use super::local::write_atomic;
+use super::journal::{Interrupted, Journal, Phase, Settled, TreeId};
 
 /// Where the pieces of a swap live.
 #[derive(Clone, Debug)]
@@ -34,7 +37,8 @@ pub struct SwapPaths {
     pub env_dir: PathBuf,
     pub staging: PathBuf,
     pub aside: PathBuf,
-    pub journal: PathBuf,
+    /// The state directory, which holds the restore journal.
+    pub state_dir: PathBuf,
 }
 
 impl SwapPaths {
@@ -74,7 +78,7 @@ impl SwapPaths {
             env_dir: env_dir.to_path_buf(),
             staging: parent.join(format!(".{name}.restore-staging")),
             aside: parent.join(format!(".{name}.restore-aside")),
-            journal: state_dir.join("restore-journal.json"),
+            state_dir: state_dir.to_path_buf(),
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct Recovery {
     pub removed: Vec<PathBuf>,
     /// In-progress markers of this node's interrupted checkpoints that were removed.
     pub markers_removed: usize,
+    /// The restore a crash interrupted, and how it was settled.
+    pub restore: Option<Interrupted>,
 }
 
 /// Put `staging` in place of `env_dir`. Returns where the old tree now is, for the caller to
@@ -116,25 +122,16 @@ pub fn swap_in(p: &SwapPaths) -> Result<Option<PathBuf>> {
     }
 }
 
-/// The fallback swap for filesystems without `RENAME_EXCHANGE`.
+/// The fallback swap for filesystems without `RENAME_EXCHANGE`; the journal says `swapping`.
 pub fn swap_with_renames(p: &SwapPaths) -> Result<Option<PathBuf>> {
-    let journal = format!(
-        "{{\"phase\":\"swapping\",\"env_dir\":{:?},\"staging\":{:?},\"aside\":{:?}}}",
-        p.env_dir, p.staging, p.aside
-    );
-    write_atomic(&p.journal, journal.as_bytes())?;
-    if let Err(e) = std::fs::rename(&p.env_dir, &p.aside) {
-        let _ = std::fs::remove_file(&p.journal);
-        return Err(swap_error(p, e));
-    }
+    std::fs::rename(&p.env_dir, &p.aside).map_err(|e| swap_error(p, e))?;
     if let Err(e) = std::fs::rename(&p.staging, &p.env_dir) {
-        if std::fs::rename(&p.aside, &p.env_dir).is_ok() {
-            let _ = std::fs::remove_file(&p.journal);
-        }
+        // Put the old tree back; if even that fails, `recover` finishes the job at the next
+        // start (the journal is kept while `env_dir` is missing).
+        let _ = std::fs::rename(&p.aside, &p.env_dir);
         return Err(swap_error(p, e));
     }
     sync_parent(&p.env_dir)?;
-    std::fs::remove_file(&p.journal).map_err(CheckpointError::io_at("remove", &p.journal))?;
     Ok(Some(to_trash(p, &p.aside)))
 }
 
@@ -159,11 +156,19 @@ pub fn remove_trash(dir: &Path) {
     }
 }
 
-/// Finish or undo an interrupted swap and remove leftovers. Blocking.
+/// Settle a restore a crash interrupted (see the module header) and remove leftovers. The
+/// journal is removed, except that it stays at `swapped` while restore hooks are pending.
+/// Blocking.
 pub fn recover(p: &SwapPaths) -> Result<Recovery> {
     let mut r = Recovery::default();
-    let journal = exists(&p.journal)?;
-    if journal && !exists(&p.env_dir)? {
+    let journal = Journal::read(&p.state_dir)?;
+    // Only a swap can have left `env_dir` missing; before it, staging may be half built.
+    let swapping = match &journal {
+        Some(Ok(j)) => matches!(j.phase, Phase::Swapping { .. }),
+        Some(Err(_)) => true,
+        None => false,
+    };
+    if swapping && !exists(&p.env_dir)? {
         if exists(&p.staging)? {
             rename(&p.staging, &p.env_dir)?;
             r.completed_swap = true;
@@ -173,6 +178,19 @@ pub fn recover(p: &SwapPaths) -> Result<Recovery> {
         }
         sync_parent(&p.env_dir)?;
     }
+    match journal {
+        Some(Ok(mut j)) => {
+            let interrupted = settle(&j, TreeId::of(&p.env_dir)?);
+            if interrupted.hooks_pending {
+                j.write(&p.state_dir, Phase::Swapped)?;
+            }
+            r.restore = Some(interrupted);
+        }
+        Some(Err(why)) => {
+            tracing::warn!("unreadable restore journal ({why}); env_dir is kept as found");
+        }
+        None => {}
+    }
     let mut leftovers = vec![p.staging.clone(), p.aside.clone()];
     leftovers.extend(p.trash()?);
     for dir in leftovers {
@@ -181,10 +199,29 @@ pub fn recover(p: &SwapPaths) -> Result<Recovery> {
             r.removed.push(dir);
         }
     }
-    if journal {
-        std::fs::remove_file(&p.journal).map_err(CheckpointError::io_at("remove", &p.journal))?;
+    if r.restore.as_ref().is_none_or(|i| !i.hooks_pending) {
+        Journal::remove(&p.state_dir)?;
     }
     Ok(r)
+}
+
+/// Which tree `env_dir` (now `env_tree`) is, by the journal's phase and the new tree's inode.
+fn settle(j: &Journal, env_tree: Option<TreeId>) -> Interrupted {
+    let completed = match j.phase {
+        Phase::Preparing | Phase::Building => false,
+        Phase::Swapping { new_tree } => env_tree == Some(new_tree),
+        Phase::Swapped => true,
+    };
+    Interrupted {
+        checkpoint: j.checkpoint.clone(),
+        phase: j.phase.name(),
+        settled: match completed {
+            true => Settled::Completed,
+            false => Settled::RolledBack,
+        },
+        hooks_pending: completed && j.hooks,
+        started_at: j.started_at,
+    }
 }
 
 fn swap_error(p: &SwapPaths, e: std::io::Error) -> CheckpointError {
@@ -261,28 +298,94 @@ mod tests {
         }
     }
 
+    /// The journal a restore of the tree in staging writes at `phase` (`swapping` names it).
+    fn journal(p: &SwapPaths, phase: &str, hooks: bool) -> Journal {
+        let id = crate::checkpoint::CheckpointId::generate(time::OffsetDateTime::now_utc());
+        let mut j = Journal::new(id, hooks);
+        let phase = match phase {
+            "building" => Phase::Building,
+            "swapping" => Phase::Swapping {
+                new_tree: TreeId::of(&p.staging).unwrap().unwrap(),
+            },
+            _ => Phase::Swapped,
+        };
+        j.write(&p.state_dir, phase).unwrap();
+        j
+    }
+
+    fn settled(r: &Recovery) -> (Settled, bool) {
+        let i = r.restore.as_ref().unwrap();
+        (i.settled, i.hooks_pending)
+    }
+
     #[test]
     fn recover_rolls_an_interrupted_two_rename_swap_forward() {
         let (d, p) = setup();
-        write_atomic(&p.journal, b"{}").unwrap();
+        journal(&p, "swapping", false);
         std::fs::rename(&p.env_dir, &p.aside).unwrap();
         let r = recover(&p).unwrap();
         assert!(r.completed_swap && !r.rolled_back);
+        assert_eq!(settled(&r), (Settled::Completed, false));
         assert_eq!(names(&p.env_dir), ["new"]);
         assert_eq!(names(d.path()), ["env", "state"]);
-        assert!(!p.journal.exists());
+        assert!(!Journal::path(&p.state_dir).exists());
     }
 
     #[test]
     fn recover_rolls_back_when_only_the_old_tree_is_left() {
         let (d, p) = setup();
-        write_atomic(&p.journal, b"{}").unwrap();
+        journal(&p, "swapping", false);
         std::fs::rename(&p.env_dir, &p.aside).unwrap();
         std::fs::remove_dir_all(&p.staging).unwrap();
         let r = recover(&p).unwrap();
         assert!(r.rolled_back && !r.completed_swap);
+        assert_eq!(settled(&r), (Settled::RolledBack, false));
         assert_eq!(names(&p.env_dir), ["old"]);
         assert_eq!(names(d.path()), ["env", "state"]);
+    }
+
+    #[test]
+    fn the_inode_tells_whether_an_exchange_happened_before_the_crash() {
+        for exchanged in [false, true] {
+            let (d, p) = setup();
+            journal(&p, "swapping", true);
+            if exchanged {
+                renameat2(
+                    AT_FDCWD,
+                    &p.staging,
+                    AT_FDCWD,
+                    &p.env_dir,
+                    RenameFlags::RENAME_EXCHANGE,
+                )
+                .unwrap();
+            }
+            let r = recover(&p).unwrap();
+            let want = match exchanged {
+                true => ((Settled::Completed, true), "new"),
+                false => ((Settled::RolledBack, false), "old"),
+            };
+            assert_eq!(
+                (settled(&r), names(&p.env_dir)),
+                (want.0, vec![want.1.to_string()])
+            );
+            assert_eq!(names(d.path()), ["env", "state"]);
+            assert_eq!(
+                Journal::path(&p.state_dir).exists(),
+                exchanged,
+                "kept for the hooks"
+            );
+        }
+    }
+
+    #[test]
+    fn a_half_built_tree_is_never_moved_into_a_missing_env_dir() {
+        let (d, p) = setup();
+        journal(&p, "building", true);
+        std::fs::remove_dir_all(&p.env_dir).unwrap();
+        let r = recover(&p).unwrap();
+        assert_eq!(settled(&r), (Settled::RolledBack, false));
+        assert!(!r.completed_swap && !p.env_dir.exists());
+        assert_eq!(names(d.path()), ["state"]);
     }
 
     #[test]

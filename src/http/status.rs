@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use crate::checkpoint::CheckpointSummary;
 use crate::hooks::HookReport;
-use crate::node::{LeaseOverview, NodeRole, Operation, Takeover};
+use crate::node::{LastRestore, LeaseOverview, NodeRole, Operation, Takeover};
 use crate::objstore::{FailureKind, StorageHealth, StorageState};
 use crate::replication::ReplicationStatus;
 use crate::supervisor::Summary;
@@ -51,6 +51,9 @@ pub struct Status<'a> {
     pub webhooks: Vec<SinkStats>,
     /// How this node last became the owner, step by step.
     pub last_takeover: Option<Takeover>,
+    /// How the last restore on this node ended, or how one a crash interrupted was settled at
+    /// the next start (`interrupted_rolled_back`, `interrupted_completed`).
+    pub last_restore: Option<LastRestore>,
     /// The revision of the environment's process set (incremented by every change of the set
     /// or of an operator's intent); `null` until this node has owned the environment.
     pub revision: Option<u64>,
@@ -92,6 +95,7 @@ pub async fn status(_: Claims, State(state): State<AppState>) -> Result<Response
         hooks: state.hooks().reports(),
         webhooks: state.webhooks().stats(),
         last_takeover: node.and_then(|n| n.last_takeover.clone()),
+        last_restore: node.and_then(|n| n.last_restore.clone()),
         revision: node.and_then(|n| n.revision),
         warnings: state.warnings(),
     };

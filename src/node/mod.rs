@@ -19,6 +19,7 @@ mod ops;
 mod overview;
 mod owner;
 mod procset;
+mod restore;
 mod timings;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use overview::{LeaseOverview, NodeRole, Overview};
 pub use procset::{
     Added, IntentChange, Operate, ReloadOptions, Reloaded, RemoveOptions, Removed, Replaced, Scaled,
 };
+pub use restore::{ENVIRONMENT, LastRestore, RestoreOutcome};
 pub use timings::Timings;
 
 /// Everything that can go wrong at the node level.
@@ -148,6 +150,8 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     /// How the last takeover went (this node becoming the owner).
     pub last_takeover: Option<Takeover>,
+    /// How the last restore ended, or how one a crash interrupted was settled at start-up.
+    pub last_restore: Option<LastRestore>,
     /// The revision of the process set, once this node loaded it from the state database.
     pub revision: Option<u64>,
 }

@@ -1,8 +1,8 @@
-//! What operators ask of the environment: checkpoint, list/inspect/delete checkpoints, restore,
-//! release and acquire the lease. Each runs under the node's operation lock.
+//! What operators ask of the environment: checkpoint, list/inspect/delete checkpoints, release
+//! and acquire the lease (restore is in `restore.rs`). Each runs under the node's operation lock.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -45,7 +45,7 @@ impl Node {
         Ok(summary)
     }
 
-    async fn checkpoint_locked(
+    pub(super) async fn checkpoint_locked(
         &self,
         label: Option<String>,
         epoch: u64,
@@ -141,44 +141,7 @@ impl Node {
         Ok(())
     }
 
-    /// Restore env_dir to checkpoint `which` (an id or `latest`). Validation comes first and
-    /// touches nothing; then an undo checkpoint, stop, restore, hooks, start.
-    pub async fn restore(&self, which: &str) -> Result<RestoreReport, NodeError> {
-        let epoch = self.require_owner()?;
-        let manifest = self.resolve(which).await?;
-        let _op = self.begin(OperationKind::Restore)?;
-        let started = Instant::now();
-        let label = format!("undo before restore of {}", manifest.id);
-        let undo = self.checkpoint_locked(Some(label), epoch, true).await?;
-        self.supervisor.stop_all().await?;
-        let restored = match self.engine.restore(&manifest).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(
-                    "restore of {} failed, env_dir unchanged; starting the stacks again: {e}",
-                    manifest.id
-                );
-                self.start_stacks().await?;
-                return Err(e.into());
-            }
-        };
-        let hooks = self
-            .run_hooks("restore", manifest.id.as_str(), |s| {
-                s.restore_command.as_ref()
-            })
-            .await;
-        self.start_stacks().await?;
-        hooks?;
-        Ok(RestoreReport {
-            restored: restored.restored.to_string(),
-            undo_checkpoint: undo.id.to_string(),
-            files: restored.files,
-            bytes: restored.bytes,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
-    }
-
-    async fn resolve(&self, which: &str) -> Result<Manifest, NodeError> {
+    pub(super) async fn resolve(&self, which: &str) -> Result<Manifest, NodeError> {
         if which == "latest" {
             let latest = self.engine.latest().await?.ok_or(NodeError::NoCheckpoint)?;
             return Ok(self.engine.load_manifest(latest.id.as_str()).await?);
@@ -233,7 +196,7 @@ impl Node {
 
     /// Run the `checkpoint` or `restore` hook of every process that has one, with
     /// `CHECKPOINT_ID` set. A failure (or timeout) fails the operation with the hook's output.
-    async fn run_hooks(
+    pub(super) async fn run_hooks(
         &self,
         what: &str,
         id: &str,

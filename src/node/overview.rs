@@ -5,7 +5,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{Node, Operation, Takeover};
+use super::{LastRestore, Node, Operation, Takeover};
 use crate::checkpoint::CheckpointSummary;
 use crate::lease::Role;
 use crate::objstore::StorageHealth;
@@ -64,6 +64,7 @@ pub struct Overview {
     pub storage_health: StorageHealth,
     pub last_error: Option<String>,
     pub last_takeover: Option<Takeover>,
+    pub last_restore: Option<LastRestore>,
     /// The revision of the process set, once this node loaded it.
     pub revision: Option<u64>,
 }
@@ -129,6 +130,7 @@ impl Node {
             storage_health: self.storage_health(),
             last_error: status.last_error,
             last_takeover: status.last_takeover,
+            last_restore: status.last_restore,
             revision: status.revision,
         }
     }

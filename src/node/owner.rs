@@ -6,7 +6,10 @@
 //! replication when storage's is newer) → reconcile the checkpoint catalog → restore the latest
 //! checkpoint into env_dir (when storage's is newer) → record the epoch we own → load the
 //! process set from the database (seeding it from the config file if it has none) → start what
-//! the set and the operator's intents say should run. A failure is retried with backoff for as long as the lease is ours.
+//! the set and the operator's intents say should run. A failure is retried with backoff for as
+//! long as the lease is ours. A restore a crash interrupted is settled by the checkpoint
+//! engine's recovery first and, if it got past the swap, finished (its restore hooks) after the
+//! set is loaded and before anything starts.
 //!
 //! Bringing down (the lease was lost or taken): stop the stacks within a short cap, so they are
 //! down before the lease can pass on; then close the database (the fence already refuses
@@ -92,7 +95,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         })?;
         tracing::info!(moved_to = %aside.display(), "another node owned the environment since: restoring its state database");
     }
-    node.engine.recover().await?;
+    let recovery = node.engine.recover().await?;
     let (store, replicator) = replication::open(
         &db_path,
         node.objects.clone(),
@@ -118,6 +121,9 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
         replicator,
     });
     node.load_set(&store).await?;
+    if let Some(interrupted) = recovery.restore {
+        node.settle_interrupted_restore(interrupted, &store).await;
+    }
     node.start_stacks().await?;
     timings.lap("start");
     let takeover = super::Takeover {

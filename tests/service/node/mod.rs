@@ -3,7 +3,8 @@
 //! hooks and the undo checkpoint, validation before anything is touched, busy and failing
 //! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
 //! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role;
-//! the process set and intent following the environment, and config reloads with a plan.
+//! the process set and intent following the environment, and config reloads with a plan; kill -9
+//! at many points of a restore.
 
 use crate::common;
 
@@ -12,6 +13,7 @@ mod failover;
 mod procset;
 mod ready;
 mod reload;
+mod restore_kill;
 mod storage;
 mod storage_events;
 mod storage_faults;
@@ -104,6 +106,11 @@ async fn only_the_owner_with_ready_processes_is_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfigured_server_is_not_ready() {
     ready::an_unconfigured_server_is_not_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_restore_leaves_one_whole_tree() {
+    restore_kill::kill_9_during_a_restore_leaves_one_whole_tree(&Backend::local()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
