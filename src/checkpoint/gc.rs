@@ -17,7 +17,8 @@ use super::id::CheckpointId;
 use super::local::LocalState;
 use super::manifest::{ChunkHash, EntryKind, Manifest};
 use super::protocol::{GC_STATE_KEY, GcState, PendingMarker, read_gc_state, unix_now};
-use super::swap::{Recovery, SwapPaths, recover};
+use super::settle::{Recovery, recover};
+use super::swap::SwapPaths;
 use crate::objstore::{ETag, ObjectMeta};
 
 /// What a GC run did.

@@ -195,6 +195,22 @@ impl super::CheckpointEngine {
         .await?
     }
 
+    /// The journal of this restore at `building`: the one [`CheckpointEngine::begin_restore`]
+    /// started for `id`, or a new one.
+    pub(super) async fn journal_building(&self, id: &CheckpointId, hooks: bool) -> Result<Journal> {
+        let (state_dir, id) = (self.state_dir.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut j = match Journal::read(&state_dir)? {
+                Some(Ok(j)) if j.checkpoint == id && j.phase == Phase::Preparing => j,
+                _ => Journal::new(id, hooks),
+            };
+            j.hooks = hooks;
+            j.write(&state_dir, Phase::Building)?;
+            Ok(j)
+        })
+        .await?
+    }
+
     /// The restore begun by [`super::CheckpointEngine::begin_restore`] (or left with hooks
     /// pending by a crash) has ended, whichever way: forget it.
     pub async fn end_restore(&self) -> Result<()> {

@@ -9,7 +9,7 @@
 //!
 //! Locally, under `state_dir`: `local.json` (file index and known chunks, `local.rs`),
 //! `staging/` (changed files copied during the freeze window) and `restore-journal.json`
-//! (how far a restore got, `journal.rs`, settled after a crash by `swap.rs`).
+//! (how far a restore got, `journal.rs`, settled after a crash by `settle.rs`).
 //!
 //! Invariants: a failed or interrupted checkpoint leaves no manifest; a failed restore leaves
 //! `env_dir` exactly as it was; after a crash during a restore `env_dir` is wholly the old
@@ -30,6 +30,7 @@ mod local;
 mod manifest;
 mod protocol;
 mod restore;
+mod settle;
 mod stage;
 mod stager;
 mod swap;
@@ -52,7 +53,7 @@ pub use id::{CheckpointId, ID_PATTERN};
 pub use journal::{Interrupted, PhaseName, Settled};
 pub use manifest::{ChunkHash, ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Meta, Stats};
 pub use restore::RestoreSummary;
-pub use swap::Recovery;
+pub use settle::Recovery;
 
 use crate::config::CheckpointConfig;
 use crate::objstore::DynStore;

@@ -121,22 +121,6 @@ impl CheckpointEngine {
         })
     }
 
-    /// The journal of this restore at `building`: the one [`CheckpointEngine::begin_restore`]
-    /// started for `id`, or a new one.
-    async fn journal_building(&self, id: &CheckpointId, hooks: bool) -> Result<Journal> {
-        let (state_dir, id) = (self.state_dir.clone(), id.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut j = match Journal::read(&state_dir)? {
-                Some(Ok(j)) if j.checkpoint == id && j.phase == Phase::Preparing => j,
-                _ => Journal::new(id, hooks),
-            };
-            j.hooks = hooks;
-            j.write(&state_dir, Phase::Building)?;
-            Ok(j)
-        })
-        .await?
-    }
-
     /// Build the whole tree in staging; returns the number of chunks fetched.
     async fn build(&self, paths: &SwapPaths, m: &Manifest) -> Result<u64> {
         let (staging, manifest) = (paths.staging.clone(), Arc::new(m.clone()));

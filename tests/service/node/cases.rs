@@ -289,4 +289,19 @@ pub async fn a_corrupt_chunk_fails_the_restore(b: &Backend) {
         t.retain(|(p, _)| p != "ticks");
     }
     assert_eq!(after, before, "env_dir is as it was");
+    let last = n.get("/").await["last_restore"].clone();
+    assert_eq!(last["outcome"], "failed", "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("env_dir is unchanged: "),
+        "{last}"
+    );
+    let events = n.get("/events?process=_environment").await;
+    let told = events.as_array().unwrap().iter().any(|e| {
+        let reason = e["reason"].as_str().unwrap_or("");
+        reason.contains(c["id"].as_str().unwrap()) && reason.contains("corrupt")
+    });
+    assert!(told, "{events}");
 }
