@@ -128,6 +128,12 @@ impl Feed {
         let _ = self.live.send(event);
     }
 
+    /// Show `event` to the live readers only: it is already in the state database (written
+    /// there directly because it must be durable before the next step).
+    pub fn publish_live(&self, event: FeedEvent) {
+        let _ = self.live.send(event);
+    }
+
     /// Every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
         self.live.subscribe()

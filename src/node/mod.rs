@@ -181,6 +181,8 @@ pub struct Node {
     specs: Vec<ProcessSpec>,
     data_dir: DataDir,
     objects: DynStore,
+    /// Where the node's own events go (storage health, restore outcomes).
+    feed: Feed,
     /// Every request's outcome on `objects` (see `objstore::health`).
     storage_health: watch::Receiver<objstore::StorageHealth>,
     supervisor: SupervisorHandle,
@@ -218,7 +220,7 @@ impl Node {
         let (objects, storage_health) = objstore::health::watched(objects);
         tokio::spawn(events::publish_storage_changes(
             storage_health.clone(),
-            feed,
+            feed.clone(),
         ));
         let env_dir = data_dir.env_dir(&config);
         let state_dir = data_dir.checkpoint_state();
@@ -243,6 +245,7 @@ impl Node {
             specs,
             data_dir,
             objects,
+            feed,
             storage_health,
             supervisor,
             lease,

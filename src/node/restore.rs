@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::{Node, NodeError, OperationKind};
 use crate::checkpoint::{CheckpointId, Interrupted, Manifest, PhaseName, Settled};
 use crate::events::{Event, StateName};
+use crate::feed::FeedEvent;
 use crate::store::Store;
 
 use super::ops::RestoreReport;
@@ -211,11 +212,13 @@ impl Node {
             reason: Some(reason),
             change: None,
         };
+        let event = FeedEvent::Process(event);
         if let Some(store) = store
-            && let Err(e) = store.insert_events(&[event]).await
+            && let Err(e) = store.insert_events(std::slice::from_ref(&event)).await
         {
             tracing::warn!("cannot record the restore's outcome as an event: {e}");
         }
+        self.feed.publish_live(event);
         self.set_status(|s| s.last_restore = Some(last));
     }
 }
