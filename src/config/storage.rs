@@ -3,6 +3,7 @@
 //! timing; with the rules of each.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,8 +114,10 @@ impl Default for CheckpointConfig {
     }
 }
 
+/// The lease's timing. `clock_skew`, when not given, follows `ttl` ([`default_clock_skew`]),
+/// so that every valid `ttl` is valid with the defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "LeaseFields")]
 pub struct LeaseConfig {
     /// Lifetime of the lease; renewed at about a third of it.
     pub ttl: Dur,
@@ -125,17 +128,58 @@ pub struct LeaseConfig {
     /// `POST /acquire-lease`, or until another node has held the lease, after which it is an
     /// ordinary standby again.
     pub auto_acquire: bool,
-    /// Allowance for clock skew between nodes.
+    /// Allowance for clock skew between nodes. Default: [`default_clock_skew`] of `ttl`.
     pub clock_skew: Dur,
+}
+
+/// The default skew allowance for `ttl`: 2 s, or a fifth of `ttl` when that is less (a skew
+/// must stay under a third of `ttl`): `"30s"` → 2 s, `"6s"` → 1.2 s, `"3s"` → 600 ms.
+pub fn default_clock_skew(ttl: Dur) -> Dur {
+    Dur(Duration::from_secs(2).min(ttl.get() / 5))
+}
+
+/// [`LeaseConfig`] as written, with `clock_skew` still absent when it was not given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseFields {
+    #[serde(default = "default_ttl")]
+    ttl: Dur,
+    #[serde(default = "default_poll")]
+    poll_interval: Dur,
+    #[serde(default = "default_auto_acquire")]
+    auto_acquire: bool,
+    #[serde(default)]
+    clock_skew: Option<Dur>,
+}
+
+fn default_ttl() -> Dur {
+    Dur::secs(30)
+}
+fn default_poll() -> Dur {
+    Dur::secs(2)
+}
+fn default_auto_acquire() -> bool {
+    true
+}
+
+impl From<LeaseFields> for LeaseConfig {
+    fn from(f: LeaseFields) -> LeaseConfig {
+        LeaseConfig {
+            clock_skew: f.clock_skew.unwrap_or_else(|| default_clock_skew(f.ttl)),
+            ttl: f.ttl,
+            poll_interval: f.poll_interval,
+            auto_acquire: f.auto_acquire,
+        }
+    }
 }
 
 impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig {
-            ttl: Dur::secs(30),
-            poll_interval: Dur::secs(2),
-            auto_acquire: true,
-            clock_skew: Dur::secs(2),
+            ttl: default_ttl(),
+            poll_interval: default_poll(),
+            auto_acquire: default_auto_acquire(),
+            clock_skew: default_clock_skew(default_ttl()),
         }
     }
 }
@@ -315,7 +359,11 @@ pub(super) fn check_lease(l: &LeaseConfig, p: &mut Vec<Problem>) {
     if l.clock_skew.get() * 3 >= l.ttl.get() {
         p.push(Problem::new(
             "lease.clock_skew",
-            "must be less than a third of lease.ttl",
+            format!(
+                "must be less than a third of lease.ttl ({}); leave it out for the default, {}",
+                l.ttl,
+                default_clock_skew(l.ttl)
+            ),
         ));
     }
 }
@@ -336,6 +384,7 @@ pub(super) fn check_checkpoint(k: &CheckpointConfig, p: &mut Vec<Problem>) {
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::{Dur, LeaseConfig};
     use crate::config::problems_of as problems;
 
     #[test]
@@ -353,6 +402,46 @@ mod tests {
             assert!(paths.contains(want), "{want}: {p:#?}");
         }
         assert!(problems(r#"{"storage": {"endpoint": "file:///tmp/objs"}}"#).is_empty());
+    }
+
+    #[test]
+    fn the_default_clock_skew_follows_the_ttl_and_a_given_one_is_kept() {
+        let lease = |json: &str| {
+            serde_json::from_str::<crate::config::Config>(&format!(r#"{{"lease": {json}}}"#))
+                .unwrap()
+                .lease
+        };
+        for (ttl, skew) in [
+            ("3s", "600ms"),
+            ("6s", "1s 200ms"),
+            ("10s", "2s"),
+            ("30s", "2s"),
+            ("1h", "2s"),
+        ] {
+            let l = lease(&format!(r#"{{"ttl": "{ttl}", "poll_interval": "500ms"}}"#));
+            assert_eq!(l.clock_skew.to_string(), skew, "ttl {ttl}");
+            assert!(
+                problems(&format!(
+                    r#"{{"lease": {{"ttl": "{ttl}", "poll_interval": "500ms"}}}}"#
+                ))
+                .is_empty(),
+                "ttl {ttl}"
+            );
+        }
+        assert_eq!(lease("{}"), LeaseConfig::default());
+        assert_eq!(LeaseConfig::default().clock_skew, Dur::secs(2));
+        let l = lease(r#"{"ttl": "6s", "clock_skew": "500ms"}"#);
+        assert_eq!(l.clock_skew, Dur::millis(500));
+        let p = problems(r#"{"lease": {"ttl": "6s", "clock_skew": "2s"}}"#);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(p[0].path, "lease.clock_skew");
+        assert!(
+            p[0].message
+                .contains("leave it out for the default, 1s 200ms"),
+            "{p:#?}"
+        );
+        let e = crate::config::parse(r#"{"lease": {"ttl": "6s", "skew": "1s"}}"#).unwrap_err();
+        assert!(e.to_string().contains("lease.skew: unknown field"), "{e}");
     }
 
     #[test]

@@ -397,6 +397,33 @@ fn check_accepts_a_zero_restart_delay() {
     );
 }
 
+/// A short lease ttl is valid with the default clock skew (which follows the ttl); a skew
+/// given too large for it is refused with the default named.
+#[test]
+fn check_accepts_a_short_lease_ttl_with_the_default_skew() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.json");
+    let check = |lease: &str| {
+        std::fs::write(&file, format!(r#"{{"lease": {lease}}}"#)).unwrap();
+        sm(&["check", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = check(r#"{"ttl": "6s", "poll_interval": "1s"}"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(r#"{"ttl": "6s", "poll_interval": "1s", "clock_skew": "2s"}"#);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lease.clock_skew: must be less than a third of lease.ttl (6s); leave it out for the default, 1s 200ms"),
+        "{err}"
+    );
+}
+
 #[test]
 fn version_is_printed() {
     let out = sm(&["--version"]).output().unwrap();
