@@ -36,6 +36,9 @@ pub struct Settings {
     pub usage_interval: Option<std::time::Duration>,
     /// Connections at once and how long a client may take to send a request.
     pub limits: http::listen::Limits,
+    /// The state-manager binary to start the fence process from (`/proc/self/exe` in
+    /// `serve`); `None`: no fence process, the processes are stopped by this one alone.
+    pub fence_program: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,7 @@ pub async fn serve(
         supervisor: handle.clone(),
         feed: feed.clone(),
         durable_events: events_rx,
+        fence_program: settings.fence_program.clone(),
     });
     let reloads = tokio::spawn(reload_on_hup(service.clone(), hup_rx));
     // Hooks around the processes' life; history sinks subscribed before the first event.

@@ -44,6 +44,21 @@ pub enum Cmd {
     /// Restore the replicated state database from storage into a new file (optionally as it
     /// was at a point in time), without touching a running service.
     RestoreDb(RestoreDbArgs),
+    /// The fence process `serve` starts beside itself (see `lease::watchdog`); not run by hand.
+    #[command(hide = true)]
+    Fence(FenceArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FenceArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The page shared with the server.
+    #[arg(long)]
+    pub page: PathBuf,
+    /// The server's pid: its children are what the fence kills.
+    #[arg(long)]
+    pub server: u32,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -192,6 +207,7 @@ impl Cmd {
             Cmd::Token(a) => &a.log,
             Cmd::Ctl(_) => &crate::ctl::LOG,
             Cmd::RestoreDb(a) => &a.log,
+            Cmd::Fence(a) => &a.log,
         }
     }
 }

@@ -6,6 +6,7 @@
 //!   config.json          the config file, unless --config names another
 //!   state.db             the state database (+ -wal, -shm and replication's files beside it)
 //!   owner.json           the last lease epoch this data directory owned the environment under
+//!   fence                the page shared with the fence process (lease deadline, what it did)
 //!   checkpoint/          checkpoint state: staging, restore journal, local index (see checkpoint)
 //!   env/                 the environment directory, unless storage.env_dir names another
 //!   stacks/              string stacks (<name>/run), unless stacks_dir names another
@@ -17,7 +18,7 @@
 //! instance can say who holds it. Hooks run with the data directory as their working directory.
 //!
 //! The directory is 0700 and the files holding state or secrets under it 0600 (the config, the
-//! database with its WAL and SHM, the owner record, replication's and checkpoints' state).
+//! database with its WAL and SHM, the owner record, the fence page, replication's and checkpoints' state).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -62,6 +63,11 @@ impl DataDir {
     /// The record of the last epoch this directory owned the environment under.
     pub fn owner_record(&self) -> PathBuf {
         self.root.join("owner.json")
+    }
+
+    /// The page the server shares with its fence process (`lease::watchdog`).
+    pub fn fence_page(&self) -> PathBuf {
+        self.root.join("fence")
     }
 
     /// The checkpoint engine's own state (its layout is the checkpoint module's).

@@ -7,7 +7,7 @@ use clap::Parser;
 use state_manager::auth::{Auth, AuthError, Keys};
 use state_manager::cli::{CheckArgs, Cli, Cmd, ServeArgs, TokenArgs};
 use state_manager::supervisor::usage;
-use state_manager::{app, config, ctl, memory, objstore, proc, signals, single, telemetry};
+use state_manager::{app, config, ctl, lease, memory, objstore, proc, signals, single, telemetry};
 
 fn main() -> ExitCode {
     memory::limit_malloc_arenas();
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(0)
         }),
+        Cmd::Fence(args) => lease::watchdog::run(&args.page, args.server),
         Cmd::Serve(args) => match proc::init() {
             Ok(()) => block_on(|| serve(args)),
             Err(e) => fail(e),
@@ -87,6 +88,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         auth,
         usage_interval,
         limits: Default::default(),
+        fence_program: Some("/proc/self/exe".into()),
     };
     let shutdown = signals::termination()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

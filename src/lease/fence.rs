@@ -7,11 +7,16 @@
 //! lease is confirmed, and revokes it when it releases or loses the lease. [`Fence::check`]
 //! compares the deadline with the monotonic clock itself, so the fence closes on time even if
 //! the leaser task is late, stuck on a request, or gone.
+//!
+//! With a [`Watchdog`] attached, every grant also arms the fence process with the same
+//! deadline and every revoke disarms it, so the processes are held to the same trust as the
+//! writes even when this process cannot run ([`super::watchdog`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock::DynClock;
+use super::watchdog::Watchdog;
 
 /// Why a write must not happen.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +47,7 @@ struct Grant {
 pub struct Fence {
     clock: DynClock,
     grant: Arc<Mutex<Option<Grant>>>,
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl Fence {
@@ -50,7 +56,19 @@ impl Fence {
         Fence {
             clock,
             grant: Arc::new(Mutex::new(None)),
+            watchdog: None,
         }
+    }
+
+    /// Arm and disarm `watchdog` with every grant and revoke of this fence.
+    pub fn with_watchdog(mut self, watchdog: Option<Arc<Watchdog>>) -> Fence {
+        self.watchdog = watchdog;
+        self
+    }
+
+    /// The fence process's page, if one is attached.
+    pub fn watchdog(&self) -> Option<&Arc<Watchdog>> {
+        self.watchdog.as_ref()
     }
 
     /// The epoch to stamp a write with, while the lease is confirmed valid.
@@ -92,13 +110,21 @@ impl Fence {
     /// The leaser does, after each confirmed write of the lease; so may a holder of storage by
     /// other means (a tool that owns a bucket outright, under a fixed epoch).
     pub fn grant(&self, epoch: u64, until: Duration) {
-        *self.lock() = Some(Grant { epoch, until });
+        let mut grant = self.lock();
+        *grant = Some(Grant { epoch, until });
+        if let Some(w) = &self.watchdog {
+            w.arm(epoch, until.saturating_sub(self.clock.mono()));
+        }
     }
 
     /// Close the fence; returns the monotonic instant at which trust ended (now, or the
     /// deadline if that came first).
     pub(super) fn revoke(&self) -> Option<Duration> {
-        let g = self.lock().take()?;
+        let mut grant = self.lock();
+        if let Some(w) = &self.watchdog {
+            w.disarm();
+        }
+        let g = grant.take()?;
         Some(g.until.min(self.clock.mono()))
     }
 

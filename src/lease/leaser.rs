@@ -57,6 +57,7 @@ pub struct Leaser {
     config: LeaseConfig,
     clock: DynClock,
     events: broadcast::Sender<LeaseEvent>,
+    watchdog: Option<Arc<super::Watchdog>>,
 }
 
 impl Leaser {
@@ -68,7 +69,15 @@ impl Leaser {
             config: config.clone(),
             clock: Arc::new(SystemClock),
             events: broadcast::channel(1024).0,
+            watchdog: None,
         }
+    }
+
+    /// Hold the processes to the lease's trust through the fence process's page: armed on
+    /// every grant of the fence, disarmed when it closes ([`super::watchdog`]).
+    pub fn with_watchdog(mut self, watchdog: Option<Arc<super::Watchdog>>) -> Leaser {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Use another clock. The task sleeps on the tokio runtime's clock, so the clock must advance
@@ -91,7 +100,7 @@ impl Leaser {
         }
         let (cmd_tx, cmds) = mpsc::channel(16);
         let (role_tx, role) = watch::channel(Role::Starting);
-        let fence = Fence::new(Arc::clone(&self.clock));
+        let fence = Fence::new(Arc::clone(&self.clock)).with_watchdog(self.watchdog);
         let counters = Arc::new(Counters::default());
         let task = Task {
             lease: Lease::new(self.store, self.node.clone(), self.clock, timing),

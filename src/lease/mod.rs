@@ -50,6 +50,7 @@ pub mod ops;
 pub mod record;
 mod role;
 pub mod timing;
+pub mod watchdog;
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,6 +66,7 @@ pub use ops::{Held, Lease};
 pub use record::{FORMAT_VERSION, LEASE_KEY, LeaseRecord};
 pub use role::{LeaseEvent, LeaseEventKind, LeaseStats, LeaseView, LostReason, Role};
 pub use timing::{Claim, Timing};
+pub use watchdog::{FenceStatus, Watchdog};
 
 /// Everything that can go wrong with the lease.
 #[derive(Debug, thiserror::Error)]

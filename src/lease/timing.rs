@@ -35,6 +35,13 @@ pub struct Timing {
     pub poll_interval: Duration,
     /// Bound on one storage request of a standby or a release: `ttl / 3`.
     pub op_timeout: Duration,
+    /// The fence process kills this node's processes this long before trust ends: `ttl / 20`,
+    /// within 50 ms ..= 500 ms.
+    pub fence_lead: Duration,
+    /// An owner whose renewals fail stops its processes gracefully within this long, starting
+    /// so that they are down `fence_lead` before trust ends: `safety_margin / 2`, at least
+    /// 500 ms but under a third of the trust.
+    pub stop_within: Duration,
 }
 
 /// What a node may do about the lease it just read.
@@ -71,12 +78,19 @@ impl Timing {
                 "must be greater than zero and shorter than lease.ttl",
             );
         }
+        let safety_margin = skew + ttl / 10;
+        let fence_lead = (ttl / 20).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let stop_within = (safety_margin / 2)
+            .max(Duration::from_millis(500))
+            .min((ttl - safety_margin) / 3);
         Ok(Timing {
             ttl,
+            fence_lead,
+            stop_within,
             renew_every: ttl / 3,
             retry_every: (ttl / 15).clamp(Duration::from_millis(100), Duration::from_secs(2)),
             clock_skew: skew,
-            safety_margin: skew + ttl / 10,
+            safety_margin,
             poll_interval: poll,
             op_timeout: ttl / 3,
         })
@@ -86,6 +100,12 @@ impl Timing {
     /// monotonic instant `sent`.
     pub fn valid_until(&self, sent: Duration) -> Duration {
         sent + self.ttl - self.safety_margin
+    }
+
+    /// How long before the end of trust an owner whose renewals fail starts stopping its
+    /// processes, so that they are down before the fence process would kill them.
+    pub fn stop_before_trust_ends(&self) -> Duration {
+        self.fence_lead + self.stop_within
     }
 
     /// The wall time after which a standby may take `record` (released: its release time).
@@ -161,6 +181,29 @@ mod tests {
         assert_eq!(t.safety_margin, Duration::from_secs(5));
         assert_eq!(t.retry_every, Duration::from_secs(2));
         assert_eq!(t.valid_until(Duration::ZERO), Duration::from_secs(25));
+        assert_eq!(t.fence_lead, Duration::from_millis(500));
+        assert_eq!(t.stop_within, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn processes_stop_before_the_fence_fires_and_after_the_renewals() {
+        for (ttl, skew_ms) in [
+            (3, 0),
+            (3, 900),
+            (4, 1000),
+            (6, 1200),
+            (30, 2000),
+            (30, 9000),
+        ] {
+            let t = timing(ttl, skew_ms);
+            let trust = t.ttl - t.safety_margin;
+            let stop_at = trust - t.stop_before_trust_ends();
+            assert!(t.fence_lead < t.stop_within, "ttl {ttl}s: {t:?}");
+            assert!(
+                stop_at > t.renew_every,
+                "ttl {ttl}s skew {skew_ms}ms: stops at {stop_at:?}, before the first renewal: {t:?}"
+            );
+        }
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Node {
         supervisor: SupervisorHandle,
         feed: Feed,
         durable_events: mpsc::UnboundedReceiver<FeedEvent>,
+        fence_program: Option<PathBuf>,
     ) -> Result<Arc<Node>, NodeError> {
         let data_dir = std::path::absolute(data_dir).map_err(|source| NodeError::Io {
             path: data_dir.into(),
@@ -238,7 +239,13 @@ impl Node {
             opts,
         )?);
         let node_id = crate::lease::node_id(config.node_id.as_deref(), data_dir.root())?;
-        let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease).spawn()?;
+        let watchdog = match fence_program {
+            Some(program) => Some(start_fence(&data_dir, &config, program)?),
+            None => None,
+        };
+        let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease)
+            .with_watchdog(watchdog)
+            .spawn()?;
         tracing::info!(node = %node_id, storage = %objects.describe(), "environment configured; looking at the lease");
         let node = Arc::new(Node {
             config: std::sync::RwLock::new(Arc::new(config)),
@@ -355,6 +362,21 @@ impl Node {
         }
         let _ = self.lease.stop(false).await;
     }
+}
+
+/// The fence process's page under `data_dir`, and the process started from `program`.
+fn start_fence(
+    data_dir: &DataDir,
+    config: &Config,
+    program: PathBuf,
+) -> Result<Arc<crate::lease::Watchdog>, NodeError> {
+    let timing = crate::lease::Timing::new(&config.lease)?;
+    let path = data_dir.fence_page();
+    let watchdog = crate::lease::Watchdog::create(&path, timing.fence_lead, timing.renew_every)
+        .map_err(|source| NodeError::Io { path, source })?;
+    let watchdog = Arc::new(watchdog);
+    watchdog.start_process(program);
+    Ok(watchdog)
 }
 
 /// Holds the operation lock; clears the operation from the status when dropped.

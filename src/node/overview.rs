@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{LastRestore, Node, Operation, Takeover};
 use crate::checkpoint::CheckpointSummary;
-use crate::lease::Role;
+use crate::lease::{FenceStatus, Role};
 use crate::objstore::StorageHealth;
 use crate::replication::ReplicationStatus;
 
@@ -80,11 +80,21 @@ pub struct LeaseOverview {
     pub expires_at: Option<OffsetDateTime>,
     /// The holder gave it up: it can be taken at once.
     pub released: bool,
+    /// While this node is the owner: until when it trusts the lease without another renewal
+    /// (its processes stop before then, and the fence process kills them if they have not).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub trusted_until: Option<OffsetDateTime>,
+    /// The fence process of this node, when it runs one.
+    pub fence: Option<FenceStatus>,
 }
 
 impl Node {
     pub fn overview(&self) -> Overview {
         let node_id = self.node_id().to_string();
+        let trusted_until = match self.lease.role() {
+            Role::Owner { trusted_until, .. } => Some(trusted_until),
+            _ => None,
+        };
         let (role, holder, epoch, expires_at, released) = match self.lease.role() {
             Role::Owner {
                 epoch, expires_at, ..
@@ -122,6 +132,8 @@ impl Node {
                 epoch,
                 expires_at,
                 released,
+                trusted_until,
+                fence: self.lease.fence().watchdog().map(|w| w.status()),
             },
             replication: self.replication.borrow().clone(),
             last_checkpoint: status.last_checkpoint,

@@ -14,6 +14,11 @@
 //! Bringing down (the lease was lost or taken): stop the stacks within a short cap, so they are
 //! down before the lease can pass on; then close the database (the fence already refuses
 //! writes).
+//!
+//! An owner whose renewals keep failing brings the environment down by itself before its trust
+//! ends ([`Timing::stop_before_trust_ends`](crate::lease::Timing)): the processes stop
+//! gracefully and are down before the fence process would kill them. If a renewal then lands,
+//! the environment comes up again under the same epoch, from its local state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,16 +33,57 @@ const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(
 
 pub(super) async fn follow(node: Arc<Node>) {
     let mut roles = node.lease.watch();
+    let mut fence_reported = 0;
     loop {
         let role = roles.borrow_and_update().clone();
-        match role {
-            Role::Owner { epoch, .. } => bring_up_retrying(&node, epoch, &mut roles).await,
-            other => bring_down(&node, &other).await,
+        match &role {
+            Role::Owner { epoch, .. } => bring_up_retrying(&node, *epoch, &mut roles).await,
+            other => {
+                fence_reported = report_fenced(&node, fence_reported);
+                bring_down(&node, &super::not_owner(node.node_id(), other)).await
+            }
         }
-        if roles.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = roles.changed() => if changed.is_err() { break },
+            _ = trust_running_out(&node, &role) => {
+                let why = "its lease could not be renewed and trust runs out soon";
+                bring_down(&node, why).await;
+                if roles.changed().await.is_err() {
+                    break;
+                }
+            }
         }
     }
+}
+
+/// Say so when the fence process fired since `reported` (its count of firings last said):
+/// this server did not run in time to stop its processes itself. Returns the count now.
+fn report_fenced(node: &Node, reported: u64) -> u64 {
+    let Some(status) = node.lease.fence().watchdog().map(|w| w.status()) else {
+        return reported;
+    };
+    if let Some(f) = status.last_fired.filter(|_| status.fired > reported) {
+        tracing::error!(
+            epoch = f.epoch,
+            processes = f.processes,
+            at = %crate::lease::rfc3339(f.at),
+            "the fence process killed this node's processes: the lease was not renewed in time and this server did not run to stop them"
+        );
+    }
+    status.fired
+}
+
+/// Resolves when an owner must start stopping its processes so that they are down before its
+/// trust ends (never for another role).
+async fn trust_running_out(node: &Node, role: &Role) {
+    let Role::Owner { .. } = role else {
+        return std::future::pending().await;
+    };
+    let Some(left) = node.lease.fence().remaining() else {
+        return;
+    };
+    let lead = node.lease.timing().stop_before_trust_ends();
+    tokio::time::sleep(left.saturating_sub(lead)).await;
 }
 
 async fn bring_up_retrying(
@@ -85,8 +131,9 @@ async fn bring_up(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
 async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> {
     let mut timings = super::Timings::start();
     let db_path = node.data_dir.db();
-    let keep_local =
-        previous_epoch(node) == Some(epoch.saturating_sub(1)) || storage_is_empty(node).await?;
+    // Our own record of this epoch or the one before: nobody else has written since.
+    let ours = previous_epoch(node).is_some_and(|p| p == epoch || p + 1 == epoch);
+    let keep_local = ours || storage_is_empty(node).await?;
     if !keep_local && db_path.exists() {
         let tag = format!("before-epoch-{epoch}");
         let aside = replication::set_aside(&db_path, &tag).map_err(|source| NodeError::Io {
@@ -147,7 +194,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     Ok(())
 }
 
-async fn bring_down(node: &Arc<Node>, role: &Role) {
+async fn bring_down(node: &Arc<Node>, why: &str) {
     if !node.is_up() {
         return;
     }
@@ -155,12 +202,8 @@ async fn bring_down(node: &Arc<Node>, role: &Role) {
     if !node.is_up() {
         return;
     }
-    let cap = (node.lease.timing().safety_margin / 2).max(Duration::from_millis(500));
-    tracing::warn!(
-        ?cap,
-        "this node no longer owns the environment ({}); stopping the stacks",
-        super::not_owner(node.node_id(), role)
-    );
+    let cap = node.lease.timing().stop_within;
+    tracing::warn!(?cap, "stopping the stacks: {why}");
     if let Err(e) = node.supervisor.stop_all_within(cap).await {
         tracing::error!("stopping the stacks after losing the lease: {e}");
     }

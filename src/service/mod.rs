@@ -46,6 +46,8 @@ pub struct ServiceOptions {
     pub feed: Feed,
     /// The feed's durable end, for the state database.
     pub durable_events: mpsc::UnboundedReceiver<FeedEvent>,
+    /// The binary to start the fence process from (see `lease::watchdog`), if any.
+    pub fence_program: Option<PathBuf>,
 }
 
 /// The applied config and what was set up for it.
@@ -66,6 +68,7 @@ pub struct Service {
 struct Inner {
     data_dir: PathBuf,
     config_path: PathBuf,
+    fence_program: Option<PathBuf>,
     supervisor: SupervisorHandle,
     current: watch::Sender<Option<Arc<Applied>>>,
     /// Held while a config is checked, persisted and applied.
@@ -89,6 +92,7 @@ impl Service {
                 feed: o.feed,
                 data_dir: o.data_dir,
                 config_path: o.config_path,
+                fence_program: o.fence_program,
                 supervisor: o.supervisor,
                 current: watch::channel(None).0,
                 apply: Mutex::new(Pending {
@@ -230,6 +234,7 @@ impl Service {
             inner.supervisor.clone(),
             inner.feed.clone(),
             events,
+            inner.fence_program.clone(),
         )
         .await?;
         let applied = Arc::new(Applied {

@@ -61,6 +61,7 @@ impl Node {
             subreaper: false,
             usage_interval: Some(Duration::from_millis(250)),
             limits: Default::default(),
+            fence_program: None,
             auth: Auth::Jwt(Box::new(keys())),
         };
         let (stop, rx) = oneshot::channel::<i32>();

@@ -43,6 +43,7 @@ fn settings(dir: &Path, config: &serde_json::Value) -> Settings {
         auth: state_manager::auth::Auth::Insecure,
         usage_interval: None,
         limits: Default::default(),
+        fence_program: None,
     }
 }
 

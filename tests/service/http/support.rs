@@ -56,6 +56,7 @@ impl Server {
             usage_interval: Some(Duration::from_millis(250)),
             auth,
             limits,
+            fence_program: None,
         };
         let (stop, rx) = oneshot::channel::<i32>();
         let task = tokio::spawn(app::serve(settings, listener, async move {
