@@ -7,6 +7,7 @@
 //!   state.db             the state database (+ -wal, -shm and replication's files beside it)
 //!   owner.json           the last lease epoch this data directory owned the environment under
 //!   fence                the page shared with the fence process (lease deadline, what it did)
+//!   lease-epoch          the epoch this node owns the environment under, for its processes
 //!   checkpoint/          checkpoint state: staging, restore journal, local index (see checkpoint)
 //!   env/                 the environment directory, unless storage.env_dir names another
 //!   stacks/              string stacks (<name>/run), unless stacks_dir names another
@@ -68,6 +69,11 @@ impl DataDir {
     /// The page the server shares with its fence process (`lease::watchdog`).
     pub fn fence_page(&self) -> PathBuf {
         self.root.join("fence")
+    }
+
+    /// The lease epoch the processes run under (`STATE_MANAGER_LEASE_EPOCH_FILE`).
+    pub fn lease_epoch_file(&self) -> PathBuf {
+        self.root.join("lease-epoch")
     }
 
     /// The checkpoint engine's own state (its layout is the checkpoint module's).

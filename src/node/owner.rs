@@ -159,6 +159,7 @@ async fn bring_up_locked(node: &Arc<Node>, epoch: u64) -> Result<(), NodeError> 
     }
     timings.lap("env_dir");
     write_owner_record(node, epoch)?;
+    give_epoch_to_processes(node, epoch)?;
     if let Some(r) = &replicator {
         forward_status(node, r.status());
     }
@@ -264,6 +265,26 @@ fn previous_epoch(node: &Node) -> Option<u64> {
     serde_json::from_str::<OwnerRecord>(&text)
         .ok()
         .map(|r| r.epoch)
+}
+
+/// `STATE_MANAGER_LEASE_EPOCH` for every process started from now on, and the same in the
+/// file `STATE_MANAGER_LEASE_EPOCH_FILE` names (replaced atomically), for those running.
+fn give_epoch_to_processes(node: &Node, epoch: u64) -> Result<(), NodeError> {
+    let path = node.data_dir.lease_epoch_file();
+    crate::durable::write_file(&path, format!("{epoch}\n").as_bytes()).map_err(|source| {
+        NodeError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    node.supervisor.ambient().set(vec![
+        ("STATE_MANAGER_LEASE_EPOCH".into(), epoch.to_string()),
+        (
+            "STATE_MANAGER_LEASE_EPOCH_FILE".into(),
+            path.display().to_string(),
+        ),
+    ]);
+    Ok(())
 }
 
 fn write_owner_record(node: &Node, epoch: u64) -> Result<(), NodeError> {

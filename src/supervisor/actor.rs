@@ -332,6 +332,7 @@ impl Actor {
                     let opts = child::LaunchOptions {
                         stdio: self.opts.stdio,
                         forward: self.opts.forward_output,
+                        ambient: self.opts.ambient.get(),
                         is_ours: self.is_ours(),
                     };
                     let p = &mut self.procs[i];

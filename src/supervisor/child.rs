@@ -73,6 +73,8 @@ pub struct LaunchOptions {
     pub stdio: Stdio3,
     pub forward: bool,
     pub is_ours: IsOurs,
+    /// Set over the spec's environment ([`super::AmbientEnv`]).
+    pub ambient: Vec<(String, String)>,
 }
 
 /// Start `spec` in the background (after freeing its ports): report `Spawned`, then `Exited`,
@@ -89,7 +91,7 @@ pub fn launch(
         // child's exit (one per supervised process) holds little more than the channel.
         let started = Box::pin(async {
             free_ports(&spec, &opts.is_ours).await?;
-            start(&spec, opts.stdio, &logs, opts.forward).await
+            start(&spec, &opts, &logs).await
         })
         .await;
         match started {
@@ -143,14 +145,15 @@ async fn free_ports(spec: &ProcessSpec, is_ours: &IsOurs) -> Result<(), StartErr
 /// Spawn `spec` and wire its output into `logs`.
 async fn start(
     spec: &ProcessSpec,
-    stdio: Stdio3,
+    opts: &LaunchOptions,
     logs: &Arc<LogBuffer>,
-    forward: bool,
 ) -> Result<proc::Child, StartError> {
+    let (stdio, forward) = (opts.stdio, opts.forward);
     let mut env: BTreeMap<String, String> = spec.env.clone();
     if let Some(file) = &spec.env_file {
         env.extend(read_env_file(file)?);
     }
+    env.extend(opts.ambient.iter().cloned());
     env.insert("STATE_MANAGER_PROCESS".into(), spec.name.clone());
     if let Some(i) = spec.instance {
         env.insert("STATE_MANAGER_INSTANCE".into(), i.to_string());

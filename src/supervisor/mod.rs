@@ -56,6 +56,25 @@ pub struct Options {
     pub ledger: Option<Arc<dyn RunLedger>>,
     /// How often each process group's CPU and memory are sampled from `/proc`; `None`: never.
     pub usage_interval: Option<Duration>,
+    /// Variables every process gets on top of its own environment (the lease epoch).
+    pub ambient: AmbientEnv,
+}
+
+/// Variables set for every process started from now on, over its spec's own: what the node
+/// tells its processes about the environment (`STATE_MANAGER_LEASE_EPOCH`). Cheap to clone;
+/// clones share the variables.
+#[derive(Clone, Debug, Default)]
+pub struct AmbientEnv(Arc<std::sync::RwLock<Vec<(String, String)>>>);
+
+impl AmbientEnv {
+    /// Replace the variables.
+    pub fn set(&self, vars: Vec<(String, String)>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = vars;
+    }
+
+    pub fn get(&self) -> Vec<(String, String)> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Default for Options {
@@ -66,6 +85,7 @@ impl Default for Options {
             feed: None,
             ledger: None,
             usage_interval: Some(usage::DEFAULT_INTERVAL),
+            ambient: AmbientEnv::default(),
         }
     }
 }
@@ -258,6 +278,7 @@ pub struct SupervisorHandle {
     summary: watch_ch::Receiver<Summary>,
     /// The latest CPU and memory sample of every process.
     usage: watch_ch::Receiver<Arc<UsageTable>>,
+    ambient: AmbientEnv,
 }
 
 /// Start the supervisor actor on the current tokio runtime, with no processes yet.
@@ -267,6 +288,7 @@ pub fn start(options: Options) -> SupervisorHandle {
     let (exit_tx, exit) = watch_ch::channel(None);
     let (summary_tx, summary) = watch_ch::channel(Summary::default());
     let (usage_tx, usage) = watch_ch::channel(Arc::default());
+    let ambient = options.ambient.clone();
     if let Some(interval) = options.usage_interval {
         tokio::spawn(usage::run(tx.downgrade(), interval, usage_tx));
     }
@@ -277,6 +299,7 @@ pub fn start(options: Options) -> SupervisorHandle {
         exit,
         summary,
         usage,
+        ambient,
     }
 }
 
@@ -329,6 +352,11 @@ impl SupervisorHandle {
     }
 
     /// The latest CPU and memory sample of every process, and its changes (one per sample).
+    /// The variables every process started from now on gets.
+    pub fn ambient(&self) -> &AmbientEnv {
+        &self.ambient
+    }
+
     pub fn usage(&self) -> watch_ch::Receiver<Arc<UsageTable>> {
         self.usage.clone()
     }

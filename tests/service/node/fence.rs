@@ -136,3 +136,42 @@ async fn a_id(n: &Node) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A process writing the epoch it was given (environment, then file) to `out`, then sleeping.
+fn epoch_reporter(out: &Path) -> Value {
+    json!({"name": "reporter", "command": "sh", "env": {"OUT": out},
+           "args": ["-c", "echo \"$STATE_MANAGER_LEASE_EPOCH $(cat \"$STATE_MANAGER_LEASE_EPOCH_FILE\")\" > \"$OUT.tmp\"; mv \"$OUT.tmp\" \"$OUT\"; exec sleep 100000"]})
+}
+
+pub async fn the_processes_get_the_lease_epoch_and_it_grows_on_takeover(b: &Backend) {
+    let (da, db, shared) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (out_a, out_b) = (shared.path().join("a"), shared.path().join("b"));
+    let a = Node::start(
+        da.path(),
+        &config(b, da.path(), vec![epoch_reporter(&out_a)]),
+    )
+    .await;
+    a.wait_role("owner").await;
+    let seen = crate::common::wait_for_line("a's reporter", &out_a).await;
+    let record = lease_record(b).await;
+    assert_eq!(seen.trim(), format!("{0} {0}", record.epoch), "env, file");
+    assert_eq!(record.epoch, 1);
+
+    let bn = Node::start(
+        db.path(),
+        &config(b, db.path(), vec![epoch_reporter(&out_b)]),
+    )
+    .await;
+    bn.wait_role("standby").await;
+    let (code, r) = a.post("/release-lease", None).await;
+    assert_eq!(code, reqwest::StatusCode::OK, "{r}");
+    bn.wait_role("owner").await;
+    let seen = crate::common::wait_for_line("b's reporter", &out_b).await;
+    let record = lease_record(b).await;
+    assert_eq!(record.epoch, 2, "{record:?}");
+    assert_eq!(seen.trim(), "2 2", "env, file");
+}

@@ -89,6 +89,7 @@ both_backends!(
     failover::a_killed_owner_is_taken_over_after_the_ttl_and_never_before,
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
     fence::a_stopped_owners_processes_die_before_its_trust_ends,
+    fence::the_processes_get_the_lease_epoch_and_it_grows_on_takeover,
     procset::the_set_and_intent_survive_a_restart,
     procset::the_set_and_intent_follow_a_release_lease_handoff,
     procset::the_set_and_intent_follow_a_kill_9_failover,
