@@ -8,6 +8,7 @@
 //!   owner.json           the last lease epoch this data directory owned the environment under
 //!   fence                the page shared with the fence process (lease deadline, what it did)
 //!   lease-epoch          the epoch this node owns the environment under, for its processes
+//!   instance-id          this directory's id, named in the lease it holds (reclaimed at restart)
 //!   checkpoint/          checkpoint state: staging, restore journal, local index (see checkpoint)
 //!   env/                 the environment directory, unless storage.env_dir names another
 //!   stacks/              string stacks (<name>/run), unless stacks_dir names another
@@ -19,7 +20,7 @@
 //! instance can say who holds it. Hooks run with the data directory as their working directory.
 //!
 //! The directory is 0700 and the files holding state or secrets under it 0600 (the config, the
-//! database with its WAL and SHM, the owner record, the fence page, replication's and checkpoints' state).
+//! database with its WAL and SHM, the owner record, the fence page, the instance id, replication's and checkpoints' state).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -69,6 +70,11 @@ impl DataDir {
     /// The page the server shares with its fence process (`lease::watchdog`).
     pub fn fence_page(&self) -> PathBuf {
         self.root.join("fence")
+    }
+
+    /// This directory's instance id (`lease::instance_id`).
+    pub fn instance_id_file(&self) -> PathBuf {
+        self.root.join("instance-id")
     }
 
     /// The lease epoch the processes run under (`STATE_MANAGER_LEASE_EPOCH_FILE`).

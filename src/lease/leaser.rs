@@ -58,6 +58,7 @@ pub struct Leaser {
     clock: DynClock,
     events: broadcast::Sender<LeaseEvent>,
     watchdog: Option<Arc<super::Watchdog>>,
+    instance: Option<String>,
 }
 
 impl Leaser {
@@ -70,7 +71,15 @@ impl Leaser {
             clock: Arc::new(SystemClock),
             events: broadcast::channel(1024).0,
             watchdog: None,
+            instance: None,
         }
+    }
+
+    /// Name this data directory's instance id ([`super::instance_id`]) in the lease, so that
+    /// a restart on the same directory reclaims its own lease at once.
+    pub fn with_instance(mut self, instance: Option<String>) -> Leaser {
+        self.instance = instance;
+        self
     }
 
     /// Hold the processes to the lease's trust through the fence process's page: armed on
@@ -103,7 +112,8 @@ impl Leaser {
         let fence = Fence::new(Arc::clone(&self.clock)).with_watchdog(self.watchdog);
         let counters = Arc::new(Counters::default());
         let task = Task {
-            lease: Lease::new(self.store, self.node.clone(), self.clock, timing),
+            lease: Lease::new(self.store, self.node.clone(), self.clock, timing)
+                .with_instance(self.instance),
             auto: self.config.auto_acquire,
             desire: Desire::Auto,
             held: None,

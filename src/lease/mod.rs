@@ -148,6 +148,27 @@ pub fn node_id(configured: Option<&str>, data_dir: &Path) -> Result<String, Leas
     Ok(derive_node_id(&host, data_dir))
 }
 
+/// This data directory's instance id, from the file `path` (created once, 0600, atomically:
+/// 32 random hex digits). A record naming it and this node's id was written by an earlier
+/// process on this very directory ([`Timing::claim_as`]). Blocking: call it off the runtime.
+pub fn instance_id(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if is_instance_id(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "the instance id file is malformed; writing a new one")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    crate::durable::write_file(path, format!("{id}\n").as_bytes())?;
+    Ok(id)
+}
+
+fn is_instance_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `<host>-<8 hex digits of blake3(host, absolute data dir)>`, the host reduced to name
 /// characters and cut to 48 of them (`node` if nothing is left).
 pub fn derive_node_id(host: &str, data_dir: &Path) -> String {
@@ -188,6 +209,23 @@ mod tests {
             let id = derive_node_id(host, Path::new("/d"));
             assert!(crate::config::is_name(&id), "{host:?} gave {id:?}");
         }
+    }
+
+    #[test]
+    fn the_instance_id_is_created_once_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("instance-id");
+        let id = instance_id(&path).unwrap();
+        assert!(is_instance_id(&id), "{id}");
+        assert_eq!(instance_id(&path).unwrap(), id);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let other = instance_id(&tempfile::tempdir().unwrap().path().join("i")).unwrap();
+        assert_ne!(other, id);
+        std::fs::write(&path, "garbage").unwrap();
+        let fresh = instance_id(&path).unwrap();
+        assert!(is_instance_id(&fresh) && fresh != id, "{fresh}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Held {
 pub struct Lease {
     store: DynStore,
     node: String,
+    /// This data directory's instance id, written into the records this node writes.
+    instance: Option<String>,
     clock: DynClock,
     timing: Timing,
     /// The highest epoch seen, so that a lost lease object does not restart epochs.
@@ -66,6 +68,7 @@ impl Lease {
         Lease {
             store,
             node,
+            instance: None,
             clock,
             timing,
             highest_epoch: 0,
@@ -73,8 +76,18 @@ impl Lease {
         }
     }
 
+    /// Name `instance` (this data directory's id) in the records written from now on.
+    pub fn with_instance(mut self, instance: Option<String>) -> Lease {
+        self.instance = instance;
+        self
+    }
+
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
 
     pub fn timing(&self) -> &Timing {
@@ -108,9 +121,13 @@ impl Lease {
             return Ok(held);
         }
         let now = self.clock.now();
-        let claim = self
-            .timing
-            .claim(now, current.as_ref().map(|c| &c.0), &self.node, reclaim);
+        let claim = self.timing.claim_as(
+            now,
+            current.as_ref().map(|c| &c.0),
+            &self.node,
+            self.instance.as_deref(),
+            reclaim,
+        );
         let cond = match (claim, &current) {
             (Claim::Wait { free_at }, Some((rec, _))) => {
                 return Err(LeaseError::Held {
@@ -123,7 +140,8 @@ impl Lease {
         };
         let sent = self.clock.mono();
         let epoch = self.highest_epoch + 1;
-        let record = LeaseRecord::acquired(&self.node, epoch, self.clock.now(), self.timing.ttl);
+        let record = LeaseRecord::acquired(&self.node, epoch, self.clock.now(), self.timing.ttl)
+            .with_instance(self.instance.as_deref());
         let previous = current.as_ref().map(|(r, _)| LeaseView::from(r));
         match self.write(&record, cond.as_ref(), sent).await? {
             Outcome::Landed(etag) => Ok(Held {

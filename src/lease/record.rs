@@ -40,6 +40,11 @@ pub struct LeaseRecord {
     pub renew_count: u64,
     /// The holder gave the lease up: anyone may take it at once.
     pub released: bool,
+    /// The instance id of the holder's data directory (see [`super::instance_id`]): a node
+    /// restarting on that same directory knows the holder is gone and reclaims at once.
+    /// Absent in records of nodes that had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl LeaseRecord {
@@ -60,7 +65,14 @@ impl LeaseRecord {
             renewed_at: now,
             renew_count: 0,
             released: false,
+            instance: None,
         }
+    }
+
+    /// This record naming `instance` as the holder's data directory.
+    pub fn with_instance(mut self, instance: Option<&str>) -> LeaseRecord {
+        self.instance = instance.map(str::to_string);
+        self
     }
 
     /// This record extended to `now + ttl`.

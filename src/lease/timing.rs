@@ -126,11 +126,26 @@ impl Timing {
         me: &str,
         reclaim: Option<u64>,
     ) -> Claim {
+        self.claim_as(now, current, me, None, reclaim)
+    }
+
+    /// [`Timing::claim`] for node `me` on the data directory of instance id `instance`: a live
+    /// record naming both is a tenure of an earlier process on this very directory, which is
+    /// gone (this one holds the directory's lock), so it is taken at once.
+    pub fn claim_as(
+        &self,
+        now: OffsetDateTime,
+        current: Option<&LeaseRecord>,
+        me: &str,
+        instance: Option<&str>,
+        reclaim: Option<u64>,
+    ) -> Claim {
         let Some(r) = current else {
             return Claim::Create;
         };
         let ours_lost = r.holder == me && reclaim == Some(r.epoch);
-        if r.released || ours_lost || now > r.expires_at + self.clock_skew {
+        let our_dir = r.holder == me && instance.is_some() && r.instance.as_deref() == instance;
+        if r.released || ours_lost || our_dir || now > r.expires_at + self.clock_skew {
             Claim::TakeOver
         } else {
             Claim::Wait {
@@ -268,6 +283,24 @@ mod tests {
         ));
         assert!(matches!(
             t.claim(T0, Some(&r), "a", None),
+            Claim::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn a_record_of_our_own_data_directory_is_taken_at_once_and_a_twins_is_not() {
+        let t = timing(30, 2000);
+        let r = LeaseRecord::acquired("a", 4, T0, t.ttl).with_instance(Some("dir-1"));
+        let claim = |me, instance| t.claim_as(T0, Some(&r), me, instance, None);
+        assert_eq!(claim("a", Some("dir-1")), Claim::TakeOver);
+        // The same node id on another data directory (a twin), or without an instance id.
+        assert!(matches!(claim("a", Some("dir-2")), Claim::Wait { .. }));
+        assert!(matches!(claim("a", None), Claim::Wait { .. }));
+        // Another node that happens to see the same instance id.
+        assert!(matches!(claim("b", Some("dir-1")), Claim::Wait { .. }));
+        let old = LeaseRecord::acquired("a", 4, T0, t.ttl);
+        assert!(matches!(
+            t.claim_as(T0, Some(&old), "a", Some("dir-1"), None),
             Claim::Wait { .. }
         ));
     }

@@ -243,8 +243,14 @@ impl Node {
             Some(program) => Some(start_fence(&data_dir, &config, program)?),
             None => None,
         };
+        let id_file = data_dir.instance_id_file();
+        let instance = crate::lease::instance_id(&id_file).map_err(|source| NodeError::Io {
+            path: id_file,
+            source,
+        })?;
         let lease = Leaser::new(objects.clone(), node_id.clone(), &config.lease)
             .with_watchdog(watchdog)
+            .with_instance(Some(instance))
             .spawn()?;
         tracing::info!(node = %node_id, storage = %objects.describe(), "environment configured; looking at the lease");
         let node = Arc::new(Node {

@@ -113,7 +113,8 @@ impl Task {
                 if rec.is_some_and(|r| r.holder != self.lease.node_id() && !r.released) {
                     self.desire = self.configured_desire();
                 }
-                self.seen = Some(self.timing().claim(now, rec, self.lease.node_id(), None));
+                let (me, instance) = (self.lease.node_id(), self.lease.instance());
+                self.seen = Some(self.timing().claim_as(now, rec, me, instance, None));
                 self.saw(rec.map(LeaseView::from));
             })
         };

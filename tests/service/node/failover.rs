@@ -149,3 +149,51 @@ pub async fn the_state_database_survives_a_kill_and_the_loss_of_the_disk(b: &Bac
         "a new tenure after the kill"
     );
 }
+
+pub async fn a_restart_on_the_same_data_dir_reclaims_at_once_and_a_twin_waits(b: &Backend) {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with_id = |d: &std::path::Path| {
+        let mut c = config(b, d, vec![sleeper()]);
+        c["node_id"] = json!("twin");
+        c
+    };
+    let mut a = Node::spawn_binary(d1.path(), &with_id(d1.path())).await;
+    a.wait_role("owner").await;
+    a.wait_running("sleeper").await;
+    a.kill();
+    // The same data directory: its own lease, taken at once with the next epoch.
+    let restarted = std::time::Instant::now();
+    let mut a = Node::spawn_binary(d1.path(), &with_id(d1.path())).await;
+    a.wait(
+        "the restarted node to own the lease",
+        LONG,
+        |n| async move {
+            let s = n.try_get("/").await?;
+            (s["lease"]["holder"] == "twin" && s["role"] != "standby" && s["lease"]["epoch"] == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the restart took {took:?} to own the lease"
+    );
+    a.wait_running("sleeper").await;
+    assert_eq!(a.get("/").await["last_takeover"]["kept_local_state"], true);
+
+    // A twin: the same node_id on another data directory waits for the lease to expire.
+    let last_seen = expires_at(&a.get("/").await);
+    a.kill();
+    let twin = Node::start(d2.path(), &with_id(d2.path())).await;
+    while OffsetDateTime::now_utc() < last_seen {
+        let s = twin.get("/").await;
+        assert!(
+            s["role"] != "owner" && s["role"] != "taking_over",
+            "the twin took the lease before it expired at {last_seen}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    twin.wait_role("owner").await;
+    assert_eq!(twin.get("/").await["lease"]["epoch"], 3);
+}

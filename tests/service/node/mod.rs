@@ -88,6 +88,7 @@ both_backends!(
     cases::operations_are_refused_while_one_runs_and_hooks_can_fail_them,
     failover::a_killed_owner_is_taken_over_after_the_ttl_and_never_before,
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
+    failover::a_restart_on_the_same_data_dir_reclaims_at_once_and_a_twin_waits,
     fence::a_stopped_owners_processes_die_before_its_trust_ends,
     fence::the_processes_get_the_lease_epoch_and_it_grows_on_takeover,
     procset::the_set_and_intent_survive_a_restart,
