@@ -43,7 +43,7 @@ pub fn run(page: &Path, server: u32) -> i32 {
         .page()
         .fence_pid
         .store(u64::from(me), Ordering::Release);
-    let firing = Arc::new(Mutex::new(()));
+    let firing = Arc::new(Mutex::new(Killed::default()));
     let (m, f) = (Arc::clone(&mapping), Arc::clone(&firing));
     let real = std::thread::Builder::new()
         .name("fence-real".into())
@@ -56,7 +56,15 @@ pub fn run(page: &Path, server: u32) -> i32 {
     watch(mapping.page(), FenceClock::Boot, server, me, &firing)
 }
 
-fn watch(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<()>) -> ! {
+/// The processes killed for one deadline, so that the other watcher, or a sweep, does not
+/// count one again before it has died.
+#[derive(Default)]
+struct Killed {
+    deadline: u64,
+    pids: Vec<u32>,
+}
+
+fn watch(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<Killed>) -> ! {
     loop {
         let generation = page.generation.load(Ordering::Acquire);
         if page.armed.load(Ordering::Acquire) == 0 {
@@ -80,17 +88,25 @@ fn watch(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<()
 
 /// Kill the server's processes if the page is still armed and past its deadline on `clock`,
 /// and record it (one firing per deadline) when there was anything to kill.
-fn fire(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<()>) {
-    let _one = firing.lock().unwrap_or_else(|p| p.into_inner());
+fn fire(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<Killed>) {
+    let mut done = firing.lock().unwrap_or_else(|p| p.into_inner());
     if page.armed.load(Ordering::Acquire) == 0 || clock.now() < clock.kill_at(page) {
         return;
     }
-    let killed = kill_children(server, me);
+    let deadline = page.kill_at_boot.load(Ordering::Acquire);
+    if done.deadline != deadline {
+        *done = Killed {
+            deadline,
+            pids: Vec::new(),
+        };
+    }
+    let before = done.pids.len();
+    kill_children(server, me, &mut done.pids);
+    let killed = (done.pids.len() - before) as u64;
     if killed == 0 {
         // The server stopped its processes itself in time (or had none).
         return;
     }
-    let deadline = page.kill_at_boot.load(Ordering::Acquire);
     let epoch = page.epoch.load(Ordering::Acquire);
     if page.fired_for.load(Ordering::Acquire) != deadline {
         page.fired_epoch.store(epoch, Ordering::Release);
@@ -110,12 +126,11 @@ fn fire(page: &Page, clock: FenceClock, server: u32, me: u32, firing: &Mutex<()>
     );
 }
 
-/// SIGKILL every live child of `server` but `me`, with its group if it leads one; returns how
-/// many children were alive.
-pub fn kill_children(server: u32, me: u32) -> u64 {
-    let Ok(pids) = procfs::pids() else { return 0 };
+/// SIGKILL every live child of `server` but `me`, with its group if it leads one; the live
+/// ones not in `killed` yet are added to it.
+pub fn kill_children(server: u32, me: u32, killed: &mut Vec<u32>) {
+    let Ok(pids) = procfs::pids() else { return };
     let mut reader = procfs::Reader::new();
-    let mut killed = 0;
     for pid in pids {
         let Ok(stat) = reader.stat(pid) else { continue };
         if stat.ppid != server || pid == me {
@@ -128,9 +143,8 @@ pub fn kill_children(server: u32, me: u32) -> u64 {
         };
         // SAFETY: kill(2) on a child of the server (or the group it leads); no memory involved.
         unsafe { libc::kill(target, libc::SIGKILL) };
-        if !stat.state.is_zombie() {
-            killed += 1;
+        if !stat.state.is_zombie() && !killed.contains(&pid) {
+            killed.push(pid);
         }
     }
-    killed
 }

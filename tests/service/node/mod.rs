@@ -9,6 +9,7 @@
 use crate::common;
 
 mod cases;
+mod chaos;
 mod failover;
 mod fence;
 mod procset;
@@ -90,6 +91,7 @@ both_backends!(
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
     failover::a_restart_on_the_same_data_dir_reclaims_at_once_and_a_twin_waits,
     fence::a_stopped_owners_processes_die_before_its_trust_ends,
+    chaos::three_nodes_never_run_the_environment_at_once,
     fence::the_processes_get_the_lease_epoch_and_it_grows_on_takeover,
     procset::the_set_and_intent_survive_a_restart,
     procset::the_set_and_intent_follow_a_release_lease_handoff,
