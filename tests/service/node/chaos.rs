@@ -130,11 +130,16 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
             n.kill();
         }
     }
-    check(&file, actions);
+    let backend = match b {
+        Backend::Local(_) => "local",
+        Backend::Moto(_) => "moto",
+        Backend::S3s(_) => "s3s-fs",
+    };
+    check(backend, &file, actions);
 }
 
 /// Every tenure's lines (node, epoch) in one window, the windows in epoch order and apart.
-fn check(file: &Path, actions: u32) {
+fn check(backend: &str, file: &Path, actions: u32) {
     let text = std::fs::read_to_string(file).unwrap();
     let mut lines: Vec<(String, u64, i128)> = text
         .lines()
@@ -178,7 +183,7 @@ fn check(file: &Path, actions: u32) {
     }
     let longest = lines.windows(2).map(|p| p[1].2 - p[0].2).max().unwrap_or(0);
     eprintln!(
-        "chaos: {actions} actions, {} lines, {} tenures, longest time with no writer {:.2} s",
+        "chaos ({backend}): {actions} actions, {} lines, {} tenures, longest time with no writer {:.2} s",
         lines.len(),
         windows.len(),
         longest as f64 / 1e9
