@@ -6,13 +6,14 @@
 //! with: it never jumps, so a wall-clock step on the holder cannot extend its belief that it owns
 //! the lease.
 //!
-//! [`SystemClock`] reads the real clocks; its monotonic origin is shared by the whole process,
+//! [`SystemClock`] reads the real clocks (its monotonic clock is CLOCK_BOOTTIME, which counts a
+//! suspend); its monotonic origin is shared by the whole process,
 //! so monotonic readings of different clocks in one process are comparable. [`FakeClock`] moves
 //! only when told to, and can be skewed per node. [`RuntimeClock`] reads the tokio runtime's
 //! clock, so that under a paused test clock the lease task's readings and its sleeps agree.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -41,9 +42,22 @@ pub type DynClock = Arc<dyn Clock>;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
-fn process_origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// CLOCK_BOOTTIME: monotonic like `Instant`, but it also counts time the machine spent
+/// suspended, which the lease's time did too. So a holder resumed from a suspend finds its trust
+/// gone at once instead of `Instant` resuming where it stopped.
+fn boottime() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the timespec given; CLOCK_BOOTTIME exists on every Linux we run on.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn process_origin() -> Duration {
+    static ORIGIN: OnceLock<Duration> = OnceLock::new();
+    *ORIGIN.get_or_init(boottime)
 }
 
 impl Clock for SystemClock {
@@ -51,7 +65,7 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
     fn mono(&self) -> Duration {
-        process_origin().elapsed()
+        boottime().saturating_sub(process_origin())
     }
 }
 
