@@ -14,8 +14,8 @@
 //! with it, SIGKILLs every process group the server started and records that in the page,
 //! where the server (and `GET /`) finds it once it runs again.
 //!
-//! Idle, the fence costs one wake per renewal (or per `idle_check` while disarmed) and about a
-//! megabyte of memory. It guarantees nothing the machine does not run: a whole-VM pause
+//! Idle, the fence costs one wake per renewal (or per `idle_check` while disarmed) and a few
+//! megabytes of memory, most of them pages of the binary shared with the server. It guarantees nothing the machine does not run: a whole-VM pause
 //! freezes it too, and on resume it fires as soon as either clock shows the deadline passed.
 
 mod guard;
