@@ -28,6 +28,8 @@ mod id;
 mod journal;
 mod local;
 mod manifest;
+#[cfg(test)]
+mod proptests;
 mod protocol;
 mod restore;
 mod settle;

@@ -24,6 +24,8 @@ mod load;
 mod plan;
 pub mod probe;
 pub mod process;
+#[cfg(test)]
+mod proptests;
 mod resolve;
 pub mod settings;
 pub mod storage;

@@ -117,8 +117,9 @@ async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError
     })
 }
 
-/// `bytes` as `T`: 400 if it is not JSON, 422 if it is JSON but not an object or not a `T`.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// `bytes` as `T`: 400 if it is not JSON, 422 if it is JSON but not an object or not a `T`. The
+/// 422 names the field at fault (`instances: invalid type: string "3", expected …`).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let not_json =
         |e: serde_json::Error| ApiError::BadRequest(format!("the body is not valid JSON: {e}"));
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
@@ -136,7 +137,15 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )));
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(not_json)?;
-    crate::config::strict::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    serde_path_to_error::deserialize(crate::config::strict::Strict(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let why = e.into_inner();
+        ApiError::Unprocessable(if path == "." {
+            why.to_string()
+        } else {
+            format!("{path}: {why}")
+        })
+    })
 }
 
 impl From<QueryRejection> for ApiError {

@@ -10,6 +10,8 @@
 //! down.
 
 pub mod auth;
+#[cfg(test)]
+mod body_proptests;
 pub mod config;
 pub mod console;
 pub mod environment;

@@ -145,9 +145,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
             .map(|f| f as u64)
     });
     whole.and_then(|w| u32::try_from(w).ok()).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "instances: {n} is not a whole number from 1 to 10,000"
-        ))
+        serde::de::Error::custom(format!("{n} is not a whole number from 1 to 10,000"))
     })
 }
 
