@@ -10,6 +10,7 @@ mod metrics;
 mod openapi;
 mod openapi_schema;
 mod processes;
+mod prometheus;
 mod streams;
 mod support;
 mod usage;
