@@ -28,7 +28,7 @@ IMAGE_BUILD ?= prebuilt
 # Re-installed whenever the list above changes.
 STAMP := $(VENV)/.installed-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 
-.PHONY: test integration contract console screenshots links kubernetes container-test lint lint-docker deps s3s-fs bench
+.PHONY: test integration contract console screenshots links kubernetes container-test lint lint-docker deps s3s-fs bench fuzz
 
 # The steps after the cargo tests run the binary those tests built (target/debug/state-manager,
 # the one CARGO_BIN_EXE_state-manager names): a plain `cargo build` resolves the dev-dependencies'
@@ -49,6 +49,20 @@ test: deps s3s-fs links
 contract: deps
 	$(BUILD)
 	python3 integration/contract.py --bin target/debug/state-manager --schemathesis $(VENV)/bin/schemathesis
+
+# Coverage-guided fuzzing (fuzz/, docs/BUILDING.md): each target for FUZZ_SECONDS in turn, on
+# the stable toolchain (RUSTC_BOOTSTRAP=1: libFuzzer's instrumentation takes unstable flags).
+# Not part of `make test`. cargo-fuzz comes from crates.io on first use (0.13.2 builds with our
+# rustc). A crash stops the run; its input is in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= config request_bodies manifest segment
+CARGO_FUZZ_VERSION := 0.13.2
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz@$(CARGO_FUZZ_VERSION) --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 # The runbook (docs/RUNBOOK.md, and any other docs page with runbook blocks), run as written
 # against two nodes and the moto S3 server (integration/runbook.py; python3 standard library,

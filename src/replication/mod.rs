@@ -26,7 +26,7 @@
 mod files;
 pub mod layout;
 mod restore;
-mod segment;
+pub mod segment;
 mod shipper;
 mod sidecar;
 mod startup;
