@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         Err(ConfigError::Invalid(problems)) => {
             assert!(!problems.is_empty(), "refused without a problem");
             for p in problems {
-                assert!(!p.message.trim().is_empty(), "a problem without a message: {p:?}");
+                assert!(
+                    !p.message.trim().is_empty(),
+                    "a problem without a message: {p:?}"
+                );
             }
         }
         Err(e) => assert!(!e.to_string().trim().is_empty()),

@@ -72,7 +72,10 @@ fn built(u: &mut Unstructured) -> Result<()> {
     }
     let body = segment::encode(&header, seed, &frames).expect("a segment encodes");
     let s = segment::decode(&body).expect("a valid segment decodes");
-    assert_eq!((s.frames.as_slice(), s.end, s.seed), (frames.as_slice(), chain, seed));
+    assert_eq!(
+        (s.frames.as_slice(), s.end, s.seed),
+        (frames.as_slice(), chain, seed)
+    );
     assert_eq!((s.page_size, s.salt), (header.page_size, header.salt));
 
     // One bit flipped in the magic (bytes 0..8), the salts and seed (16..32) or the frames.
