@@ -108,6 +108,7 @@ endif
 
 lint: lint-docker
 	cargo fmt --all -- --check
+	cd fuzz && cargo fmt -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 	python3 build/check-layers.py
 
