@@ -36,7 +36,9 @@ const HEADER: usize = 32;
 
 fn built(u: &mut Unstructured) -> Result<()> {
     let header = WalHeader {
-        page_size: 512 << u.int_in_range(0..=7u32)?,
+        // 512 to 4096 bytes: larger pages only slow each run (the decoder's page size rule is
+        // reached through the content path above).
+        page_size: 512 << u.int_in_range(0..=3u32)?,
         salt: u.arbitrary()?,
         checksum: [0, 0],
         big_endian: u.arbitrary()?,
