@@ -465,16 +465,17 @@ fn render_usage(out: &mut String, procs: &[ProcessInfo], table: &UsageTable) {
     }
     family(
         out,
-        "state_manager_process_cpu_percent",
+        "state_manager_process_cpu_usage_ratio",
         "gauge",
-        "CPU used by the process's group over the last sampling interval, in percent of one core.",
+        "CPU used by the process's group over the last sampling interval, in cores (1 = one core busy).",
     );
     for (name, u) in &up {
         if let Some(cpu) = u.cpu_percent {
             let _ = writeln!(
                 out,
-                "state_manager_process_cpu_percent{{process=\"{}\"}} {cpu}",
-                esc(name)
+                "state_manager_process_cpu_usage_ratio{{process=\"{}\"}} {}",
+                esc(name),
+                cpu / 100.0
             );
         }
     }

@@ -53,7 +53,7 @@ async fn processes_show_the_cpu_and_memory_of_their_whole_group() {
     assert!(spun.is_some_and(|v| v > 0.0), "{text}");
     let held = value("state_manager_process_resident_memory_bytes{process=\"hog\"}");
     assert!(held.is_some_and(|v| v >= (64 * MIB) as f64), "{text}");
-    assert!(text.contains("# TYPE state_manager_process_cpu_percent gauge"));
+    assert!(text.contains("# TYPE state_manager_process_cpu_usage_ratio gauge"));
     assert_eq!(
         value("state_manager_process_group_processes{process=\"hog\"}"),
         Some(2.0),
