@@ -73,7 +73,8 @@ pub async fn a_server_clock_hours_off_is_corrected_and_its_return_shows(b: &mut 
 }
 
 /// With an endpoint our 3-character minimum does not apply (the server decides): s3s-fs
-/// refuses `"bk"` as `InvalidBucketName`, and GET / says so with the fix.
+/// refuses `"bk"` as `InvalidBucketName`, and GET / says so with the fix; restarted with the
+/// right name, the node's storage is ok and it owns the environment.
 pub async fn a_bucket_name_the_server_refuses_shows_with_the_fix(b: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(b, dir.path(), vec![]);
@@ -85,6 +86,13 @@ pub async fn a_bucket_name_the_server_refuses_shows_with_the_fix(b: &Backend) {
     let fix = h["failure"]["fix"].as_str().unwrap();
     assert!(fix.contains("storage.bucket"), "{h}");
     assert_eq!(node.get("/").await["role"], "standby");
+    node.stop().await;
+
+    // Fixed the only way a node-only setting is: the node restarted with the right name.
+    let fixed = config(b, dir.path(), vec![]);
+    let node = Node::start(dir.path(), &fixed).await;
+    wait_health(&node, "ok", None).await;
+    node.wait_role("owner").await;
     node.stop().await;
 }
 
