@@ -10,6 +10,11 @@ use state_manager::supervisor::usage;
 use state_manager::{app, config, ctl, lease, memory, objstore, proc, signals, single, telemetry};
 
 fn main() -> ExitCode {
+    // The fence process `serve` starts beside itself runs before the command-line parser and
+    // the log set-up: it needs neither, and every page of code it touches is memory it holds.
+    if let Some((page, server)) = fence_args() {
+        return ExitCode::from(lease::watchdog::run(&page, server).clamp(0, 255) as u8);
+    }
     memory::limit_malloc_arenas();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Cmd::Serve(cli.serve));
@@ -158,4 +163,20 @@ fn check(args: &CheckArgs) -> i32 {
             Ok(1)
         }
     })
+}
+
+/// `fence --page PAGE --server PID`, exactly as `lease::watchdog` starts it; anything else goes
+/// to the parser (which also knows `fence`, hidden, for the same arguments in another order).
+fn fence_args() -> Option<(std::path::PathBuf, u32)> {
+    let mut args = std::env::args_os().skip(1);
+    let mut next = || args.next();
+    if next()? != "fence" || next()? != "--page" {
+        return None;
+    }
+    let page = next()?;
+    if next()? != "--server" {
+        return None;
+    }
+    let server = next()?.to_str()?.parse().ok()?;
+    next().is_none().then(|| (page.into(), server))
 }
