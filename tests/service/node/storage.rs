@@ -23,6 +23,14 @@ pub(super) async fn wait_health(node: &Node, state: &str, kind: Option<&str>) ->
     .await
 }
 
+/// A node started on `cfg`, once it owns the environment and its storage works.
+pub(super) async fn owner_with_storage_ok(dir: &std::path::Path, cfg: &Value) -> Node {
+    let node = Node::start(dir, cfg).await;
+    node.wait_role("owner").await;
+    wait_health(&node, "ok", None).await;
+    node
+}
+
 async fn storage_up(node: &Node) -> String {
     let (_, text) = node.send(reqwest::Method::GET, "/metrics", None).await;
     let text = text.as_str().unwrap_or_default().to_string();
@@ -163,9 +171,7 @@ pub async fn an_owner_stays_ready_while_its_storage_fails(b: &mut Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(b, dir.path(), vec![]);
     cfg["lease"]["ttl"] = "30s".into();
-    let node = Node::start(dir.path(), &cfg).await;
-    node.wait_role("owner").await;
-    wait_health(&node, "ok", None).await;
+    let node = owner_with_storage_ok(dir.path(), &cfg).await;
     ready_with_storage_ok(&node).await;
 
     let Backend::S3s(s3s) = b else { unreachable!() };

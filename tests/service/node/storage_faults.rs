@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 
-use super::storage::wait_health;
+use super::storage::{owner_with_storage_ok, wait_health};
 use super::storage_events::{storage_events, wait_storage_events, without_restarts};
 use super::{Backend, config};
 use crate::common::node::Node;
@@ -24,9 +24,7 @@ pub async fn a_server_clock_hours_off_is_corrected_and_its_return_shows(b: &mut 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(b, dir.path(), vec![]);
     cfg["lease"]["ttl"] = "30s".into();
-    let node = Node::start(dir.path(), &cfg).await;
-    node.wait_role("owner").await;
-    wait_health(&node, "ok", None).await;
+    let node = owner_with_storage_ok(dir.path(), &cfg).await;
 
     let Backend::S3s(s3s) = b else { unreachable!() };
     s3s.restart_with_clock(Some("+2h"));
@@ -90,9 +88,7 @@ pub async fn a_bucket_name_the_server_refuses_shows_with_the_fix(b: &Backend) {
 
     // Fixed the only way a node-only setting is: the node restarted with the right name.
     let fixed = config(b, dir.path(), vec![]);
-    let node = Node::start(dir.path(), &fixed).await;
-    wait_health(&node, "ok", None).await;
-    node.wait_role("owner").await;
+    let node = owner_with_storage_ok(dir.path(), &fixed).await;
     node.stop().await;
 }
 
@@ -117,9 +113,7 @@ pub async fn a_throttling_server_shows_as_throttled_while_it_lasts(b: &Backend) 
     let mut cfg = config(b, dir.path(), vec![]);
     cfg["lease"]["ttl"] = "30s".into();
     cfg["storage"]["endpoint"] = proxy.endpoint().into();
-    let node = Node::start(dir.path(), &cfg).await;
-    node.wait_role("owner").await;
-    wait_health(&node, "ok", None).await;
+    let node = owner_with_storage_ok(dir.path(), &cfg).await;
 
     proxy.set(true);
     let h = wait_health(&node, "failing", Some("throttled")).await;
