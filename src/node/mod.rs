@@ -44,6 +44,7 @@ pub use overview::{LeaseOverview, NodeRole, Overview};
 pub use procset::{
     Added, IntentChange, Operate, ReloadOptions, Reloaded, RemoveOptions, Removed, Replaced, Scaled,
 };
+use restore::environment_event;
 pub use restore::{ENVIRONMENT, LastRestore, RestoreOutcome};
 pub use timings::Timings;
 

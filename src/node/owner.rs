@@ -57,18 +57,20 @@ pub(super) async fn follow(node: Arc<Node>) {
 }
 
 /// Say so when the fence process fired since `reported` (its count of firings last said):
-/// this server did not run in time to stop its processes itself. Returns the count now.
+/// this server did not run in time to stop its processes itself. The log says it, and so does
+/// an event of [`super::ENVIRONMENT`] (kept until this node opens a database again, and shown
+/// in `GET /events` meanwhile). Returns the count now.
 fn report_fenced(node: &Node, reported: u64) -> u64 {
     let Some(status) = node.lease.fence().watchdog().map(|w| w.status()) else {
         return reported;
     };
     if let Some(f) = status.last_fired.filter(|_| status.fired > reported) {
-        tracing::error!(
-            epoch = f.epoch,
-            processes = f.processes,
-            at = %crate::lease::rfc3339(f.at),
-            "the fence process killed this node's processes: the lease was not renewed in time and this server did not run to stop them"
+        let reason = format!(
+            "the fence process killed {} process group(s) of lease epoch {}: the lease was not renewed in time and this server did not run to stop them",
+            f.processes, f.epoch
         );
+        tracing::error!(epoch = f.epoch, processes = f.processes, at = %crate::lease::rfc3339(f.at), "{reason}");
+        node.feed.publish(super::environment_event(f.at, reason));
     }
     status.fired
 }

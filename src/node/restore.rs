@@ -21,9 +21,24 @@ use crate::store::Store;
 
 use super::ops::RestoreReport;
 
-/// The `process` of the events about the environment as a whole (a restore's outcome). No
-/// process can have this name: process names start with a letter or a digit.
+/// The `process` of the events about the environment as a whole (a restore's outcome, the
+/// fence firing). No process can have this name: process names start with a letter or a digit.
 pub const ENVIRONMENT: &str = "_environment";
+
+/// An event of [`ENVIRONMENT`] at `at` that says `reason` (a restore's outcome, the fence
+/// firing): no process changes state in it.
+pub(super) fn environment_event(at: OffsetDateTime, reason: String) -> FeedEvent {
+    FeedEvent::Process(Event {
+        at,
+        process: ENVIRONMENT.into(),
+        from: StateName::Stopped,
+        to: StateName::Stopped,
+        pid: None,
+        exit: None,
+        reason: Some(reason),
+        change: None,
+    })
+}
 
 /// How a restore ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -202,17 +217,7 @@ impl Node {
             RestoreOutcome::Completed => tracing::info!("{reason}"),
             _ => tracing::warn!("{reason}"),
         }
-        let event = Event {
-            at: last.ended_at,
-            process: ENVIRONMENT.into(),
-            from: StateName::Stopped,
-            to: StateName::Stopped,
-            pid: None,
-            exit: None,
-            reason: Some(reason),
-            change: None,
-        };
-        let event = FeedEvent::Process(event);
+        let event = environment_event(last.ended_at, reason);
         if let Some(store) = store
             && let Err(e) = store.insert_events(std::slice::from_ref(&event)).await
         {

@@ -105,6 +105,16 @@ pub async fn a_stopped_owners_processes_die_before_its_trust_ends(b: &Backend) {
         "{status}"
     );
     assert_eq!(fence["armed"], false, "{status}");
+    // The firing is an event too, with the epoch and the processes killed.
+    let events = a.get("/events?process=_environment").await;
+    let fired: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter(|r| r.contains("the fence process killed") && r.contains("lease epoch 1"))
+        .collect();
+    assert_eq!(fired.len(), 1, "{events}");
     // Some time for anything a would (wrongly) start again to write.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = lines(&file);
