@@ -61,8 +61,13 @@ pub fn decode(body: &[u8]) -> Result<Segment, SegmentError> {
         return Err(SegmentError::NotSegment);
     }
     let word = |i: usize| wal::be32(&raw, 8 + 4 * i);
+    let big_endian = match word(0) {
+        0 => false,
+        1 => true,
+        _ => return Err(SegmentError::Shape("bad byte-order word (neither 0 nor 1)")),
+    };
     let header = WalHeader {
-        big_endian: word(0) == 1,
+        big_endian,
         page_size: word(1),
         salt: [word(2), word(3)],
         checksum: [0, 0],
@@ -133,5 +138,14 @@ mod tests {
         damaged[FRAME_HEADER_LEN + 100] ^= 1;
         let body = encode(&header, seed, &damaged).unwrap();
         assert!(decode(&body).is_err());
+
+        // A byte-order word other than 0 (little-endian) or 1 (big-endian) is refused, not
+        // read as one of them.
+        let mut raw =
+            zstd::stream::decode_all(&encode(&header, seed, &bytes).unwrap()[..]).unwrap();
+        raw[8..12].copy_from_slice(&2u32.to_be_bytes());
+        let body = zstd::stream::encode_all(&raw[..], ZSTD_LEVEL).unwrap();
+        let e = decode(&body).unwrap_err();
+        assert!(e.to_string().contains("byte-order"), "{e}");
     }
 }
