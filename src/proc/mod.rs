@@ -57,8 +57,8 @@ pub struct SpawnRequest {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<PathBuf>,
     pub stdio: Stdio3,
-    /// Kill the child if state-manager dies (`PR_SET_PDEATHSIG`): for supervised processes.
-    /// Short commands bounded by a timeout (probes, hooks) go without.
+    /// Kill the child if state-manager dies (`PR_SET_PDEATHSIG`): for supervised processes,
+    /// hooks and probes.
     pub die_with_parent: bool,
     /// The user and groups to switch to before exec ([`user`]), resolved by the caller off the
     /// async runtime; `None` keeps this process's.

@@ -1,5 +1,6 @@
 //! Run a short command to completion (hooks, exec probes): bounded output, a timeout that kills
-//! the whole process group, optional bytes on stdin.
+//! the whole process group, optional bytes on stdin; killed with state-manager if it dies
+//! (`PR_SET_PDEATHSIG`, as supervised processes).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -68,7 +69,9 @@ pub async fn run(argv: &[String], opts: RunOptions) -> Result<Output, CommandErr
         env,
         cwd: opts.cwd.clone(),
         stdio,
-        die_with_parent: false,
+        // A hook or probe must not outlive the server that asked for it (a restore hook of a
+        // kill -9'd server running on beside the next one, say).
+        die_with_parent: true,
         credentials: None,
     })
     .await?;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Backend, config};
+use crate::common::alive;
 use crate::common::node::{LONG, Node, keys, tree};
 
 /// Files in each tree, each holding its generation's marker.
@@ -45,7 +46,7 @@ fn hook_script(ctl: &Path) -> PathBuf {
         &script,
         format!(
             "echo \"$CHECKPOINT_ID\" >> {c}/$1.log\n\
-             if [ -e {c}/block-$1 ]; then rm {c}/block-$1; : > {c}/entered-$1; timeout 60 cat {c}/fifo > /dev/null; fi\n"
+             if [ -e {c}/block-$1 ]; then rm {c}/block-$1; echo $$ > {c}/pid-$1; : > {c}/entered-$1; timeout 60 cat {c}/fifo > /dev/null; fi\n"
         ),
     )
     .unwrap();
@@ -223,6 +224,23 @@ pub async fn kill_9_during_a_restore_leaves_one_whole_tree(b: &Backend) {
             }
         }
         n.kill();
+        if let Some(h) = hook {
+            // The hook dies with its server (PDEATHSIG): it does not run on beside the next
+            // (left alone it would block up to 60 s on the fifo).
+            let pid: u32 = std::fs::read_to_string(ctl.join(format!("pid-{h}")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let killed = Instant::now();
+            while alive(pid) {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(10),
+                    "the {h} hook (pid {pid}) outlived its kill -9'd server"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         release_fifo(&ctl);
         drop(n);
         n = restart(&data, &cfg).await;
