@@ -47,6 +47,9 @@ sys.exit(moto.server.main(sys.argv[1:]))
 /// A running moto server; killed on drop.
 pub struct MotoServer {
     bin: PathBuf,
+    /// The address it listens on: loopback, or every address for nodes in other network
+    /// namespaces ([`MotoServer::start_on_every_address`]).
+    host: &'static str,
     port: u16,
     child: Option<Child>,
     buckets: Mutex<Vec<String>>,
@@ -56,8 +59,19 @@ pub struct MotoServer {
 impl MotoServer {
     /// Start a server on a free loopback port and wait until it answers HTTP.
     pub fn start() -> MotoServer {
+        MotoServer::start_on("127.0.0.1")
+    }
+
+    /// Start a server listening on every address (0.0.0.0), for nodes in network namespaces of
+    /// their own that reach it through their links; this process still uses 127.0.0.1.
+    pub fn start_on_every_address() -> MotoServer {
+        MotoServer::start_on("0.0.0.0")
+    }
+
+    fn start_on(host: &'static str) -> MotoServer {
         let mut server = MotoServer {
             bin: find_binary(),
+            host,
             port: 0,
             child: None,
             buckets: Mutex::new(Vec::new()),
@@ -76,6 +90,11 @@ impl MotoServer {
             }
         }
         panic!("moto server {} did not start:\n{log}", server.bin.display());
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -165,7 +184,7 @@ impl MotoServer {
             None => Command::new(&self.bin),
         };
         let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-H", self.host, "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

@@ -1,6 +1,7 @@
 //! A real state-manager node for a test: `app::serve` on 127.0.0.1:0 with its own data
 //! directory, or the real binary as a separate process (for kill -9), plus a JSON client.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,15 +81,34 @@ impl Node {
 
     /// The real binary as a separate process on `data_dir`.
     pub async fn spawn_binary(data_dir: &Path, config: &Value) -> Node {
+        let cmd = std::process::Command::new(env!("CARGO_BIN_EXE_state-manager"));
+        Node::spawn_with(cmd, Ipv4Addr::LOCALHOST, data_dir, config).await
+    }
+
+    /// The real binary in the network namespace `netns`, listening on `ip` there. `ip netns
+    /// exec` execs it (no process in between): [`Node::pid`] is the server's.
+    pub async fn spawn_binary_in_netns(
+        netns: &str,
+        ip: Ipv4Addr,
+        data_dir: &Path,
+        config: &Value,
+    ) -> Node {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_state-manager")]);
+        Node::spawn_with(cmd, ip, data_dir, config).await
+    }
+
+    /// `cmd` (the binary, or a launcher followed by it) with `serve` on `ip` and a free port.
+    async fn spawn_with(
+        mut cmd: std::process::Command,
+        ip: Ipv4Addr,
+        data_dir: &Path,
+        config: &Value,
+    ) -> Node {
         write_config(data_dir, config);
-        let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_state-manager"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+        let listen = SocketAddr::from((ip, free_port()));
+        let child = cmd
+            .args(["serve", "--listen", &listen.to_string(), "--data-dir"])
             .arg(data_dir)
             .env("STATE_MANAGER_JWT_SECRET", SECRET)
             .env("STATE_MANAGER_LOG_FORMAT", "json")
@@ -96,11 +116,7 @@ impl Node {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let node = Node::new(
-            format!("http://127.0.0.1:{port}"),
-            data_dir,
-            Runner::Binary(child),
-        );
+        let node = Node::new(format!("http://{listen}"), data_dir, Runner::Binary(child));
         node.wait("the API to answer", LONG, |n| async move {
             n.try_get("/").await.map(|_| ())
         })

@@ -1,10 +1,15 @@
 //! Three real nodes (binaries) on one environment, each running a writer that appends
 //! `<node> <epoch> <unix ns>` to one shared file every 50 ms, while the owner is SIGSTOPped for
-//! 2–15 s, killed with SIGKILL (and started again), or made to release the lease, at random for
-//! `CHAOS_SECONDS` (default 180) seconds. The file must never show two tenures writing in
-//! overlapping windows; the longest time with no writer is reported. The seed is printed
-//! (`CHAOS_SEED` repeats a run).
+//! 2–15 s, killed with SIGKILL (and started again), made to release the lease, or (on S3) cut
+//! off from storage for 2–15 s, at random for `CHAOS_SECONDS` (default 180) seconds. The file
+//! must never show two tenures writing in overlapping windows; the longest time with no writer
+//! is reported. The seed is printed (`CHAOS_SEED` repeats a run).
+//!
+//! The cut is a real partition: on S3 each node runs in a network namespace of its own, linked
+//! to this one by a veth pair, and the cut takes the link down. That needs root and iproute2
+//! (`ip netns`); `CHAOS_PARTITION=0` runs without it.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,14 +28,123 @@ fn writer(node: &str, file: &Path) -> Value {
            "args": ["-c", "while :; do echo \"$NODE $STATE_MANAGER_LEASE_EPOCH $(date +%s%N)\" >> \"$OUT\"; sleep 0.05; done"]})
 }
 
+/// What the chaos does to the owner.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Action {
+    Stop,
+    Kill,
+    Release,
+    Partition,
+}
+
+/// A node's own network namespace, linked to the test's by a veth pair: the node listens on
+/// `inner`, and reaches the S3 server through `outer` (this side's end). Removed on drop.
+struct Netns {
+    name: String,
+    link: String,
+    outer: Ipv4Addr,
+    inner: Ipv4Addr,
+}
+
+/// `ip ARGS` through the crate's own runner (a concurrent test's supervisor reaps every child
+/// of this process, and `proc::run` is the one place that knows); its stderr on failure.
+async fn ip(args: &[&str]) -> Result<(), String> {
+    let mut argv = vec!["ip".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let out = state_manager::proc::run(
+        &argv,
+        state_manager::proc::RunOptions {
+            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match out.status {
+        state_manager::events::ExitStatus::Code(0) => Ok(()),
+        s => Err(format!(
+            "ip {}: {s:?}: {}",
+            args.join(" "),
+            out.stderr.trim()
+        )),
+    }
+}
+
+impl Netns {
+    /// Namespace `i` of this test process, on 10.X.i.0/30 (X from the pid, so that two test
+    /// processes do not share a subnet).
+    async fn create(i: u8) -> Netns {
+        let pid = std::process::id();
+        let tag = format!("smc{}", pid % 100_000);
+        let net = [10, 100 + (pid % 150) as u8, i, 0];
+        let ns = Netns {
+            name: format!("{tag}n{i}"),
+            link: format!("{tag}h{i}"),
+            outer: Ipv4Addr::new(net[0], net[1], net[2], 1),
+            inner: Ipv4Addr::new(net[0], net[1], net[2], 2),
+        };
+        let peer = format!("{tag}p{i}");
+        let (outer, inner) = (format!("{}/30", ns.outer), format!("{}/30", ns.inner));
+        let steps: [&[&str]; 8] = [
+            &["netns", "add", &ns.name],
+            &[
+                "link", "add", &ns.link, "type", "veth", "peer", "name", &peer,
+            ],
+            &["link", "set", &peer, "netns", &ns.name],
+            &["addr", "add", &outer, "dev", &ns.link],
+            &["link", "set", &ns.link, "up"],
+            &["-n", &ns.name, "addr", "add", &inner, "dev", &peer],
+            &["-n", &ns.name, "link", "set", &peer, "up"],
+            &["-n", &ns.name, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            if let Err(e) = ip(step).await {
+                panic!(
+                    "the partition case needs root and iproute2 (`ip netns`): {e}; \
+                     CHAOS_PARTITION=0 runs the chaos without it"
+                );
+            }
+        }
+        ns
+    }
+
+    /// Take the link down (`up: false`: the node reaches nothing) or bring it back.
+    async fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["link", "set", &self.link, state]).await.unwrap();
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting one end of the pair deletes both. The statuses are not needed (and may be
+        // reaped by a concurrent test's supervisor).
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
 struct Member {
     name: &'static str,
     dir: PathBuf,
     config: Value,
+    net: Option<Netns>,
     node: Option<Node>,
 }
 
 impl Member {
+    async fn start(&self) -> Node {
+        match &self.net {
+            Some(n) => Node::spawn_binary_in_netns(&n.name, n.inner, &self.dir, &self.config).await,
+            None => Node::spawn_binary(&self.dir, &self.config).await,
+        }
+    }
+
     async fn status(&self) -> Option<Value> {
         let n = self.node.as_ref()?;
         tokio::time::timeout(Duration::from_secs(2), n.try_get("/"))
@@ -51,6 +165,23 @@ async fn owner(members: &[Member]) -> Option<usize> {
     None
 }
 
+/// Whether an owner with an epoch above `before` shows up within `deadline`.
+async fn epoch_after(members: &[Member], before: u64, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        for m in members {
+            if let Some(s) = m.status().await
+                && s["role"] == "owner"
+                && s["lease"]["epoch"].as_u64().is_some_and(|e| e > before)
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 fn env_seconds() -> u64 {
     std::env::var("CHAOS_SECONDS")
         .ok()
@@ -58,7 +189,10 @@ fn env_seconds() -> u64 {
         .unwrap_or(180)
 }
 
-pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
+/// The chaos on `b`; with `partitions` (an S3 server listening on every address), each node in a
+/// network namespace of its own and cut off at random too.
+pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend, partitions: bool) {
+    let partitions = partitions && std::env::var("CHAOS_PARTITION").as_deref() != Ok("0");
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -68,29 +202,51 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("writers");
     let mut members = Vec::new();
-    for name in NODES {
+    for (i, name) in (1..).zip(NODES) {
         let dir = tmp.path().join(name);
         let mut cfg = config(b, &dir, vec![writer(name, &file)]);
         cfg["node_id"] = json!(name);
-        let node = Some(Node::spawn_binary(&dir, &cfg).await);
-        members.push(Member {
+        let net = match (partitions, b) {
+            (true, Backend::Moto(moto)) => {
+                let net = Netns::create(i).await;
+                cfg["storage"]["endpoint"] = json!(format!("http://{}:{}", net.outer, moto.port()));
+                Some(net)
+            }
+            _ => None,
+        };
+        let mut m = Member {
             name,
             dir,
             config: cfg,
-            node,
-        });
+            net,
+            node: None,
+        };
+        m.node = Some(m.start().await);
+        members.push(m);
     }
-    let end = Instant::now() + Duration::from_secs(env_seconds());
-    let mut actions = 0;
+    let mut kinds = vec![Action::Stop, Action::Kill, Action::Release];
+    if partitions {
+        kinds.push(Action::Partition);
+    }
+    // Every kind once in a random order first, then at random: each is sure to happen.
+    let mut first = kinds.clone();
+    rand::seq::SliceRandom::shuffle(&mut first[..], &mut rng);
+    let seconds = env_seconds();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut done: Vec<Action> = Vec::new();
     while Instant::now() < end {
         let Some(i) = owner(&members).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        actions += 1;
+        let action = match first.get(done.len()) {
+            Some(a) => *a,
+            None => kinds[rng.random_range(0..kinds.len())],
+        };
+        done.push(action);
         let m = &mut members[i];
-        match rng.random_range(0..3) {
-            0 => {
+        match action {
+            Action::Stop => {
                 let pause = Duration::from_millis(rng.random_range(2000..=15000));
                 eprintln!("chaos: SIGSTOP {} for {pause:?}", m.name);
                 let pid = Pid::from_raw(m.node.as_ref().unwrap().pid().unwrap() as i32);
@@ -98,14 +254,34 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
                 tokio::time::sleep(pause).await;
                 kill(pid, Signal::SIGCONT).unwrap();
             }
-            1 => {
+            Action::Kill => {
                 eprintln!("chaos: kill -9 {} and start it again", m.name);
                 m.node.as_mut().unwrap().kill();
                 drop(m.node.take());
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..3000))).await;
-                m.node = Some(Node::spawn_binary(&m.dir, &m.config).await);
+                m.node = Some(m.start().await);
             }
-            _ => {
+            Action::Partition => {
+                let cut = Duration::from_millis(rng.random_range(2000..=15000));
+                eprintln!("chaos: cut {} off for {cut:?}", m.name);
+                let before = m.status().await.and_then(|s| s["lease"]["epoch"].as_u64());
+                let net = m.net.as_ref().unwrap();
+                net.set_link(false).await;
+                tokio::time::sleep(cut).await;
+                net.set_link(true).await;
+                // Longer than ttl + skew + a poll: a standby must have taken the lease (the
+                // cut was real).
+                if let Some(before) = before
+                    && cut > Duration::from_secs(7)
+                {
+                    let moved = epoch_after(&members, before, Duration::from_secs(30)).await;
+                    assert!(
+                        moved,
+                        "the lease stayed at epoch {before} through a {cut:?} cut"
+                    );
+                }
+            }
+            Action::Release => {
                 eprintln!("chaos: {} releases the lease", m.name);
                 let n = m.node.as_ref().unwrap();
                 let _ = tokio::time::timeout(
@@ -135,11 +311,25 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
         Backend::Moto(_) => "moto",
         Backend::S3s(_) => "s3s-fs",
     };
-    check(backend, &file, actions);
+    let count = |k: Action| done.iter().filter(|a| **a == k).count();
+    eprintln!(
+        "chaos ({backend}): {} SIGSTOP, {} kill -9, {} release, {} cut",
+        count(Action::Stop),
+        count(Action::Kill),
+        count(Action::Release),
+        count(Action::Partition)
+    );
+    // A full run is long enough for every kind (each takes at most ~35 s with its waits).
+    if seconds >= 150 {
+        for k in &kinds {
+            assert!(count(*k) > 0, "no {k:?} in {done:?}");
+        }
+    }
+    check(backend, &file, done.len());
 }
 
 /// Every tenure's lines (node, epoch) in one window, the windows in epoch order and apart.
-fn check(backend: &str, file: &Path, actions: u32) {
+fn check(backend: &str, file: &Path, actions: usize) {
     let text = std::fs::read_to_string(file).unwrap();
     let mut lines: Vec<(String, u64, i128)> = text
         .lines()

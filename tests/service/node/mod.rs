@@ -4,7 +4,8 @@
 //! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
 //! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role;
 //! the process set and intent following the environment, and config reloads with a plan; kill -9
-//! at many points of a restore.
+//! at many points of a restore; three nodes under SIGSTOP, kill -9, release and real network
+//! partitions never running the environment at once.
 
 use crate::common;
 
@@ -91,7 +92,6 @@ both_backends!(
     failover::the_state_database_survives_a_kill_and_the_loss_of_the_disk,
     failover::a_restart_on_the_same_data_dir_reclaims_at_once_and_a_twin_waits,
     fence::a_stopped_owners_processes_die_before_its_trust_ends,
-    chaos::three_nodes_never_run_the_environment_at_once,
     fence::the_processes_get_the_lease_epoch_and_it_grows_on_takeover,
     procset::the_set_and_intent_survive_a_restart,
     procset::the_set_and_intent_follow_a_release_lease_handoff,
@@ -103,6 +103,19 @@ both_backends!(
     reload::a_reload_applies_only_the_difference,
     reload::a_refused_reload_changes_nothing,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_never_run_the_environment_at_once_on_local() {
+    chaos::three_nodes_never_run_the_environment_at_once(&Backend::local(), false).await;
+}
+
+/// Each node in a network namespace of its own, so that a cut is a real partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_never_run_the_environment_at_once_on_s3_with_partitions() {
+    let moto = common::moto::MotoServer::start_on_every_address();
+    moto.create_bucket(common::backend::BUCKET);
+    chaos::three_nodes_never_run_the_environment_at_once(&Backend::Moto(moto), true).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_owner_with_ready_processes_is_ready() {
