@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     if let Some((page, server)) = fence_args() {
         return ExitCode::from(lease::watchdog::run(&page, server).clamp(0, 255) as u8);
     }
-    memory::limit_malloc_arenas();
+    memory::tune_malloc();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Cmd::Serve(cli.serve));
     telemetry::init(command.log());

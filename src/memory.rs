@@ -1,23 +1,45 @@
-//! The allocator's share of our memory: how many arenas glibc keeps, and giving back the heap
-//! that start-up used and freed. A supervisor is expected to idle small, and glibc keeps freed
-//! memory unless asked.
+//! The allocator's share of our memory: how many arenas glibc keeps, large blocks given back
+//! when freed, and giving back the heap that start-up used and freed. A supervisor is expected
+//! to idle small, and glibc keeps freed memory unless asked.
 //!
-//! Both are no-ops on other C libraries. Called from the top (`main`, `app`) and from the node
+//! All are no-ops on other C libraries. Called from the top (`main`, `app`) and from the node
 //! after it takes over an environment; nothing here depends on the rest of the crate.
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps its
-/// freed memory. A supervisor allocates little and runs a dozen threads; two arenas keep its idle
-/// memory down (~0.5 MB measured) without making the threads wait on one lock. An explicit
-/// `MALLOC_ARENA_MAX` in the environment still wins. Call before any other thread runs.
-pub fn limit_malloc_arenas() {
+/// Set glibc's allocator for a long-running supervisor; call before any other thread runs.
+///
+/// - Arenas: glibc gives each thread that allocates its own arena (up to 8 per core), and each
+///   keeps its freed memory. A supervisor allocates little and runs a dozen threads; two arenas
+///   keep its idle memory down (~0.5 MB measured) without making the threads wait on one lock.
+/// - Large blocks: glibc serves blocks of 128 KiB and more with their own mapping, returned at
+///   `free`, but raises that threshold to the size of each such block freed, up to 32 MiB. After
+///   the first large transient buffers (a batch of WAL frames, a zstd context, a big JSON
+///   answer) every later one then comes from the heap, and the heap keeps the peak: 5-6 MB of
+///   the memory held with 1,000 processes (docs/BENCHMARKS.md). A fixed threshold gives them
+///   back each time, for a mapping and its page faults per large block.
+///
+/// `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` in the environment still win.
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        let set = |env: &str, tunable: &str| {
+            std::env::var_os(env).is_some() || tunables.contains(tunable)
+        };
         // SAFETY: mallopt only sets an allocator parameter; called before any other thread runs.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            if !set("MALLOC_ARENA_MAX", "glibc.malloc.arena_max") {
+                libc::mallopt(libc::M_ARENA_MAX, 2);
+            }
+            if !set("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            }
         }
     }
 }
+
+/// glibc's initial threshold, kept fixed (see [`tune_malloc`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// Give back to the system the heap that start-up used and freed (parsing the config, migrating
 /// the database, building the API and its OpenAPI document; restoring the environment when this

@@ -49,6 +49,9 @@ pub fn encode(header: &WalHeader, seed: [u32; 2], frames: &[u8]) -> std::io::Res
     }
     let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(frames.len() / 3), ZSTD_LEVEL)?;
     enc.include_checksum(true)?;
+    // With the size known, zstd sizes its window and tables to the input: a small segment
+    // needs a small context instead of the ~1.2 MB of an unknown-length stream.
+    enc.set_pledged_src_size(Some((raw.len() + frames.len()) as u64))?;
     enc.write_all(&raw)?;
     enc.write_all(frames)?;
     enc.finish()
