@@ -85,16 +85,18 @@ impl Node {
         Node::spawn_with(cmd, Ipv4Addr::LOCALHOST, data_dir, config).await
     }
 
-    /// The real binary in the network namespace `netns`, listening on `ip` there. `ip netns
-    /// exec` execs it (no process in between): [`Node::pid`] is the server's.
-    pub async fn spawn_binary_in_netns(
-        netns: &str,
+    /// The real binary started by `launcher` (`ip netns exec NS`, `unshare -m`: a command that
+    /// sets up a namespace and execs the rest, so [`Node::pid`] is the server's), listening on
+    /// `ip`.
+    pub async fn spawn_binary_via(
+        launcher: &[&str],
         ip: Ipv4Addr,
         data_dir: &Path,
         config: &Value,
     ) -> Node {
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_state-manager")]);
+        let mut cmd = std::process::Command::new(launcher[0]);
+        cmd.args(&launcher[1..])
+            .arg(env!("CARGO_BIN_EXE_state-manager"));
         Node::spawn_with(cmd, ip, data_dir, config).await
     }
 

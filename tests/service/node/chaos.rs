@@ -1,13 +1,15 @@
 //! Three real nodes (binaries) on one environment, each running a writer that appends
 //! `<node> <epoch> <unix ns>` to one shared file every 50 ms, while the owner is SIGSTOPped for
-//! 2–15 s, killed with SIGKILL (and started again), made to release the lease, or (on S3) cut
-//! off from storage for 2–15 s, at random for `CHAOS_SECONDS` (default 180) seconds. The file
-//! must never show two tenures writing in overlapping windows; the longest time with no writer
-//! is reported. The seed is printed (`CHAOS_SEED` repeats a run).
+//! 2–15 s, killed with SIGKILL (and started again), made to release the lease, or cut off from
+//! storage for 2–15 s, at random for `CHAOS_SECONDS` (default 180) seconds. The file must never
+//! show two tenures writing in overlapping windows; the longest time with no writer is
+//! reported. The seed is printed (`CHAOS_SEED` repeats a run).
 //!
-//! The cut is a real partition: on S3 each node runs in a network namespace of its own, linked
-//! to this one by a veth pair, and the cut takes the link down. That needs root and iproute2
-//! (`ip netns`); `CHAOS_PARTITION=0` runs without it.
+//! The cuts are real. On S3 each node runs in a network namespace of its own, linked to this
+//! one by a veth pair, and the cut takes the link down: a partition. On the local backend each
+//! node runs in a mount namespace of its own, and the cut mounts the storage directory
+//! read-only there, as a disk remounted read-only after an error. Both need root (and iproute2
+//! for `ip netns`); `CHAOS_PARTITION=0` runs without the cuts.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,15 @@ enum Action {
     Partition,
 }
 
+/// How a node is cut off from storage.
+enum Cut {
+    /// It runs in a network namespace of its own.
+    Net(Netns),
+    /// It runs in a mount namespace of its own (`unshare -m`), where the cut mounts `objects`
+    /// (the local backend's directory) read-only over itself.
+    Mount { objects: PathBuf },
+}
+
 /// A node's own network namespace, linked to the test's by a veth pair: the node listens on
 /// `inner`, and reaches the S3 server through `outer` (this side's end). Removed on drop.
 struct Netns {
@@ -46,11 +57,17 @@ struct Netns {
     inner: Ipv4Addr,
 }
 
-/// `ip ARGS` through the crate's own runner (a concurrent test's supervisor reaps every child
-/// of this process, and `proc::run` is the one place that knows); its stderr on failure.
+/// `ip ARGS`; its stderr on failure.
 async fn ip(args: &[&str]) -> Result<(), String> {
-    let mut argv = vec!["ip".to_string()];
-    argv.extend(args.iter().map(|a| a.to_string()));
+    let mut argv = vec!["ip"];
+    argv.extend(args);
+    run(&argv).await
+}
+
+/// Run `argv` through the crate's own runner (a concurrent test's supervisor reaps every child
+/// of this process, and `proc::run` is the one place that knows); its stderr on failure.
+async fn run(argv: &[&str]) -> Result<(), String> {
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
     let out = state_manager::proc::run(
         &argv,
         state_manager::proc::RunOptions {
@@ -63,11 +80,7 @@ async fn ip(args: &[&str]) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     match out.status {
         state_manager::events::ExitStatus::Code(0) => Ok(()),
-        s => Err(format!(
-            "ip {}: {s:?}: {}",
-            args.join(" "),
-            out.stderr.trim()
-        )),
+        s => Err(format!("{}: {s:?}: {}", argv.join(" "), out.stderr.trim())),
     }
 }
 
@@ -116,6 +129,28 @@ impl Netns {
     }
 }
 
+impl Cut {
+    /// Cut the node with server pid `pid` off (`off: true`) or undo it.
+    async fn set(&self, pid: u32, off: bool) {
+        match self {
+            Cut::Net(net) => net.set_link(!off).await,
+            Cut::Mount { objects } => {
+                let (pid, dir) = (pid.to_string(), objects.to_str().unwrap());
+                let script = if off {
+                    format!(
+                        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro '{dir}' '{dir}'"
+                    )
+                } else {
+                    format!("umount '{dir}'")
+                };
+                run(&["nsenter", "-t", &pid, "-m", "--", "sh", "-c", &script])
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting one end of the pair deletes both. The statuses are not needed (and may be
@@ -133,15 +168,22 @@ struct Member {
     name: &'static str,
     dir: PathBuf,
     config: Value,
-    net: Option<Netns>,
+    cut: Option<Cut>,
     node: Option<Node>,
 }
 
 impl Member {
     async fn start(&self) -> Node {
-        match &self.net {
-            Some(n) => Node::spawn_binary_in_netns(&n.name, n.inner, &self.dir, &self.config).await,
-            None => Node::spawn_binary(&self.dir, &self.config).await,
+        let (dir, cfg) = (&self.dir, &self.config);
+        match &self.cut {
+            Some(Cut::Net(n)) => {
+                Node::spawn_binary_via(&["ip", "netns", "exec", &n.name], n.inner, dir, cfg).await
+            }
+            Some(Cut::Mount { .. }) => {
+                let unshare = ["unshare", "-m", "--propagation", "private"];
+                Node::spawn_binary_via(&unshare, Ipv4Addr::LOCALHOST, dir, cfg).await
+            }
+            None => Node::spawn_binary(dir, cfg).await,
         }
     }
 
@@ -189,10 +231,10 @@ fn env_seconds() -> u64 {
         .unwrap_or(180)
 }
 
-/// The chaos on `b`; with `partitions` (an S3 server listening on every address), each node in a
-/// network namespace of its own and cut off at random too.
-pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend, partitions: bool) {
-    let partitions = partitions && std::env::var("CHAOS_PARTITION").as_deref() != Ok("0");
+/// The chaos on `b` (local, or an S3 server listening on every address), the owner cut off from
+/// storage at random too unless `CHAOS_PARTITION=0`.
+pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend) {
+    let partitions = std::env::var("CHAOS_PARTITION").as_deref() != Ok("0");
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -206,19 +248,23 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend, partitio
         let dir = tmp.path().join(name);
         let mut cfg = config(b, &dir, vec![writer(name, &file)]);
         cfg["node_id"] = json!(name);
-        let net = match (partitions, b) {
+        let cut = match (partitions, b) {
+            (false, _) => None,
             (true, Backend::Moto(moto)) => {
                 let net = Netns::create(i).await;
                 cfg["storage"]["endpoint"] = json!(format!("http://{}:{}", net.outer, moto.port()));
-                Some(net)
+                Some(Cut::Net(net))
             }
-            _ => None,
+            (true, Backend::Local(objects)) => Some(Cut::Mount {
+                objects: objects.path().join("objects"),
+            }),
+            (true, Backend::S3s(_)) => panic!("the chaos runs on the local backend and moto"),
         };
         let mut m = Member {
             name,
             dir,
             config: cfg,
-            net,
+            cut,
             node: None,
         };
         m.node = Some(m.start().await);
@@ -265,10 +311,13 @@ pub async fn three_nodes_never_run_the_environment_at_once(b: &Backend, partitio
                 let cut = Duration::from_millis(rng.random_range(2000..=15000));
                 eprintln!("chaos: cut {} off for {cut:?}", m.name);
                 let before = m.status().await.and_then(|s| s["lease"]["epoch"].as_u64());
-                let net = m.net.as_ref().unwrap();
-                net.set_link(false).await;
+                let (how, pid) = (
+                    m.cut.as_ref().unwrap(),
+                    m.node.as_ref().unwrap().pid().unwrap(),
+                );
+                how.set(pid, true).await;
                 tokio::time::sleep(cut).await;
-                net.set_link(true).await;
+                how.set(pid, false).await;
                 // Longer than ttl + skew + a poll: a standby must have taken the lease (the
                 // cut was real).
                 if let Some(before) = before

@@ -104,9 +104,10 @@ both_backends!(
     reload::a_refused_reload_changes_nothing,
 );
 
+/// Each node in a mount namespace of its own, so that a cut is storage gone read-only for real.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_never_run_the_environment_at_once_on_local() {
-    chaos::three_nodes_never_run_the_environment_at_once(&Backend::local(), false).await;
+async fn three_nodes_never_run_the_environment_at_once_on_local_with_cuts() {
+    chaos::three_nodes_never_run_the_environment_at_once(&Backend::local()).await;
 }
 
 /// Each node in a network namespace of its own, so that a cut is a real partition.
@@ -114,7 +115,7 @@ async fn three_nodes_never_run_the_environment_at_once_on_local() {
 async fn three_nodes_never_run_the_environment_at_once_on_s3_with_partitions() {
     let moto = common::moto::MotoServer::start_on_every_address();
     moto.create_bucket(common::backend::BUCKET);
-    chaos::three_nodes_never_run_the_environment_at_once(&Backend::Moto(moto), true).await;
+    chaos::three_nodes_never_run_the_environment_at_once(&Backend::Moto(moto)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
