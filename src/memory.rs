@@ -12,12 +12,17 @@
 ///   keep its idle memory down (~0.5 MB measured) without making the threads wait on one lock.
 /// - Large blocks: glibc serves blocks of 128 KiB and more with their own mapping, returned at
 ///   `free`, but raises that threshold to the size of each such block freed, up to 32 MiB. After
-///   the first large transient buffers (a batch of WAL frames, a zstd context, a big JSON
-///   answer) every later one then comes from the heap, and the heap keeps the peak: 5-6 MB of
-///   the memory held with 1,000 processes (docs/BENCHMARKS.md). A fixed threshold gives them
-///   back each time, for a mapping and its page faults per large block.
+///   the first large transient buffers (a batch of WAL frames, a zstd context, 1 MiB read
+///   buffers) every later one then comes from the heap, and the heap keeps the peak: 5-6 MB of
+///   the memory held with 1,000 processes (docs/BENCHMARKS.md). A fixed threshold of 1 MiB gives
+///   those back each time; smaller blocks, such as the 300 kB answer of `GET /processes` with
+///   1,000 processes, stay on the heap. A fixed threshold also fixes the one below which the
+///   heap's free top is kept rather than trimmed, at 128 KiB: so it is set too, to 2 MiB (the
+///   pair glibc itself would pick), or that answer would grow and shrink the heap at every
+///   request (a fifth of the endpoint's throughput, measured).
 ///
-/// `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` in the environment still win.
+/// `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES` in
+/// the environment still win.
 pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -33,13 +38,16 @@ pub fn tune_malloc() {
             if !set("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold") {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
             }
+            if !set("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold") {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD);
+            }
         }
     }
 }
 
-/// glibc's initial threshold, kept fixed (see [`tune_malloc`]).
+/// Blocks of this size and more get a mapping of their own (see [`tune_malloc`]).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+const MMAP_THRESHOLD: libc::c_int = 1024 * 1024;
 
 /// Give back to the system the heap that start-up used and freed (parsing the config, migrating
 /// the database, building the API and its OpenAPI document; restoring the environment when this
