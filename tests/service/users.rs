@@ -78,8 +78,18 @@ impl Drop for TestUser {
     }
 }
 
-/// `Uid:`, `Gid:` and `Groups:` of /proc/<pid>/status, and the child's environment.
-fn identity(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<String>) {
+/// `Uid:`, `Gid:` and `Groups:` of /proc/<pid>/status, and the child's environment (once it has
+/// one: a child is `running` as soon as its exec has begun, and `/proc/<pid>/environ` reads
+/// empty until the kernel has set up the new program's stack).
+async fn identity(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<String>) {
+    let deadline = std::time::Instant::now() + LONG;
+    let environ = loop {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        if !environ.is_empty() || std::time::Instant::now() > deadline {
+            break environ;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |key: &str| -> Vec<u32> {
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();
@@ -88,7 +98,6 @@ fn identity(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<String>) {
             .map(|n| n.parse().unwrap())
             .collect()
     };
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let env = environ
         .split(|b| *b == 0)
         .map(|kv| String::from_utf8_lossy(kv).into_owned())
@@ -127,7 +136,7 @@ async fn a_process_runs_as_its_user_with_the_users_groups() {
     );
     let (h, _rx) = start(&json).await;
 
-    let (uids, gids, groups, env) = identity(running_pid(&h, "as-user").await);
+    let (uids, gids, groups, env) = identity(running_pid(&h, "as-user").await).await;
     assert_eq!(uids, [uid; 4], "real, effective, saved, filesystem uid");
     assert_eq!(gids, [gid; 4], "real, effective, saved, filesystem gid");
     let mut want = vec![gid, extra];
@@ -143,12 +152,12 @@ async fn a_process_runs_as_its_user_with_the_users_groups() {
     }
 
     // A numeric uid, and a group in place of the user's own primary group.
-    let (uids, gids, groups, _) = identity(running_pid(&h, "by-id").await);
+    let (uids, gids, groups, _) = identity(running_pid(&h, "by-id").await).await;
     assert_eq!((uids, gids), (vec![uid; 4], vec![extra; 4]));
     assert!(groups.contains(&extra), "{groups:?}");
 
     // The spec's env wins over the user's.
-    let (_, _, _, env) = identity(running_pid(&h, "own-home").await);
+    let (_, _, _, env) = identity(running_pid(&h, "own-home").await).await;
     assert!(env.iter().any(|e| e == "HOME=/srv/own"), "{env:?}");
     assert!(env.iter().any(|e| e == "USER=someone"), "{env:?}");
     assert!(

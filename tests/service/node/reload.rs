@@ -46,10 +46,20 @@ async fn pids(n: &Node, names: &[&str]) -> Vec<u64> {
     out
 }
 
-fn environ(pid: u64) -> String {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
-        .unwrap_or_default()
+/// The environment of `pid`, once it has one. A child is `running` as soon as its exec has
+/// begun (the spawner resumes when the child leaves our memory), and until the kernel has set
+/// up the new program's stack, `/proc/<pid>/environ` reads empty.
+async fn environ(pid: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let env = std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+            .unwrap_or_default();
+        if !env.is_empty() || std::time::Instant::now() > deadline {
+            return env;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn names(v: &Value) -> Vec<&str> {
@@ -99,12 +109,13 @@ pub async fn a_reload_applies_only_the_difference(b: &Backend) {
     );
     let c2 = n.wait_running("c").await;
     assert_ne!(c2, c, "c restarted with its new spec");
-    assert!(environ(c2).contains("X=2\n") && environ(c2).contains("G=1\n"));
+    let env = environ(c2).await;
+    assert!(env.contains("X=2\n") && env.contains("G=1\n"), "{env}");
     n.wait_running("d").await;
     let (code, _) = n.send(Method::GET, "/processes/b", None).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "b is gone");
     assert!(
-        !environ(before[0]).contains("G=1"),
+        !environ(before[0]).await.contains("G=1"),
         "a keeps its environment while it runs"
     );
 
@@ -127,7 +138,8 @@ pub async fn a_reload_applies_only_the_difference(b: &Backend) {
             (p["state"] == "running" && pid != old_a).then_some(pid)
         })
         .await;
-    assert!(environ(a).contains("G=1\n"), "{}", environ(a));
+    let env = environ(a).await;
+    assert!(env.contains("G=1\n"), "{env}");
 
     // The same config again plans nothing and commits nothing.
     let (code, again) = n.send(Method::PUT, "/config", Some(new)).await;
