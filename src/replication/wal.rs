@@ -330,6 +330,11 @@ pub fn apply_frames(db: &File, page_size: u32, frames: &[u8]) -> Result<(), WalE
             frames.len()
         )));
     }
+    // Pages are numbered from 1; a frame that says 0 (which a verified segment never holds) is
+    // refused before anything is written.
+    if let Some(i) = frames.chunks_exact(frame_len).position(|f| be32(f, 0) == 0) {
+        return Err(WalError::BadFrames(format!("frame {i} names page 0")));
+    }
     for frame in frames.chunks_exact(frame_len) {
         let page = u64::from(be32(frame, 0));
         db.write_all_at(

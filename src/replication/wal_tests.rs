@@ -69,6 +69,26 @@ fn frames_applied_to_a_snapshot_reproduce_the_database() {
 }
 
 #[test]
+fn a_frame_for_page_zero_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    std::fs::write(&path, vec![7u8; 4096]).unwrap();
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    let mut frames = vec![1u8; 2 * (FRAME_HEADER_LEN + 4096)];
+    frames[..4].copy_from_slice(&1u32.to_be_bytes());
+    let second = FRAME_HEADER_LEN + 4096;
+    frames[second..second + 4].copy_from_slice(&0u32.to_be_bytes());
+    let err = apply_frames(&f, 4096, &frames).unwrap_err();
+    assert!(err.to_string().contains("frame 1 names page 0"), "{err}");
+    drop(f);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![7u8; 4096],
+        "nothing written"
+    );
+}
+
+#[test]
 fn reads_stop_at_commit_boundaries_under_a_cap() {
     let dir = tempfile::tempdir().unwrap();
     let (db, wal) = (dir.path().join("a.db"), dir.path().join("a.db-wal"));
