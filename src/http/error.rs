@@ -63,8 +63,8 @@ pub enum ApiError {
     /// A body that parses as JSON but has the wrong shape for the request.
     #[error("{0}")]
     Unprocessable(String),
-    /// A config that parses as JSON but is not valid; every problem is listed.
-    #[error("config has {} problem(s)", .0.len())]
+    /// A config or a process spec that parses as JSON but is not valid; every problem is listed.
+    #[error("the request body has {} problem(s)", .0.len())]
     InvalidConfig(Vec<Problem>),
     /// The request took longer than its route allows.
     #[error("{0}")]
@@ -153,7 +153,7 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             ApiError::InvalidConfig(p) => format!(
-                "the config has {} problem(s); fix each one listed in `problems` and POST it again",
+                "the request body has {} problem(s); fix each one listed in `problems` and send it again",
                 p.len()
             ),
             ApiError::Internal { detail, .. } => detail.clone(),
