@@ -417,7 +417,8 @@ def ctl_scale(ctx, rs):
 
 @step("ctl-rm")
 def ctl_rm(ctx, rs):
-    expect(f"`{rs[0].command}`", "removed extra\n", rs[0].stdout)
+    expect(f"`{rs[0].command}`", ["removed extra"], rs[0].stdout.splitlines()[:1])
+    expect("the revision", ctx.values["revision"] + 3, revision_line(rs[0]))
     expect("the processes left", ["web-1", "web-2", "worker", "cron"], rs[1].stdout.split())
 
 

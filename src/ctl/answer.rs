@@ -9,11 +9,20 @@ use serde_json::Value;
 
 use super::error::CtlError;
 
-/// A successful answer: the body as received and as JSON (`null` when empty).
+/// A successful answer: the body as received and as JSON (`null` when empty), and the revision
+/// of the process set its `ETag` names (`"7"`), if any.
 #[derive(Debug)]
 pub struct Answer {
     pub text: String,
     pub value: Value,
+    pub revision: Option<u64>,
+}
+
+/// The revision an `ETag` value names: `"7"` (or `W/"7"`) is 7; anything else is none.
+pub fn revision_of(etag: &str) -> Option<u64> {
+    let tag = etag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
 /// No (complete) answer from `url` within `after`.
@@ -56,7 +65,11 @@ pub fn answer(
                 reason: format!("status {status} but the body is not JSON ({e})"),
             })?
         };
-        return Ok(Answer { text, value });
+        return Ok(Answer {
+            text,
+            value,
+            revision: None,
+        });
     }
     Err(problem(status, text, no_token))
 }
@@ -107,6 +120,15 @@ fn problem_line(p: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_etag_names_a_revision_or_none() {
+        assert_eq!(revision_of("\"7\""), Some(7));
+        assert_eq!(revision_of("W/\"12\""), Some(12));
+        for other in ["7", "\"x\"", "\"\"", "\"-1\"", ""] {
+            assert_eq!(revision_of(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn problems_give_their_detail_and_each_problem() {

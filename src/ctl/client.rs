@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::answer::{Answer, answer, problem, timed_out, transport};
+use super::answer::{Answer, answer, problem, revision_of, timed_out, transport};
 use super::args::Global;
 use super::error::CtlError;
 use super::progress;
@@ -210,13 +210,20 @@ impl Req<'_> {
         let exchange = async {
             let resp = request.send().await?;
             let status = resp.status();
-            Ok::<_, reqwest::Error>((status, resp.text().await?))
+            let revision = resp
+                .headers()
+                .get(reqwest::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .and_then(revision_of);
+            Ok::<_, reqwest::Error>((status, revision, resp.text().await?))
         };
         let spin = self.progress.as_deref().filter(|_| self.client.progress);
-        let (status, text) = progress::spin(spin, exchange)
+        let (status, revision, text) = progress::spin(spin, exchange)
             .await
             .map_err(|e| transport(&e, &self.url, deadline))?;
-        answer(&self.url, status, text, self.no_token())
+        let mut answer = answer(&self.url, status, text, self.no_token())?;
+        answer.revision = revision;
+        Ok(answer)
     }
 
     /// Send the request and return the open response once its status is a success (for

@@ -58,10 +58,13 @@ pub async fn remove(client: &Client, name: &str, force: bool) -> Result<(), CtlE
             .query("timeout", &text)
             .wait(Wait::Exactly(t + STOP_MARGIN));
     }
-    req.send().await?;
-    match client.json {
-        true => output::emit(&json!({"stack": name, "removed": true}).to_string()),
-        false => output::emit(&format!("removed {name}\n")),
+    let answer = req.send().await?;
+    match (client.json, answer.revision) {
+        (true, revision) => {
+            output::emit(&json!({"stack": name, "removed": true, "revision": revision}).to_string())
+        }
+        (false, Some(revision)) => output::emit(&format!("removed {name}\nrevision {revision}\n")),
+        (false, None) => output::emit(&format!("removed {name}\n")),
     };
     Ok(())
 }

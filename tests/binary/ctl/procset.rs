@@ -46,7 +46,7 @@ fn apply_add_scale_and_rm_print_what_they_did_and_refuse_bad_input() {
     );
     let run = s.ctl(Some(&admin), &["rm", "more", "--timeout", "5s"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, "removed more\n");
+    assert_eq!(run.stdout, "removed more\nrevision 5\n");
     assert!(!s.processes(&admin).iter().any(|p| p["stack"] == "more"));
 
     // Bad input: a clear message and the documented exit code, nothing sent or changed.
