@@ -47,6 +47,28 @@ where
     }
 }
 
+/// The environment of the running `pid` (`/proc/<pid>/environ`), once it has one: a child is
+/// `running` as soon as its exec has begun (the spawner resumes when the child leaves our
+/// memory), and until the kernel has set up the new program's stack it reads empty.
+pub async fn environ(pid: u32) -> Vec<String> {
+    let path = format!("/proc/{pid}/environ");
+    wait_for_async(
+        &format!("the environment of {pid}"),
+        Duration::from_secs(30),
+        || async {
+            let bytes = std::fs::read(&path).ok().filter(|b| !b.is_empty())?;
+            Some(
+                bytes
+                    .split(|b| *b == 0)
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| String::from_utf8_lossy(kv).into_owned())
+                    .collect(),
+            )
+        },
+    )
+    .await
+}
+
 /// The state letter of `pid` in `/proc/<pid>/stat` (`R`, `S`, `Z`…), or `None` if it is gone.
 pub fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

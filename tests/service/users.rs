@@ -78,18 +78,9 @@ impl Drop for TestUser {
     }
 }
 
-/// `Uid:`, `Gid:` and `Groups:` of /proc/<pid>/status, and the child's environment (once it has
-/// one: a child is `running` as soon as its exec has begun, and `/proc/<pid>/environ` reads
-/// empty until the kernel has set up the new program's stack).
+/// `Uid:`, `Gid:` and `Groups:` of /proc/<pid>/status, and the child's environment.
 async fn identity(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<String>) {
-    let deadline = std::time::Instant::now() + LONG;
-    let environ = loop {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        if !environ.is_empty() || std::time::Instant::now() > deadline {
-            break environ;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    let env = common::environ(pid).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |key: &str| -> Vec<u32> {
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();
@@ -98,10 +89,6 @@ async fn identity(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<String>) {
             .map(|n| n.parse().unwrap())
             .collect()
     };
-    let env = environ
-        .split(|b| *b == 0)
-        .map(|kv| String::from_utf8_lossy(kv).into_owned())
-        .collect();
     let mut groups = field("Groups:");
     groups.sort_unstable();
     (field("Uid:"), field("Gid:"), groups, env)

@@ -4,8 +4,8 @@
 //! operations, takeover after a killed owner, a partitioned owner stopping in time, and the
 //! state database surviving a kill and the loss of the local disk; `GET /readyz` on each role;
 //! the process set and intent following the environment, and config reloads with a plan; kill -9
-//! at many points of a restore; three nodes under SIGSTOP, kill -9, release and real network
-//! partitions never running the environment at once.
+//! at many points of a restore; three nodes under SIGSTOP, kill -9, release and real cuts from
+//! storage never running the environment at once.
 
 use crate::common;
 

@@ -46,20 +46,10 @@ async fn pids(n: &Node, names: &[&str]) -> Vec<u64> {
     out
 }
 
-/// The environment of `pid`, once it has one. A child is `running` as soon as its exec has
-/// begun (the spawner resumes when the child leaves our memory), and until the kernel has set
-/// up the new program's stack, `/proc/<pid>/environ` reads empty.
+/// The environment of `pid`, one `KEY=value\n` line per variable.
 async fn environ(pid: u64) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let env = std::fs::read(format!("/proc/{pid}/environ"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
-            .unwrap_or_default();
-        if !env.is_empty() || std::time::Instant::now() > deadline {
-            return env;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let vars = crate::common::environ(pid as u32).await;
+    vars.iter().map(|v| format!("{v}\n")).collect()
 }
 
 fn names(v: &Value) -> Vec<&str> {
