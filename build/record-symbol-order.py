@@ -7,10 +7,13 @@ in `build/symbol-order.txt`, LLD (`--symbol-ordering-file`, passed by build.rs f
 puts those functions next to each other and the resident code shrinks to about their size.
 
 Run under valgrind's callgrind, which records every function that executes:
+  0. the fence process (`state-manager fence`, which every `serve` starts beside itself) from its
+     start to its wait for the next renewal of the lease;
   1. `serve` with 10 `sleep` processes on local storage: start-up, then idle past a lease renewal;
   2. the requests of the runbook (docs/RUNBOOK.md) against it (status, processes, logs, events,
      metrics, config, restart, checkpoint), then shutdown.
-Functions of phase 1 come first, then those first seen in phase 2; each group is sorted by name so
+Functions of phase 0 come first (the fence then keeps only the first pages of the text
+resident), then those first seen in phase 1, then in phase 2; each group is sorted by name so
 the file changes only where the code does.
 
 Usage: build/record-symbol-order.py [--binary target/release/state-manager] [--out FILE]
@@ -128,7 +131,15 @@ def main():
             return code == 200 and json.loads(body)["processes"]["running"] == 10
 
         wait_for("10 running processes", 180, running)
+        fence = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--demangle=no",
+             f"--callgrind-out-file={os.path.join(work, 'callgrind.fence')}",
+             binary, "fence", "--page", os.path.join(work, "data", "fence"),
+             "--server", str(vg.pid)],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "fence.log"), "w"))
         time.sleep(IDLE_SECS)
+        fence.terminate()
+        fence.wait(timeout=60)
         subprocess.run(["callgrind_control", "--dump=startup-idle", str(vg.pid)], check=True,
                        capture_output=True)
         for method, path in [("GET", "/healthz"), ("GET", "/"), ("GET", "/processes"),
@@ -145,8 +156,10 @@ def main():
 
     dumps = sorted((p for p in os.listdir(work) if p.startswith("callgrind.out")),
                    key=lambda p: int(p.rsplit(".", 1)[-1]) if p[-1].isdigit() else 1 << 30)
-    if len(dumps) < 2:
-        sys.exit(f"record-symbol-order: expected two callgrind dumps in {work}, found {dumps}")
+    if len(dumps) < 2 or not os.path.exists(os.path.join(work, "callgrind.fence")):
+        sys.exit(f"record-symbol-order: expected the fence's and two serve callgrind dumps in "
+                 f"{work}, found {sorted(os.listdir(work))}")
+    dumps.insert(0, "callgrind.fence")
     ours = binary_functions(binary)
     order, seen = [], set()
     for d in dumps:
