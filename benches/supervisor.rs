@@ -206,7 +206,7 @@ async fn restart_overhead(crashes: usize) -> (f64, f64) {
 }
 
 async fn wait_running(
-    rx: &mut tokio::sync::broadcast::Receiver<state_manager::events::Event>,
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<state_manager::events::Event>>,
 ) -> u32 {
     loop {
         let e = rx.recv().await.unwrap();

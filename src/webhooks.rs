@@ -115,7 +115,7 @@ pub struct Sink {
 /// Start a sink for `cfg`, fed by `events`.
 pub fn start(
     cfg: &WebhookConfig,
-    events: broadcast::Receiver<FeedEvent>,
+    events: broadcast::Receiver<Arc<FeedEvent>>,
 ) -> Result<Sink, WebhookError> {
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -165,7 +165,7 @@ impl Transport for Http {
 
 fn start_with(
     cfg: &WebhookConfig,
-    events: broadcast::Receiver<FeedEvent>,
+    events: broadcast::Receiver<Arc<FeedEvent>>,
     transport: impl Transport,
 ) -> Sink {
     let url = redact(&cfg.url);
@@ -240,7 +240,7 @@ impl Sinks {
     /// missed), e.g. `Sinks::start(&config.webhooks, || feed.subscribe())`.
     pub fn start(
         configs: &[WebhookConfig],
-        subscribe: impl Fn() -> broadcast::Receiver<FeedEvent>,
+        subscribe: impl Fn() -> broadcast::Receiver<Arc<FeedEvent>>,
     ) -> Sinks {
         let sinks = configs
             .iter()
@@ -284,13 +284,13 @@ impl SinksMonitor {
 }
 
 async fn intake(
-    mut events: broadcast::Receiver<FeedEvent>,
+    mut events: broadcast::Receiver<Arc<FeedEvent>>,
     shared: Arc<Shared>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let add = |r: Result<FeedEvent, broadcast::error::RecvError>| match r {
+    let add = |r: Result<Arc<FeedEvent>, broadcast::error::RecvError>| match r {
         Ok(e) => {
-            let dropped = shared.queue().push(e);
+            let dropped = shared.queue().push(Arc::unwrap_or_clone(e));
             shared.dropped.fetch_add(dropped, Ordering::Relaxed);
             shared.arrived.notify_one();
             true
@@ -494,7 +494,7 @@ mod tests {
         let (attempts, delivered) = (receiver.attempts.clone(), receiver.delivered.clone());
         let sink = start_with(&cfg, rx, receiver);
         for n in 1..=3 {
-            tx.send(ev(n)).unwrap();
+            tx.send(Arc::new(ev(n))).unwrap();
         }
         delivered.notified().await;
 

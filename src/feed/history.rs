@@ -34,12 +34,12 @@ pub trait EventLog: Send + Sync + 'static {
 /// The last [`MEMORY_CAPACITY`] events, in memory; lost on restart.
 #[derive(Default)]
 pub struct MemoryEventLog {
-    ring: Mutex<VecDeque<FeedEvent>>,
+    ring: Mutex<VecDeque<Arc<FeedEvent>>>,
 }
 
 impl MemoryEventLog {
     /// A log fed by a task reading `rx` until the feed ends.
-    pub fn spawn(mut rx: broadcast::Receiver<FeedEvent>) -> Arc<Self> {
+    pub fn spawn(mut rx: broadcast::Receiver<Arc<FeedEvent>>) -> Arc<Self> {
         let log = Arc::new(MemoryEventLog::default());
         let feed = log.clone();
         tokio::spawn(async move {
@@ -56,7 +56,7 @@ impl MemoryEventLog {
         log
     }
 
-    pub fn push(&self, event: FeedEvent) {
+    pub fn push(&self, event: Arc<FeedEvent>) {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         if ring.len() == MEMORY_CAPACITY {
             ring.pop_front();
@@ -78,7 +78,7 @@ impl EventLog for MemoryEventLog {
             .rev()
             .filter(|e| e.matches(process))
             .take(limit)
-            .cloned()
+            .map(|e| FeedEvent::clone(e))
             .collect();
         out.reverse();
         Ok(out)

@@ -10,6 +10,8 @@
 //! - The text of `kind` (and of a storage event's `state`) is defined here and in
 //!   `objstore::StorageState`; `migrations/0004_node_events.sql` checks the same words.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc};
@@ -109,10 +111,15 @@ pub struct StorageEvent {
 }
 
 /// Where events are published: the state database's writer and the live readers.
+///
+/// The live broadcast carries `Arc`s: its ring fills every one of its [`LIVE_CAPACITY`] slots
+/// when it is made, and each reader gets a clone of what it reads, so a slot holds a pointer
+/// (40 bytes, 160 kB in all) rather than an event (150 bytes, 600 kB), and a read is a
+/// reference count.
 #[derive(Clone, Debug)]
 pub struct Feed {
     durable: mpsc::UnboundedSender<FeedEvent>,
-    live: broadcast::Sender<FeedEvent>,
+    live: broadcast::Sender<Arc<FeedEvent>>,
 }
 
 impl Feed {
@@ -125,17 +132,17 @@ impl Feed {
 
     pub fn publish(&self, event: FeedEvent) {
         let _ = self.durable.send(event.clone());
-        let _ = self.live.send(event);
+        let _ = self.live.send(Arc::new(event));
     }
 
     /// Show `event` to the live readers only: it is already in the state database (written
     /// there directly because it must be durable before the next step).
     pub fn publish_live(&self, event: FeedEvent) {
-        let _ = self.live.send(event);
+        let _ = self.live.send(Arc::new(event));
     }
 
     /// Every event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.live.subscribe()
     }
 }

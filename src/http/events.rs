@@ -131,7 +131,7 @@ pub async fn stream(
     let only = pattern.clone();
     let events = BroadcastStream::new(rx).filter_map(move |item| {
         let out = match item {
-            Ok(e) if e.matches(only.as_ref()) => Some(match &e {
+            Ok(e) if e.matches(only.as_ref()) => Some(match &*e {
                 FeedEvent::Process(p) => sse_json("transition", p),
                 FeedEvent::Storage(s) => sse_json("storage", s),
             }),

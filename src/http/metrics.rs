@@ -56,12 +56,12 @@ struct Series {
 
 impl Metrics {
     /// Metrics whose transition counters are fed from `rx` until the supervisor ends.
-    pub fn spawn(mut rx: broadcast::Receiver<Event>) -> Arc<Self> {
+    pub fn spawn(mut rx: broadcast::Receiver<Arc<Event>>) -> Arc<Self> {
         let m = Arc::new(Metrics::default());
         let feed = m.clone();
         tokio::spawn(async move {
             loop {
-                match rx.recv().await {
+                match rx.recv().await.as_deref() {
                     Ok(Event {
                         change: Some(c), ..
                     }) => feed.count_change(c.action),

@@ -81,7 +81,7 @@ struct Waiter {
 pub(super) struct Actor {
     opts: Options,
     rx: mpsc::Receiver<Command>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     exit_tx: watch::Sender<Option<i32>>,
     /// The summary, republished after every change (reading it costs no round trip).
     summary_tx: watch::Sender<Summary>,
@@ -117,7 +117,7 @@ impl Actor {
     pub(super) fn new(
         opts: Options,
         rx: mpsc::Receiver<Command>,
-        events: broadcast::Sender<Event>,
+        events: broadcast::Sender<Arc<Event>>,
         exit_tx: watch::Sender<Option<i32>>,
         summary_tx: watch::Sender<Summary>,
     ) -> Self {
@@ -388,7 +388,7 @@ impl Actor {
         if let Some(feed) = &self.opts.feed {
             feed.publish(event.clone().into());
         }
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 
     /// Start what waits for its dependencies and stop what waits for its dependants, until

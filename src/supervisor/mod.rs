@@ -271,7 +271,8 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct SupervisorHandle {
     tx: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
+    /// `Arc`s, for the reasons the feed's broadcast carries them (`crate::feed::Feed`).
+    events: broadcast::Sender<Arc<Event>>,
     exit: watch_ch::Receiver<Option<i32>>,
     /// Counts by state, published by the actor at every change, so that reading them (every
     /// `GET /`) costs no round trip through the actor.
@@ -530,7 +531,7 @@ impl SupervisorHandle {
     }
 
     /// Every transition as it happens.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }
 

@@ -1,6 +1,7 @@
 //! A supervisor started in the test process from a JSON config, with its event stream.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use state_manager::config::{self, ProcessSpec};
 use state_manager::events::Event;
@@ -14,7 +15,7 @@ pub fn specs(json: &str) -> Vec<ProcessSpec> {
 }
 
 /// A supervisor running the processes of `json`, subscribed before they start.
-pub async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>) {
+pub async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Arc<Event>>) {
     start_with(
         json,
         Options {
@@ -29,7 +30,7 @@ pub async fn start(json: &str) -> (SupervisorHandle, broadcast::Receiver<Event>)
 pub async fn start_with(
     json: &str,
     options: Options,
-) -> (SupervisorHandle, broadcast::Receiver<Event>) {
+) -> (SupervisorHandle, broadcast::Receiver<Arc<Event>>) {
     let h = supervisor::start(options);
     let rx = h.subscribe();
     h.load(specs(json)).await.unwrap();

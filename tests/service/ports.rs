@@ -167,7 +167,7 @@ fn api_json(dir: &Path, port: u16, reclaim: bool) -> String {
 async fn start(
     json: &str,
     ledger: Option<Arc<MemLedger>>,
-) -> (SupervisorHandle, broadcast::Receiver<Event>) {
+) -> (SupervisorHandle, broadcast::Receiver<Arc<Event>>) {
     let h = supervisor::start(Options {
         forward_output: false,
         ledger: ledger.map(|l| l as Arc<dyn RunLedger>),
@@ -179,11 +179,11 @@ async fn start(
     (h, rx)
 }
 
-async fn next(rx: &mut broadcast::Receiver<Event>, to: StateName) -> Event {
+async fn next(rx: &mut broadcast::Receiver<Arc<Event>>, to: StateName) -> Event {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(e)) if e.to == to => return e,
+            Ok(Ok(e)) if e.to == to => return Arc::unwrap_or_clone(e),
             Ok(Ok(_)) => {}
             other => panic!("waiting for {to}: {other:?}"),
         }

@@ -2,6 +2,7 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::supervised::start;
@@ -14,7 +15,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 /// Events until (and including) the first matching `pred`; panics after `LONG`.
 async fn until(
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut broadcast::Receiver<Arc<Event>>,
     what: &str,
     pred: impl Fn(&Event) -> bool,
 ) -> Vec<Event> {
@@ -24,7 +25,7 @@ async fn until(
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Ok(e)) => {
                 let done = pred(&e);
-                seen.push(e);
+                seen.push(Arc::unwrap_or_clone(e));
                 if done {
                     return seen;
                 }

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::supervised::start;
@@ -15,14 +16,14 @@ const LONG: Duration = Duration::from_secs(30);
 
 /// The next event matching `pred`, or panic after `LONG`.
 async fn next_event(
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut broadcast::Receiver<Arc<Event>>,
     what: &str,
     pred: impl Fn(&Event) -> bool,
 ) -> Event {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(e)) if pred(&e) => return e,
+            Ok(Ok(e)) if pred(&e) => return Arc::unwrap_or_clone(e),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => panic!("event stream broke waiting for {what}: {e}"),
             Err(_) => panic!("timed out waiting for {what}"),

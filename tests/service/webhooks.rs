@@ -51,7 +51,7 @@ async fn serve_on(l: tokio::net::TcpListener, got: Shared) {
 
 /// A supervisor with no processes yet, a subscription to its events, and the feed it
 /// publishes on (what the sinks read).
-fn supervisor() -> (SupervisorHandle, broadcast::Receiver<Event>, Feed) {
+fn supervisor() -> (SupervisorHandle, broadcast::Receiver<Arc<Event>>, Feed) {
     let (feed, _durable) = Feed::new();
     let h = supervisor::start(Options {
         forward_output: false,
@@ -68,7 +68,7 @@ async fn load(h: &SupervisorHandle, json: &str) {
 }
 
 /// Events up to and including the first `fatal` one.
-async fn until_fatal(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
+async fn until_fatal(rx: &mut broadcast::Receiver<Arc<Event>>) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
@@ -77,7 +77,7 @@ async fn until_fatal(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
             .expect("a fatal event in time")
             .expect("the event stream");
         let fatal = e.to == StateName::Fatal;
-        seen.push(e);
+        seen.push(Arc::unwrap_or_clone(e));
         if fatal {
             return seen;
         }

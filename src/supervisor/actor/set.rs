@@ -124,6 +124,6 @@ impl Actor {
         if let Some(feed) = &self.opts.feed {
             feed.publish(event.clone().into());
         }
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 }
