@@ -3,7 +3,8 @@
 //! same server. Prints a markdown table.
 //!
 //! `MOTO_SERVER=/path/to/moto_server cargo bench --bench checkpoint` (`BENCH_BACKENDS=local`
-//! or `=s3` to run one backend). Needs `tar`, `zstd`, `restic` and `python3` on PATH.
+//! or `=s3` to run one backend; `RUST_LOG=state_manager=info` also logs each restore's phases).
+//! Needs `tar`, `zstd`, `restic` and `python3` on PATH.
 
 #[path = "checkpoint/data.rs"]
 mod data;
@@ -334,6 +335,13 @@ async fn freeze_window(col: &mut Column, store: &DynStore, work: &Path, env: &Pa
 }
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // e.g. RUST_LOG=state_manager=info: each restore's phases (fetch, sync, swap).
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let backends: Vec<&'static str> = match std::env::var("BENCH_BACKENDS").as_deref() {
         Ok("local") => vec!["local"],
         Ok("s3") => vec!["s3"],
