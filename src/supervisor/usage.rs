@@ -240,14 +240,9 @@ mod tests {
         .unwrap();
         let pid = child.pid;
         // A vfork'ed child counts as spawned once it is exec'ing, a moment before its new
-        // program has any resident memory: wait for that (the second field of statm), with a
-        // deadline.
+        // program has any resident memory: wait for that, with a deadline.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::read_to_string(format!("/proc/{pid}/statm"))
-            .ok()
-            .and_then(|m| m.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .is_none_or(|pages| pages == 0)
-        {
+        while procfs::stat(pid).map_or(0, |s| s.rss_pages) == 0 {
             assert!(
                 Instant::now() < deadline,
                 "the child never had resident memory"
