@@ -105,16 +105,25 @@ pub async fn a_stopped_owners_processes_die_before_its_trust_ends(b: &Backend) {
         "{status}"
     );
     assert_eq!(fence["armed"], false, "{status}");
-    // The firing is an event too, with the epoch and the processes killed.
-    let events = a.get("/events?process=_environment").await;
-    let fired: Vec<_> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["reason"].as_str())
-        .filter(|r| r.contains("the fence process killed") && r.contains("lease epoch 1"))
-        .collect();
-    assert_eq!(fired.len(), 1, "{events}");
+    // The firing is an event too, with the epoch and the processes killed. The node publishes
+    // it once its owner task has seen the new role, which may be a moment after `GET /` shows
+    // that role: wait for it, then check there is exactly one.
+    let fence_events = |events: &Value| -> usize {
+        events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["reason"].as_str())
+            .filter(|r| r.contains("the fence process killed") && r.contains("lease epoch 1"))
+            .count()
+    };
+    let events = a
+        .wait("the fence's event", LONG, |n| async move {
+            let events = n.try_get("/events?process=_environment").await?;
+            (fence_events(&events) > 0).then_some(events)
+        })
+        .await;
+    assert_eq!(fence_events(&events), 1, "{events}");
     // Some time for anything a would (wrongly) start again to write.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = lines(&file);
