@@ -8,7 +8,7 @@
 //! - Packed relative relocations (`-z pack-relative-relocs`, DT_RELR): a position-independent
 //!   executable lists every pointer the loader must adjust at start; as RELA entries that list
 //!   is 0.9 MB, read in full by every start of the server and of its fence process, and kept
-//!   resident by both. Packed, it is a few kB. The loader must know the format (glibc 2.36 or
+//!   resident by both. Packed, it is 16 kB. The loader must know the format (glibc 2.36 or
 //!   later), so it is used only when the binary is built for the machine that builds it and that
 //!   machine's glibc has it; `STATE_MANAGER_RELR=off` turns it off.
 //!

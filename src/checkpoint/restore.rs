@@ -100,6 +100,7 @@ impl CheckpointEngine {
             }
         };
         let (state_dir, m) = (self.state_dir.clone(), manifest.clone());
+        // The journal, the swap itself and the file index of the restored tree.
         let swapping = Instant::now();
         let old_tree = tokio::task::spawn_blocking(move || {
             let new_tree = TreeId::of(&paths.staging)?.unwrap_or(TreeId { dev: 0, ino: 0 });
