@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::pump::pump;
 use crate::config::ProcessSpec;
 use crate::events::ExitStatus;
-use crate::logs::{LogBuffer, LogStream};
+use crate::logs::LogBuffer;
 use crate::ports::{self, Holder, Policy};
 use crate::proc::{self, SpawnRequest, Stdio3};
 
@@ -178,18 +178,10 @@ async fn start(
         credentials,
     };
     let mut child = proc::spawn(req).await?;
-    let name: Arc<str> = spec.name.as_str().into();
-    if let Some(fd) = child.stdout.take() {
-        tokio::spawn(pump(
-            fd,
-            name.clone(),
-            LogStream::Stdout,
-            logs.clone(),
-            forward,
-        ));
-    }
-    if let Some(fd) = child.stderr.take() {
-        tokio::spawn(pump(fd, name, LogStream::Stderr, logs.clone(), forward));
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    if stdout.is_some() || stderr.is_some() {
+        let name: Arc<str> = spec.name.as_str().into();
+        tokio::spawn(pump(stdout, stderr, name, logs.clone(), forward));
     }
     Ok(child)
 }
