@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, OnExit, ProcessSpec, RestartPolicy, StackSource};
@@ -97,7 +98,7 @@ pub async fn run(args: Entrypoint, shutdown: impl Future<Output = i32>) -> Resul
     let handle = supervisor::start(options);
     let forward = crate::signals::forward(handle.clone(), None);
     let mut exit = handle.exit_requested();
-    let _ = handle.load(vec![spec]).await;
+    let _ = handle.load(vec![Arc::new(spec)]).await;
     let code = tokio::select! {
         code = shutdown => code,
         Ok(code) = async { exit.wait_for(Option::is_some).await.map(|c| c.unwrap_or(0)) } => code,

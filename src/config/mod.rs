@@ -41,7 +41,7 @@ pub use load::{
 pub use plan::{ChangedStack, ReloadPlan, changed_fields, plan};
 pub use probe::{ProbeConfig, TcpTarget};
 pub use process::{MAX_INSTANCES, OnExit, ProcessConfig, StackEntry, instance_names, parse_signal};
-pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve};
+pub use resolve::{ProcessSpec, RestartPolicy, StackSource, resolve, share};
 pub use settings::{Config, apply_env};
 pub use storage::{CheckpointConfig, LeaseConfig, ReplicationConfig, StorageConfig};
 pub use validate::{NAME_GLOB, NameGlob, is_name, name_glob, validate};

@@ -1,8 +1,9 @@
 //! From a validated config to the concrete processes the supervisor runs: stacks expanded into
 //! instances, defaults applied, `{instance}` substituted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -55,26 +56,47 @@ pub struct ProcessSpec {
     pub depends_on: Vec<String>,
     pub ports: Vec<u16>,
     pub reclaim_ports: bool,
-    pub readiness: Option<ProbeConfig>,
-    pub liveness: Option<ProbeConfig>,
+    /// Boxed, as most processes have none: a spec is held per process for its whole life.
+    pub readiness: Option<Box<ProbeConfig>>,
+    pub liveness: Option<Box<ProbeConfig>>,
 }
 
 /// Every process of `config`, in configuration order. `stacks_dir` holds string stacks.
-pub fn resolve(config: &Config, stacks_dir: &Path) -> Vec<ProcessSpec> {
-    let mut out = Vec::new();
+///
+/// Specs are shared (`Arc`): the process set, its views and the supervisor hold one copy of
+/// each, see [`share`].
+pub fn resolve(config: &Config, stacks_dir: &Path) -> Vec<Arc<ProcessSpec>> {
+    let mut out = Vec::with_capacity(config.stacks.len());
     for entry in &config.stacks {
         match entry {
-            StackEntry::Dir(name) => out.push(dir_stack(config, name, &stacks_dir.join(name))),
+            StackEntry::Dir(name) => {
+                out.push(Arc::new(dir_stack(config, name, &stacks_dir.join(name))));
+            }
             StackEntry::Inline(pc) => {
                 let names = instance_names(&pc.name, pc.instances);
                 for (i, name) in names.into_iter().enumerate() {
                     let instance = pc.instances.map(|_| i as u32 + 1);
-                    out.push(inline(config, pc, name, instance));
+                    out.push(Arc::new(inline(config, pc, name, instance)));
                 }
             }
         }
     }
     out
+}
+
+/// Replace each of `specs` that equals the spec of the same name in `known` by that one, so
+/// that a process whose definition did not change keeps one copy however many views hold it.
+pub fn share(specs: &mut [Arc<ProcessSpec>], known: &[Arc<ProcessSpec>]) {
+    let by_name: HashMap<&str, &Arc<ProcessSpec>> =
+        known.iter().map(|s| (s.name.as_str(), s)).collect();
+    for spec in specs {
+        if let Some(&k) = by_name.get(spec.name.as_str())
+            && !Arc::ptr_eq(k, spec)
+            && **k == **spec
+        {
+            *spec = Arc::clone(k);
+        }
+    }
 }
 
 fn policy(config: &Config, pc: Option<&ProcessConfig>) -> RestartPolicy {
@@ -98,11 +120,13 @@ fn policy(config: &Config, pc: Option<&ProcessConfig>) -> RestartPolicy {
 
 fn dir_stack(config: &Config, name: &str, dir: &Path) -> ProcessSpec {
     let ready = dir.join("ready");
-    let readiness = is_executable(&ready).then(|| ProbeConfig {
-        exec: Some(CommandSpec::Argv(vec![ready.display().to_string()])),
-        period: super::Dur::millis(250),
-        start_timeout: Some(super::Dur::secs(60)),
-        ..ProbeConfig::default()
+    let readiness = is_executable(&ready).then(|| {
+        Box::new(ProbeConfig {
+            exec: Some(CommandSpec::Argv(vec![ready.display().to_string()])),
+            period: super::Dur::millis(250),
+            start_timeout: Some(super::Dur::secs(60)),
+            ..ProbeConfig::default()
+        })
     });
     let hook = |f: &str| {
         let p = dir.join(f);
@@ -176,8 +200,8 @@ fn inline(config: &Config, pc: &ProcessConfig, name: String, instance: Option<u3
         depends_on: pc.depends_on.clone(),
         ports: pc.ports.clone(),
         reclaim_ports: pc.reclaim_ports.unwrap_or(config.reclaim_ports),
-        readiness: pc.readiness.as_ref().map(|p| expand_probe(p, &x)),
-        liveness: pc.liveness.as_ref().map(|p| expand_probe(p, &x)),
+        readiness: pc.readiness.as_ref().map(|p| Box::new(expand_probe(p, &x))),
+        liveness: pc.liveness.as_ref().map(|p| Box::new(expand_probe(p, &x))),
     }
 }
 
@@ -231,5 +255,20 @@ mod tests {
         assert_eq!(specs[0].stop_timeout, Duration::from_secs(5));
         assert_eq!(specs[1].argv, ["/bin/sh", "-c", "sleep 10 && echo hi"]);
         assert_eq!(specs[1].restart.delay, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_unchanged_spec_is_shared_and_a_changed_one_is_not() {
+        let before =
+            parse(r#"{"stacks": [{"name": "a", "command": "x"}, {"name": "b", "command": "y"}]}"#)
+                .unwrap();
+        let after = parse(r#"{"stacks": [{"name": "a", "command": "x"}, {"name": "b", "command": "z"}, {"name": "c", "command": "x"}]}"#).unwrap();
+        let known = resolve(&before, Path::new("/"));
+        let mut specs = resolve(&after, Path::new("/"));
+        share(&mut specs, &known);
+        assert!(Arc::ptr_eq(&specs[0], &known[0]), "a did not change");
+        assert!(!Arc::ptr_eq(&specs[1], &known[1]), "b did");
+        assert_eq!(specs[1].argv, ["z"]);
+        assert_eq!(specs[2].name, "c");
     }
 }

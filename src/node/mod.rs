@@ -179,7 +179,7 @@ pub struct Node {
     /// The node's config file as last applied (at start, or by a reload): its stacks and global
     /// settings make the process set; its storage, `node_id` and lease stay as at start.
     config: std::sync::RwLock<Arc<Config>>,
-    specs: Vec<ProcessSpec>,
+    specs: Vec<Arc<ProcessSpec>>,
     data_dir: DataDir,
     objects: DynStore,
     /// Where the node's own events go (storage health, restore outcomes).
@@ -206,7 +206,7 @@ impl Node {
     /// problems; storage trouble is retried.
     pub async fn start(
         config: Config,
-        specs: Vec<ProcessSpec>,
+        specs: Vec<Arc<ProcessSpec>>,
         data_dir: &Path,
         supervisor: SupervisorHandle,
         feed: Feed,

@@ -183,7 +183,7 @@ mod tests {
 
     fn spec(json: &str) -> ProcessSpec {
         let c = config::parse(json).unwrap_or_else(|e| panic!("{e}"));
-        config::resolve(&c, std::path::Path::new("/")).remove(0)
+        std::sync::Arc::unwrap_or_clone(config::resolve(&c, std::path::Path::new("/")).remove(0))
     }
 
     #[test]

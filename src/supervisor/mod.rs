@@ -198,7 +198,7 @@ type Reply<T> = oneshot::Sender<Result<T, SupervisorError>>;
 
 pub(crate) enum Command {
     Load {
-        specs: Vec<ProcessSpec>,
+        specs: Vec<Arc<ProcessSpec>>,
         start: bool,
         reply: Reply<()>,
     },
@@ -230,7 +230,7 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     Sync {
-        specs: Vec<ProcessSpec>,
+        specs: Vec<Arc<ProcessSpec>>,
         /// Changed processes keep running with their old spec until their next start.
         defer: bool,
         reply: Reply<()>,
@@ -316,7 +316,7 @@ impl SupervisorHandle {
 
     /// Take over the processes of a configuration and start those with `autostart`, each after
     /// its dependencies are up. Only once per supervisor.
-    pub async fn load(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub async fn load(&self, specs: Vec<Arc<ProcessSpec>>) -> Result<(), SupervisorError> {
         self.ask(|reply| Command::Load {
             specs,
             start: true,
@@ -327,7 +327,7 @@ impl SupervisorHandle {
 
     /// Take over the processes of a configuration, all `stopped`: they start with
     /// [`SupervisorHandle::start_all`] (once this node owns the environment). Only once.
-    pub async fn register(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub async fn register(&self, specs: Vec<Arc<ProcessSpec>>) -> Result<(), SupervisorError> {
         self.ask(|reply| Command::Load {
             specs,
             start: false,
@@ -444,7 +444,7 @@ impl SupervisorHandle {
     /// are kept as they are (same pid), new ones are added stopped, and the ones dropped or
     /// changed must be down ([`SupervisorError::StillRunning`] otherwise, and nothing changes).
     /// A changed process keeps its log buffer.
-    pub async fn sync(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub async fn sync(&self, specs: Vec<Arc<ProcessSpec>>) -> Result<(), SupervisorError> {
         self.ask(|reply| Command::Sync {
             specs,
             defer: false,
@@ -456,7 +456,7 @@ impl SupervisorHandle {
     /// [`SupervisorHandle::sync`], except that a process whose spec changed keeps its state,
     /// pid and probes and takes the new spec at its next start (a config reload's new global
     /// `env`); only processes dropped from the set must be down.
-    pub async fn sync_deferred(&self, specs: Vec<ProcessSpec>) -> Result<(), SupervisorError> {
+    pub async fn sync_deferred(&self, specs: Vec<Arc<ProcessSpec>>) -> Result<(), SupervisorError> {
         self.ask(|reply| Command::Sync {
             specs,
             defer: true,

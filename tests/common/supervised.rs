@@ -9,7 +9,7 @@ use state_manager::supervisor::{self, Options, SupervisorHandle};
 use tokio::sync::broadcast;
 
 /// The processes of a config given as JSON (string stacks would resolve under a missing dir).
-pub fn specs(json: &str) -> Vec<ProcessSpec> {
+pub fn specs(json: &str) -> Vec<Arc<ProcessSpec>> {
     let c = config::parse(json).unwrap_or_else(|e| panic!("{e}"));
     config::resolve(&c, Path::new("/nonexistent"))
 }

@@ -57,7 +57,7 @@ pub(super) struct SetView {
     pub stacks: Vec<Stack>,
     pub intents: BTreeMap<String, Intent>,
     pub config: Config,
-    pub specs: Vec<ProcessSpec>,
+    pub specs: Vec<Arc<ProcessSpec>>,
 }
 
 impl Node {
@@ -86,11 +86,14 @@ impl Node {
 
     /// The names of the processes of the set (or of the config file before it is loaded).
     pub fn process_names(&self) -> Vec<String> {
-        self.current_specs().into_iter().map(|s| s.name).collect()
+        self.current_specs()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// The processes of the set (or of the config file before the set is loaded).
-    pub(super) fn current_specs(&self) -> Vec<ProcessSpec> {
+    pub(super) fn current_specs(&self) -> Vec<Arc<ProcessSpec>> {
         self.set_view()
             .map_or_else(|| self.specs.clone(), |v| v.specs.clone())
     }
@@ -111,7 +114,7 @@ impl Node {
         entry: &StackEntry,
         stacks: Vec<Stack>,
         dropped: &[String],
-    ) -> Result<(u64, Vec<ProcessSpec>), NodeError> {
+    ) -> Result<(u64, Vec<Arc<ProcessSpec>>), NodeError> {
         let stored = StoredStack {
             name: entry.name().into(),
             origin: Origin::Api,
@@ -154,7 +157,9 @@ impl Node {
     ) -> SetView {
         let mut config = file.clone();
         config.stacks = stacks.iter().map(|s| s.entry.clone()).collect();
-        let specs = config::resolve(&config, &self.data_dir.stacks_dir(&config));
+        let mut specs = config::resolve(&config, &self.data_dir.stacks_dir(&config));
+        // A process whose definition did not change keeps the copy the supervisor holds.
+        config::share(&mut specs, &self.current_specs());
         // A dependency removed with `force=true` is no longer waited for (the specs keep the
         // name, which nothing matches); validation of later changes ignores it.
         let names: Vec<String> = stacks.iter().map(|s| s.entry.name().to_string()).collect();
@@ -318,7 +323,7 @@ pub(super) fn change(action: ChangeAction, by: Option<String>, revision: u64) ->
 
 /// Probes that the config's rules accept but cannot be built (checked before anything is
 /// committed).
-pub(super) fn check_probes(specs: &[ProcessSpec]) -> Result<(), NodeError> {
+pub(super) fn check_probes(specs: &[Arc<ProcessSpec>]) -> Result<(), NodeError> {
     let mut problems = Vec::new();
     for s in specs {
         for (what, p) in [("readiness", &s.readiness), ("liveness", &s.liveness)] {

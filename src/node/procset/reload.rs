@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::super::{Node, NodeError};
 use super::{Reloaded, SetView, change, check_probes, check_revision, merge};
@@ -46,7 +47,7 @@ struct Work {
     /// Processes of changed stacks whose spec differs: restarted, rolling.
     restarting: Vec<String>,
     /// New processes (added stacks, more instances).
-    starting: Vec<ProcessSpec>,
+    starting: Vec<Arc<ProcessSpec>>,
 }
 
 impl Node {
@@ -186,9 +187,9 @@ impl Node {
             .map(|s| s.entry.name().to_string())
             .collect();
         let changed_stack = |stack: &str| plan.changed.iter().any(|c| c.name == stack);
-        let before: HashMap<&str, &ProcessSpec> =
+        let before: HashMap<&str, &Arc<ProcessSpec>> =
             view.specs.iter().map(|s| (s.name.as_str(), s)).collect();
-        let after: HashMap<&str, &ProcessSpec> =
+        let after: HashMap<&str, &Arc<ProcessSpec>> =
             next.specs.iter().map(|s| (s.name.as_str(), s)).collect();
         let stopping = view
             .specs
@@ -196,20 +197,20 @@ impl Node {
             .filter(|s| !after.contains_key(s.name.as_str()))
             .map(|s| s.name.clone())
             .collect();
-        let starting: Vec<ProcessSpec> = next
+        let starting: Vec<Arc<ProcessSpec>> = next
             .specs
             .iter()
             .filter(|s| !before.contains_key(s.name.as_str()))
             .cloned()
             .collect();
-        let differs = |s: &&ProcessSpec| before.get(s.name.as_str()).is_some_and(|b| *b != *s);
-        let (restarting, deferred): (Vec<&ProcessSpec>, Vec<&ProcessSpec>) = next
+        let differs = |s: &&Arc<ProcessSpec>| before.get(s.name.as_str()).is_some_and(|b| *b != *s);
+        let (restarting, deferred): (Vec<&Arc<ProcessSpec>>, Vec<&Arc<ProcessSpec>>) = next
             .specs
             .iter()
             .filter(differs)
             .partition(|s| changed_stack(&s.stack));
-        let mut probed: Vec<ProcessSpec> = starting.clone();
-        probed.extend(restarting.iter().map(|s| (*s).clone()));
+        let mut probed: Vec<Arc<ProcessSpec>> = starting.clone();
+        probed.extend(restarting.iter().map(|s| Arc::clone(s)));
         check_probes(&probed)?;
         let answer = Reloaded {
             revision: view.revision,
@@ -241,7 +242,7 @@ impl Node {
         answer: &Reloaded,
         stopping: &[String],
         restarting: &[String],
-        starting: &[ProcessSpec],
+        starting: &[Arc<ProcessSpec>],
         by: &Option<String>,
     ) {
         let revision = answer.revision;

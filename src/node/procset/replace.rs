@@ -2,6 +2,8 @@
 //! new spec one at a time, each ready before the next (rolling), so a stack of n ready
 //! instances never has fewer than n - 1 ready; a process stopped on purpose stays stopped.
 
+use std::sync::Arc;
+
 use super::super::{Node, NodeError};
 use super::{Replaced, SetView, Stack, change, check_probes, check_revision};
 use crate::config::{self, ProcessSpec};
@@ -49,7 +51,7 @@ impl Node {
             entry: entry.clone(),
         };
         let probe = self.view_of(view.revision, stacks.clone(), view.intents.clone());
-        let of = |v: &SetView| -> Vec<ProcessSpec> {
+        let of = |v: &SetView| -> Vec<Arc<ProcessSpec>> {
             v.specs
                 .iter()
                 .filter(|s| s.stack == name)
@@ -57,13 +59,13 @@ impl Node {
                 .collect()
         };
         let (before, after) = (of(&view), of(&probe));
-        let has = |list: &[ProcessSpec], n: &str| list.iter().any(|s| s.name == n);
+        let has = |list: &[Arc<ProcessSpec>], n: &str| list.iter().any(|s| s.name == n);
         let removed: Vec<String> = before
             .iter()
             .filter(|s| !has(&after, &s.name))
             .map(|s| s.name.clone())
             .collect();
-        let added: Vec<ProcessSpec> = after
+        let added: Vec<Arc<ProcessSpec>> = after
             .iter()
             .filter(|s| !has(&before, &s.name))
             .cloned()
@@ -109,7 +111,7 @@ impl Node {
             stack: name.into(),
             fields,
             restarted,
-            added: added.into_iter().map(|s| s.name).collect(),
+            added: added.iter().map(|s| s.name.clone()).collect(),
             removed,
             revision,
         })
@@ -124,8 +126,8 @@ impl Node {
     /// next start (a reload's global `env`). Returns the processes restarted.
     pub(super) async fn roll(
         &self,
-        before: &[ProcessSpec],
-        final_specs: &[ProcessSpec],
+        before: &[Arc<ProcessSpec>],
+        final_specs: &[Arc<ProcessSpec>],
         changed: &[String],
         defer: bool,
     ) -> Result<Vec<String>, NodeError> {
@@ -133,7 +135,7 @@ impl Node {
         let mut restarted = Vec::new();
         for (k, n) in changed.iter().enumerate() {
             // The specs with the changed processes done so far on the new spec.
-            let mixed: Vec<ProcessSpec> = final_specs
+            let mixed: Vec<Arc<ProcessSpec>> = final_specs
                 .iter()
                 .map(|s| match changed[k + 1..].contains(&s.name) {
                     true => old_spec(&s.name).unwrap_or_else(|| s.clone()),

@@ -2,6 +2,7 @@
 //! config file (nothing committed on a problem), committed (incrementing the revision), then
 //! acted on; processes the change does not name are never touched (same pids).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::{Node, NodeError};
@@ -48,7 +49,7 @@ impl Node {
             entry: entry.clone(),
         });
         let next = self.view_of(view.revision, stacks, view.intents.clone());
-        let created: Vec<ProcessSpec> = next
+        let created: Vec<Arc<ProcessSpec>> = next
             .specs
             .iter()
             .filter(|s| s.stack == name)
@@ -237,7 +238,7 @@ impl Node {
                 revision: view.revision,
             });
         }
-        let new_specs: Vec<ProcessSpec> = probe
+        let new_specs: Vec<Arc<ProcessSpec>> = probe
             .specs
             .iter()
             .filter(|s| added.contains(&s.name))

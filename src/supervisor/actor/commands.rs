@@ -174,7 +174,7 @@ impl Actor {
 
     pub(super) fn load(
         &mut self,
-        specs: Vec<ProcessSpec>,
+        specs: Vec<Arc<ProcessSpec>>,
         start: bool,
     ) -> Result<(), SupervisorError> {
         if self.loaded {
@@ -182,7 +182,7 @@ impl Actor {
         }
         let probes = specs
             .iter()
-            .map(health::probes_of)
+            .map(|s| health::probes_of(s))
             .collect::<Result<Vec<_>, _>>()?;
         self.loaded = true;
         for (spec, probes) in specs.into_iter().zip(probes) {
@@ -201,7 +201,7 @@ impl Actor {
     /// A process of `spec`, stopped, with its file watch (if any) set up.
     pub(super) fn new_proc(
         &self,
-        spec: ProcessSpec,
+        spec: Arc<ProcessSpec>,
         (readiness, liveness): health::Probes,
     ) -> Proc {
         let name: Arc<str> = spec.name.as_str().into();
@@ -217,7 +217,7 @@ impl Actor {
         });
         Proc {
             m: Machine::new(spec.restart.clone(), spec.stop_signal),
-            spec: Arc::new(spec),
+            spec,
             name,
             logs: Arc::new(LogBuffer::default()),
             since: OffsetDateTime::now_utc(),

@@ -26,7 +26,7 @@ pub(super) type Probes = (Option<Arc<ProbeSpec>>, Option<Arc<ProbeSpec>>);
 
 /// The readiness and liveness probes of `spec`, ready to run.
 pub(super) fn probes_of(spec: &ProcessSpec) -> Result<Probes, ProbeError> {
-    let build = |cfg: &Option<crate::config::ProbeConfig>| {
+    let build = |cfg: &Option<Box<crate::config::ProbeConfig>>| {
         cfg.as_ref()
             .map(|c| ProbeSpec::new(c, spec).map(Arc::new))
             .transpose()

@@ -20,10 +20,10 @@ use crate::supervisor::SupervisorError;
 impl Actor {
     pub(super) fn sync(
         &mut self,
-        specs: Vec<ProcessSpec>,
+        specs: Vec<Arc<ProcessSpec>>,
         defer: bool,
     ) -> Result<(), SupervisorError> {
-        let wanted: HashMap<&str, &ProcessSpec> =
+        let wanted: HashMap<&str, &Arc<ProcessSpec>> =
             specs.iter().map(|s| (s.name.as_str(), s)).collect();
         let blocked: Vec<String> = self
             .procs
@@ -31,7 +31,7 @@ impl Actor {
             .filter(|p| {
                 wanted
                     .get(&*p.name)
-                    .is_none_or(|s| !defer && **s != *p.spec)
+                    .is_none_or(|s| !defer && ***s != *p.spec)
             })
             .filter(|p| !p.m.state.is_down())
             .map(|p| p.name.to_string())
@@ -41,7 +41,7 @@ impl Actor {
         }
         let probes = specs
             .iter()
-            .map(health::probes_of)
+            .map(|s| health::probes_of(s))
             .collect::<Result<Vec<_>, _>>()?;
         let mut old: HashMap<Arc<str>, (usize, Proc)> = std::mem::take(&mut self.procs)
             .into_iter()
@@ -52,7 +52,9 @@ impl Actor {
         let mut procs = Vec::with_capacity(specs.len());
         for (spec, probes) in specs.into_iter().zip(probes) {
             match old.remove(spec.name.as_str()) {
-                Some((i, p)) if *p.spec == spec => {
+                Some((i, mut p)) if *p.spec == *spec => {
+                    // The caller's copy: one spec shared by the set and the supervisor.
+                    p.spec = spec;
                     remap.insert(i, procs.len());
                     procs.push(p);
                 }
@@ -60,7 +62,7 @@ impl Actor {
                     (p.readiness, p.liveness) = probes;
                     p.m.policy = spec.restart.clone();
                     p.m.stop_signal = spec.stop_signal;
-                    p.spec = Arc::new(spec);
+                    p.spec = spec;
                     remap.insert(i, procs.len());
                     procs.push(p);
                 }
