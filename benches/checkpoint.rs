@@ -3,7 +3,12 @@
 //! same server. Prints a markdown table.
 //!
 //! `MOTO_SERVER=/path/to/moto_server cargo bench --bench checkpoint` (`BENCH_BACKENDS=local`
-//! or `=s3` to run one backend; `RUST_LOG=state_manager=info` also logs each restore's phases).
+//! or `=s3` to run one backend, `=s3s` for s3s-fs instead of moto, or a comma-separated list;
+//! `RUST_LOG=state_manager=info` also logs each restore's phases).
+//!
+//! moto is a Python server that costs a few milliseconds of CPU per request, on the same cores
+//! as the client; s3s-fs (`S3S_FS=/path/to/s3s-fs`, as the tests find it) is a Rust server
+//! whose cost per request is small, so its column measures the clients more than the server.
 //! Needs `tar`, `zstd`, `restic` and `python3` on PATH.
 
 #[path = "checkpoint/data.rs"]
@@ -13,6 +18,9 @@ mod data;
 mod moto;
 #[path = "checkpoint/peers.rs"]
 mod peers;
+#[allow(dead_code)]
+#[path = "../tests/common/s3s.rs"]
+mod s3s;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -66,7 +74,7 @@ fn start_writer(file: &Path) -> Child {
 }
 
 struct Column {
-    name: &'static str,
+    name: String,
     rows: Vec<(String, String)>,
 }
 
@@ -114,6 +122,7 @@ struct Target {
     restic_repo: String,
     restic_env: Vec<(String, String)>,
     _moto: Option<moto::MotoServer>,
+    _s3s: Option<s3s::S3sServer>,
 }
 
 fn target(backend: &str, work: &Path) -> Target {
@@ -129,6 +138,27 @@ fn target(backend: &str, work: &Path) -> Target {
             restic_repo: repo,
             restic_env: Vec::new(),
             _moto: None,
+            _s3s: None,
+        };
+    }
+    if backend == "s3s" {
+        let server = s3s::S3sServer::start();
+        server.create_bucket("bench");
+        server.create_bucket("restic");
+        let env = [
+            ("AWS_ACCESS_KEY_ID", s3s::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", s3s::SECRET_KEY),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ];
+        return Target {
+            storage: server.storage_config("bench", "env-1"),
+            restic_repo: format!("s3:{}/restic", server.endpoint()),
+            restic_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            _moto: None,
+            _s3s: Some(server),
         };
     }
     let server = moto::MotoServer::start();
@@ -147,6 +177,7 @@ fn target(backend: &str, work: &Path) -> Target {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         _moto: Some(server),
+        _s3s: None,
     }
 }
 
@@ -162,9 +193,9 @@ async fn engine(store: &DynStore, work: &Path, node: &str) -> CheckpointEngine {
     e
 }
 
-async fn bench(backend: &'static str, work: &Path) -> Column {
+async fn bench(backend: &str, work: &Path) -> Column {
     let mut col = Column {
-        name: backend,
+        name: backend.to_string(),
         rows: Vec::new(),
     };
     let t = target(backend, work);
@@ -342,11 +373,17 @@ fn main() {
             .with_writer(std::io::stderr)
             .init();
     }
-    let backends: Vec<&'static str> = match std::env::var("BENCH_BACKENDS").as_deref() {
-        Ok("local") => vec!["local"],
-        Ok("s3") => vec!["s3"],
-        _ => vec!["s3", "local"],
+    let backends: Vec<String> = match std::env::var("BENCH_BACKENDS") {
+        Ok(list) => list.split(',').map(|b| b.trim().to_string()).collect(),
+        Err(_) => vec!["s3".into(), "local".into()],
     };
+    if let Some(b) = backends
+        .iter()
+        .find(|b| !["s3", "s3s", "local"].contains(&b.as_str()))
+    {
+        eprintln!("BENCH_BACKENDS: unknown backend {b:?}; use s3, s3s or local (comma-separated)");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut columns = Vec::new();
     for b in backends {
@@ -356,7 +393,7 @@ fn main() {
                 .unwrap_or_else(|_| std::env::temp_dir()),
         )
         .unwrap();
-        columns.push(rt.block_on(bench(b, work.path())));
+        columns.push(rt.block_on(bench(&b, work.path())));
     }
     print_table(&columns);
 }
@@ -364,12 +401,10 @@ fn main() {
 fn print_table(columns: &[Column]) {
     let names: Vec<&str> = columns
         .iter()
-        .map(|c| {
-            if c.name == "s3" {
-                "S3 (moto)"
-            } else {
-                "local backend"
-            }
+        .map(|c| match c.name.as_str() {
+            "s3" => "S3 (moto)",
+            "s3s" => "S3 (s3s-fs)",
+            _ => "local backend",
         })
         .collect();
     println!("| measure | {} |", names.join(" | "));
