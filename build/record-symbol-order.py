@@ -9,12 +9,15 @@ puts those functions next to each other and the resident code shrinks to about t
 Run under valgrind's callgrind, which records every function that executes:
   0. the fence process (`state-manager fence`, which every `serve` starts beside itself) from its
      start to its wait for the next renewal of the lease;
-  1. `serve` with 10 `sleep` processes on local storage: start-up, then idle past a lease renewal;
-  2. the requests of the runbook (docs/RUNBOOK.md) against it (status, processes, logs, events,
+  1. `serve` with 10 `sleep` processes on local storage, and a stack of 990 more configured
+     with `autostart: false`: start-up (a set of 1,000 loaded), then idle past a lease renewal;
+  2. the 990 started (`POST /processes/big-*/start`) until 1,000 run: what only runs with many
+     processes (larger tables, longer batches) is laid out too, after the idle code;
+  3. the requests of the runbook (docs/RUNBOOK.md) against it (status, processes, logs, events,
      metrics, config, restart, checkpoint), then shutdown.
 Functions of phase 0 come first (the fence then keeps only the first pages of the text
-resident), then those first seen in phase 1, then in phase 2; each group is sorted by name so
-the file changes only where the code does.
+resident), then those first seen in phase 1, 2 and 3; each group is sorted by name so the file
+changes only where the code does.
 
 Usage: build/record-symbol-order.py [--binary target/release/state-manager] [--out FILE]
        build/record-symbol-order.py --check   # how much of the list the binary still matches
@@ -113,6 +116,9 @@ def main():
     with open(config, "w") as f:
         json.dump({"stacks": [{"name": "s", "command": "sleep", "args": ["100000"],
                                "instances": 10, "restart_delay": "0s",
+                               "stop_timeout": "2s"},
+                              {"name": "big", "command": "sleep", "args": ["100000"],
+                               "instances": 990, "autostart": False, "restart_delay": "0s",
                                "stop_timeout": "2s"}]}, f)
     port = free_port()
     out = os.path.join(work, "callgrind.out")
@@ -126,11 +132,11 @@ def main():
         token = subprocess.run([binary, "token", "--scope", "admin"], env=env, check=True,
                                capture_output=True, text=True).stdout.strip()
 
-        def running():
+        def running(n):
             code, body = call(port, "/", token)
-            return code == 200 and json.loads(body)["processes"]["running"] == 10
+            return code == 200 and json.loads(body)["processes"]["running"] == n
 
-        wait_for("10 running processes", 180, running)
+        wait_for("10 running processes", 180, lambda: running(10))
         fence = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--demangle=no",
              f"--callgrind-out-file={os.path.join(work, 'callgrind.fence')}",
@@ -141,6 +147,11 @@ def main():
         fence.terminate()
         fence.wait(timeout=60)
         subprocess.run(["callgrind_control", "--dump=startup-idle", str(vg.pid)], check=True,
+                       capture_output=True)
+        code, _ = call(port, "/processes/big-*/start", token, "POST")
+        print(f"POST /processes/big-*/start: {code}", file=sys.stderr)
+        wait_for("1,000 running processes", 600, lambda: running(1000))
+        subprocess.run(["callgrind_control", "--dump=scale", str(vg.pid)], check=True,
                        capture_output=True)
         for method, path in [("GET", "/healthz"), ("GET", "/"), ("GET", "/processes"),
                              ("GET", "/processes/s-1"), ("GET", "/processes/s-1/logs?tail=10"),
@@ -156,8 +167,8 @@ def main():
 
     dumps = sorted((p for p in os.listdir(work) if p.startswith("callgrind.out")),
                    key=lambda p: int(p.rsplit(".", 1)[-1]) if p[-1].isdigit() else 1 << 30)
-    if len(dumps) < 2 or not os.path.exists(os.path.join(work, "callgrind.fence")):
-        sys.exit(f"record-symbol-order: expected the fence's and two serve callgrind dumps in "
+    if len(dumps) < 3 or not os.path.exists(os.path.join(work, "callgrind.fence")):
+        sys.exit(f"record-symbol-order: expected the fence's and three serve callgrind dumps in "
                  f"{work}, found {sorted(os.listdir(work))}")
     dumps.insert(0, "callgrind.fence")
     ours = binary_functions(binary)
