@@ -121,63 +121,60 @@ struct Target {
     storage: StorageConfig,
     restic_repo: String,
     restic_env: Vec<(String, String)>,
-    _moto: Option<moto::MotoServer>,
-    _s3s: Option<s3s::S3sServer>,
+    /// The S3 server the bench started, kept to be stopped when dropped.
+    _server: Option<Box<dyn std::any::Any>>,
 }
 
 fn target(backend: &str, work: &Path) -> Target {
-    if backend == "local" {
-        let storage = StorageConfig {
-            endpoint: Some(format!("file://{}", work.join("objects").display())),
-            key_prefix: Some("env-1".into()),
-            ..StorageConfig::default()
-        };
-        let repo = work.join("restic-repo").display().to_string();
-        return Target {
-            storage,
-            restic_repo: repo,
+    match backend {
+        "local" => Target {
+            storage: StorageConfig {
+                endpoint: Some(format!("file://{}", work.join("objects").display())),
+                key_prefix: Some("env-1".into()),
+                ..StorageConfig::default()
+            },
+            restic_repo: work.join("restic-repo").display().to_string(),
             restic_env: Vec::new(),
-            _moto: None,
-            _s3s: None,
-        };
+            _server: None,
+        },
+        "s3s" => {
+            let server = s3s::S3sServer::start();
+            server.create_bucket("bench");
+            server.create_bucket("restic");
+            let (storage, endpoint) = (server.storage_config("bench", "env-1"), server.endpoint());
+            let keys = (s3s::ACCESS_KEY, s3s::SECRET_KEY);
+            s3_target(storage, &endpoint, keys, Box::new(server))
+        }
+        _ => {
+            let server = moto::MotoServer::start();
+            server.create_bucket("bench");
+            server.create_bucket("restic");
+            let (storage, endpoint) = (server.storage_config("bench", "env-1"), server.endpoint());
+            s3_target(storage, &endpoint, ("testing", "testing"), Box::new(server))
+        }
     }
-    if backend == "s3s" {
-        let server = s3s::S3sServer::start();
-        server.create_bucket("bench");
-        server.create_bucket("restic");
-        let env = [
-            ("AWS_ACCESS_KEY_ID", s3s::ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", s3s::SECRET_KEY),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-        ];
-        return Target {
-            storage: server.storage_config("bench", "env-1"),
-            restic_repo: format!("s3:{}/restic", server.endpoint()),
-            restic_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            _moto: None,
-            _s3s: Some(server),
-        };
-    }
-    let server = moto::MotoServer::start();
-    server.create_bucket("bench");
-    server.create_bucket("restic");
+}
+
+/// Our storage on `server` and restic's repository beside it, in bucket `restic`.
+fn s3_target(
+    storage: StorageConfig,
+    endpoint: &str,
+    (key, secret): (&str, &str),
+    server: Box<dyn std::any::Any>,
+) -> Target {
     let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
         ("AWS_DEFAULT_REGION", "us-east-1"),
     ];
     Target {
-        storage: server.storage_config("bench", "env-1"),
-        restic_repo: format!("s3:{}/restic", server.endpoint()),
+        storage,
+        restic_repo: format!("s3:{endpoint}/restic"),
         restic_env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        _moto: Some(server),
-        _s3s: None,
+        _server: Some(server),
     }
 }
 
