@@ -28,11 +28,7 @@ impl Actor {
         let blocked: Vec<String> = self
             .procs
             .iter()
-            .filter(|p| {
-                wanted
-                    .get(&*p.name)
-                    .is_none_or(|s| !defer && ***s != *p.spec)
-            })
+            .filter(|p| wanted.get(&*p.name).is_none_or(|s| !defer && **s != p.spec))
             .filter(|p| !p.m.state.is_down())
             .map(|p| p.name.to_string())
             .collect();
@@ -52,7 +48,7 @@ impl Actor {
         let mut procs = Vec::with_capacity(specs.len());
         for (spec, probes) in specs.into_iter().zip(probes) {
             match old.remove(spec.name.as_str()) {
-                Some((i, mut p)) if *p.spec == *spec => {
+                Some((i, mut p)) if p.spec == spec => {
                     // The caller's copy: one spec shared by the set and the supervisor.
                     p.spec = spec;
                     remap.insert(i, procs.len());
