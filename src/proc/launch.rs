@@ -17,14 +17,14 @@
 //! - credentials change by raw system calls: glibc's `setuid` would ask every thread of *our*
 //!   process to change too, since the child shares our memory and glibc's thread list.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
-use super::Credentials;
+use super::{Credentials, Environment};
 
 /// Stack of the child until its `execve`: it makes a handful of system calls.
 const STACK: usize = 64 * 1024;
@@ -45,34 +45,56 @@ pub(super) struct Plan {
     failed_errno: AtomicI32,
 }
 
-/// A NULL-terminated array of C strings and the strings it points into.
+/// A NULL-terminated array of C strings and the block of NUL-terminated strings it points into.
 struct CArray {
-    _strings: Vec<CString>,
+    _block: Vec<u8>,
     ptrs: Vec<*const libc::c_char>,
 }
 
 impl CArray {
-    fn new(items: impl IntoIterator<Item = Vec<u8>>) -> io::Result<CArray> {
-        let strings = items
-            .into_iter()
-            .map(cstring)
-            .collect::<io::Result<Vec<_>>>()?;
-        let mut ptrs: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+    /// `items` copied once, into one block.
+    fn new(items: &[impl AsRef<[u8]>]) -> io::Result<CArray> {
+        let mut block = Vec::with_capacity(items.iter().map(|i| i.as_ref().len() + 1).sum());
+        for item in items {
+            let item = item.as_ref();
+            if item.contains(&0) {
+                return Err(nul_error());
+            }
+            block.extend_from_slice(item);
+            block.push(0);
+        }
+        Ok(CArray::from_block(block))
+    }
+
+    /// Over `block`, strings that each end in NUL.
+    fn from_block(block: Vec<u8>) -> CArray {
+        let mut ptrs = Vec::with_capacity(block.iter().filter(|&&b| b == 0).count() + 1);
+        let mut start = 0;
+        for (i, &b) in block.iter().enumerate() {
+            if b == 0 {
+                ptrs.push(block[start..].as_ptr().cast());
+                start = i + 1;
+            }
+        }
         ptrs.push(std::ptr::null());
-        Ok(CArray {
-            _strings: strings,
+        // The pointers stay valid: moving the Vec does not move its buffer.
+        CArray {
+            _block: block,
             ptrs,
-        })
+        }
     }
 }
 
 fn cstring(bytes: Vec<u8>) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a NUL byte in an argument or environment value",
-        )
-    })
+    CString::new(bytes).map_err(|_| nul_error())
+}
+
+/// A string for the child that holds a NUL byte.
+pub(super) fn nul_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a NUL byte in an argument or environment value",
+    )
 }
 
 /// The steps of the child, to say which one failed.
@@ -89,21 +111,15 @@ impl Plan {
     pub(super) fn new(
         path: &Path,
         argv: &[String],
-        env: &[(OsString, OsString)],
+        env: Environment,
         cwd: Option<&Path>,
         die_with_parent: bool,
         credentials: Option<&Credentials>,
     ) -> io::Result<Plan> {
-        let envp = env.iter().map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            kv
-        });
         Ok(Plan {
             path: cstring(path.as_os_str().as_bytes().to_vec())?,
-            argv: CArray::new(argv.iter().map(|a| a.as_bytes().to_vec()))?,
-            envp: CArray::new(envp)?,
+            argv: CArray::new(argv)?,
+            envp: CArray::from_block(env.into_block()?),
             cwd: cwd
                 .map(|c| cstring(c.as_os_str().as_bytes().to_vec()))
                 .transpose()?,

@@ -19,13 +19,14 @@
 //! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
 //! `tokio::process` for children; they call [`spawn`] or [`run`].
 
+mod env;
 mod launch;
 pub mod procfs;
 mod run;
 pub mod user;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
@@ -35,6 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::events::ExitStatus;
 
+pub use env::{Environment, child_env};
 pub use run::{CommandError, Output, RunOptions, run};
 pub use user::{Credentials, UserError};
 
@@ -54,7 +56,7 @@ pub enum Stdio3 {
 pub struct SpawnRequest {
     pub argv: Vec<String>,
     /// The complete environment of the child (nothing else is inherited).
-    pub env: Vec<(OsString, OsString)>,
+    pub env: Environment,
     pub cwd: Option<PathBuf>,
     pub stdio: Stdio3,
     /// Kill the child if state-manager dies (`PR_SET_PDEATHSIG`): for supervised processes,
@@ -240,7 +242,7 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
     let mut plan = launch::Plan::new(
         &path,
         &req.argv,
-        &req.env,
+        req.env,
         req.cwd.as_deref(),
         req.die_with_parent,
         req.credentials.as_ref(),
@@ -307,7 +309,7 @@ fn spawn_now(req: SpawnRequest) -> Result<Child, SpawnError> {
 /// The file to execute for `program`: itself when it names a path, else the first executable
 /// of that name in the `PATH` of `env` (as `execvp` searches, with its default when `PATH` is
 /// unset). `None` when there is none.
-fn resolve_program(program: &str, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+fn resolve_program(program: &str, env: &Environment) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return Some(PathBuf::from(program));
@@ -315,11 +317,7 @@ fn resolve_program(program: &str, env: &[(OsString, OsString)]) -> Option<PathBu
     if program.is_empty() {
         return None;
     }
-    let default = OsString::from("/bin:/usr/bin");
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or(&default, |(_, v)| v);
+    let path = env.get("PATH").unwrap_or(OsStr::new("/bin:/usr/bin"));
     std::env::split_paths(path)
         .map(|dir| dir.join(program))
         .find(|p| {
@@ -418,20 +416,6 @@ pub async fn group_alive_async(pgid: u32) -> bool {
     tokio::task::spawn_blocking(move || group_alive(pgid))
         .await
         .unwrap_or(true)
-}
-
-/// The environment a child gets: this process's own, minus state-manager's secrets and settings
-/// (`STATE_MANAGER_*`), with `overrides` applied on top.
-pub fn child_env<'a>(
-    overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Vec<(OsString, OsString)> {
-    let mut env: HashMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(k, _)| !k.to_string_lossy().starts_with("STATE_MANAGER_"))
-        .collect();
-    for (k, v) in overrides {
-        env.insert(k.into(), v.into());
-    }
-    env.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ pub fn read_committed(wal: &Path, pos: &WalPos, cap: u64) -> Result<WalRead, Wal
     } else {
         header.checksum
     };
-    scan(file, header, start, chain, cap)
+    scan(file, header, start, chain, cap, len - start)
 }
 
 fn nothing_or_gap(pos: &WalPos) -> WalRead {
@@ -188,17 +188,21 @@ fn salt_bytes(salt: &[u32; 2]) -> [u8; 8] {
     b
 }
 
-/// Walk valid frames from `start`, keeping everything up to the last commit frame.
+/// Walk valid frames from `start`, keeping everything up to the last commit frame (about `cap`
+/// bytes at most; `there` is how many the file held after `start` when it was opened).
 fn scan(
     mut file: File,
     header: WalHeader,
     start: u64,
     chain: [u32; 2],
     cap: u64,
+    there: u64,
 ) -> Result<WalRead, WalError> {
     file.seek(SeekFrom::Start(start))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut bytes = Vec::new();
+    // Sized once: grown by doubling, a few megabytes of frames would leave each smaller copy
+    // behind in the heap, where it stays held after the read.
+    let mut bytes = Vec::with_capacity(usize::try_from(cap.min(there)).unwrap_or(usize::MAX));
     let mut frame = vec![0u8; header.frame_len()];
     let (mut running, mut committed_chain, mut committed_len) = (chain, chain, 0usize);
     let mut more = false;

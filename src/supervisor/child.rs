@@ -1,7 +1,6 @@
 //! Starting one process of a spec: its managed ports freed, its environment (inherited, config,
 //! env file), its log pumps, and the task that reports its exit to the actor.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,29 +148,30 @@ async fn start(
     logs: &Arc<LogBuffer>,
 ) -> Result<proc::Child, StartError> {
     let (stdio, forward) = (opts.stdio, opts.forward);
-    let mut env: BTreeMap<String, String> = spec.env.clone();
-    if let Some(file) = &spec.env_file {
-        env.extend(read_env_file(file)?);
-    }
-    env.extend(opts.ambient.iter().cloned());
-    env.insert("STATE_MANAGER_PROCESS".into(), spec.name.clone());
-    if let Some(i) = spec.instance {
-        env.insert("STATE_MANAGER_INSTANCE".into(), i.to_string());
-    }
+    let from_file = match &spec.env_file {
+        Some(file) => read_env_file(file)?,
+        None => Vec::new(),
+    };
     let credentials = credentials(spec).await?;
-    if let Some(c) = &credentials {
-        // The user's own, unless the spec's env sets them.
-        let name = c.name.clone();
-        let home = c.home.as_ref().map(|h| h.display().to_string());
-        for (key, value) in [("USER", &name), ("LOGNAME", &name), ("HOME", &home)] {
-            if let Some(v) = value {
-                env.entry(key.into()).or_insert_with(|| v.clone());
-            }
-        }
-    }
+    let instance = spec.instance.map(|i| i.to_string());
+    // Later entries win: the user's own first, so that the spec's env sets them if it likes;
+    // then the spec's env, its env file, the ambient variables, and ours.
+    let home = credentials
+        .as_ref()
+        .and_then(|c| Some(c.home.as_ref()?.display().to_string()));
+    let name = credentials.as_ref().and_then(|c| c.name.as_deref());
+    let user = [("USER", name), ("LOGNAME", name), ("HOME", home.as_deref())];
+    let env = user
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .chain(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain(from_file.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain(opts.ambient.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain([("STATE_MANAGER_PROCESS", spec.name.as_str())])
+        .chain(instance.as_deref().map(|i| ("STATE_MANAGER_INSTANCE", i)));
     let req = SpawnRequest {
         argv: spec.argv.clone(),
-        env: proc::child_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        env: proc::child_env(env),
         cwd: spec.cwd.clone(),
         stdio,
         die_with_parent: true,
