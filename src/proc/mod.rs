@@ -19,6 +19,7 @@
 //! Invariant: no other code in the crate uses `std::process::Command::{status, output, wait}` or
 //! `tokio::process` for children; they call [`spawn`] or [`run`].
 
+mod census;
 mod env;
 mod launch;
 pub mod procfs;
@@ -391,31 +392,17 @@ pub fn group_alive(pgid: u32) -> bool {
     if !group_exists(pgid) {
         return false;
     }
-    // Most often the leader itself is still there.
-    if procfs::stat(pgid).is_ok_and(|s| s.pgrp == pgid && !s.state.is_zombie()) {
-        return true;
-    }
-    // Something answers for the group; look for a member that is not a zombie.
-    let Ok(mut pids) = procfs::pids() else {
-        return true;
-    };
-    let mut reader = procfs::Reader::new();
-    pids.any(|pid| {
-        reader
-            .stat(pid)
-            .is_ok_and(|s| s.pgrp == pgid && !s.state.is_zombie())
-    })
+    census::live_groups(&[pgid].into()).is_none_or(|live| live.contains(&pgid))
 }
 
 /// [`group_alive`] without blocking the runtime: one system call when the group is gone, else
-/// the look at `/proc` on the blocking pool.
+/// the look at `/proc` on the blocking pool, shared with the other groups asked about meanwhile
+/// ([`census`]).
 pub async fn group_alive_async(pgid: u32) -> bool {
     if !group_exists(pgid) {
         return false;
     }
-    tokio::task::spawn_blocking(move || group_alive(pgid))
-        .await
-        .unwrap_or(true)
+    census::live(pgid).await
 }
 
 #[cfg(test)]
