@@ -96,20 +96,12 @@ pub(super) fn live_groups(groups: &HashSet<u32>) -> Option<HashSet<u32>> {
 #[cfg(test)]
 mod tests {
     use super::live;
-    use crate::proc::{SpawnRequest, Stdio3, child_env, group_exists, signal_group, spawn};
+    use crate::proc::tests::req;
+    use crate::proc::{group_exists, signal_group, spawn};
     use nix::sys::signal::Signal;
 
     async fn start(argv: &[&str]) -> crate::proc::Child {
-        spawn(SpawnRequest {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            env: child_env([]),
-            cwd: None,
-            stdio: Stdio3::Capture,
-            die_with_parent: true,
-            credentials: None,
-        })
-        .await
-        .unwrap()
+        spawn(req(argv)).await.unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

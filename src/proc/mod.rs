@@ -409,7 +409,8 @@ pub async fn group_alive_async(pgid: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn req(argv: &[&str]) -> SpawnRequest {
+    /// A captured child with our environment (also for the tests of `proc`'s modules).
+    pub(super) fn req(argv: &[&str]) -> SpawnRequest {
         SpawnRequest {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: child_env([]),
