@@ -6,13 +6,19 @@
 //! frame. Restore checks every frame against that chain, and that each segment's seed is the
 //! previous segment's end, so a missing, reordered or damaged segment is detected.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use super::wal::{self, WalHeader};
 
 const MAGIC: &[u8; 8] = b"SMWALSG1";
 const HEADER_LEN: usize = 32;
 const ZSTD_LEVEL: i32 = 3;
+
+/// The most a segment body may decompress to. A segment holds at most 16 MB of frames plus the
+/// rest of the transaction under way, or the tail of a WAL cycle at rotation: far below this for
+/// the state database. A body that would decompress to more (a few kilobytes can say
+/// gigabytes) is refused before it takes the memory.
+pub const MAX_DECODED: u64 = 1 << 30;
 
 /// A decoded, verified segment.
 #[derive(Debug)]
@@ -36,6 +42,11 @@ pub enum SegmentError {
     BadFrame { index: usize },
     #[error("{0}")]
     Shape(&'static str),
+    #[error(
+        "decompresses to more than {limit} bytes, more than any segment holds: not a segment \
+         this tool wrote, or a damaged one"
+    )]
+    TooLarge { limit: u64 },
 }
 
 /// Compress frames read from a WAL with `header`, whose chain before the first frame is `seed`.
@@ -59,7 +70,23 @@ pub fn encode(header: &WalHeader, seed: [u32; 2], frames: &[u8]) -> std::io::Res
 
 /// Decompress and verify a segment body.
 pub fn decode(body: &[u8]) -> Result<Segment, SegmentError> {
-    let raw = zstd::stream::decode_all(body).map_err(SegmentError::Zstd)?;
+    decode_within(body, MAX_DECODED)
+}
+
+/// [`decode`], refusing a body that decompresses to more than `limit` bytes.
+fn decode_within(body: &[u8], limit: u64) -> Result<Segment, SegmentError> {
+    let mut raw = Vec::new();
+    // Our encoder records the size: sized once, the buffer is not copied as it grows (up to
+    // what a segment of ours holds: the recorded size is only the body's word).
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(body) {
+        raw.reserve(usize::try_from(size.min(64 << 20)).unwrap_or(0));
+    }
+    zstd::stream::read::Decoder::new(body)
+        .and_then(|d| d.take(limit + 1).read_to_end(&mut raw))
+        .map_err(SegmentError::Zstd)?;
+    if raw.len() as u64 > limit {
+        return Err(SegmentError::TooLarge { limit });
+    }
     if raw.len() < HEADER_LEN || &raw[..8] != MAGIC {
         return Err(SegmentError::NotSegment);
     }
@@ -150,5 +177,21 @@ mod tests {
         let body = zstd::stream::encode_all(&raw[..], ZSTD_LEVEL).unwrap();
         let e = decode(&body).unwrap_err();
         assert!(e.to_string().contains("byte-order"), "{e}");
+    }
+
+    #[test]
+    fn a_body_that_decompresses_past_the_limit_is_refused_at_the_limit() {
+        // 64 MiB of zeros compress to a few kilobytes.
+        let bomb = zstd::stream::encode_all(std::io::repeat(0).take(64 << 20), ZSTD_LEVEL).unwrap();
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let e = decode_within(&bomb, 1 << 20).unwrap_err();
+        assert!(
+            matches!(e, SegmentError::TooLarge { limit } if limit == 1 << 20),
+            "{e}"
+        );
+        assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+        // Under the limit the same body decodes (and is then refused for what it holds).
+        let e = decode_within(&bomb, 128 << 20).unwrap_err();
+        assert!(matches!(e, SegmentError::NotSegment), "{e}");
     }
 }
