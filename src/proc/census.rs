@@ -4,9 +4,10 @@
 //! every process's stat. A hundred processes stopped together ask that a hundred times within a
 //! few milliseconds; on the blocking pool, one thread each, those reads took both cores of a
 //! small machine from the actor that was sending the rest of the hundred their SIGKILL (the
-//! last one went out 155 ms after the first, docs/BENCHMARKS.md). Here a question asked while a
-//! look is under way waits for the next look, which answers every question waiting: a hundred
-//! groups cost a few passes over `/proc`, and no answer predates its question.
+//! last was recorded stopped 123-161 ms after the kill deadline, docs/BENCHMARKS.md). Here a
+//! question asked while a look is under way waits for the next look, which answers every
+//! question waiting: a hundred groups cost a few passes over `/proc`, and no answer predates
+//! its question.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
 /// The environment a child gets: `KEY=value` entries, each ending in NUL, in one block.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Environment {
     block: Vec<u8>,
     /// A variable held a NUL byte, which no environment can carry: the spawn is refused.
