@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::{Node, NodeError};
-use super::{Reloaded, SetView, change, check_probes, check_revision, merge};
-use crate::config::{self, Config, ProcessSpec};
+use super::{Reloaded, SetView, Stack, change, check_probes, check_revision, merge};
+use crate::config::{self, Config, ProcessSpec, StackEntry};
 use crate::events::ChangeAction;
 use crate::store::{Intent, Origin, SetChange, StoredStack};
 
@@ -170,6 +170,10 @@ impl Node {
         removed: &[String],
     ) -> Result<Work, NodeError> {
         let stacks = merge(&new.stacks, &view.stacks, removed);
+        let orphaned = dependencies_removed_under_kept_stacks(&view.stacks, &stacks);
+        if !orphaned.is_empty() {
+            return Err(NodeError::Invalid(orphaned));
+        }
         let next = self.view_with(new, view.revision, stacks, view.intents.clone());
         // Validation reads the user database (a process's `user` and `group`): off the runtime.
         let whole = next.config.clone();
@@ -307,4 +311,36 @@ async fn write_file(path: &std::path::Path, bytes: Vec<u8>) -> Result<Option<Vec
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The stacks added through the API, which a reload keeps, that depend on a stack the new file
+/// removes: refused, as `DELETE /processes/{name}` refuses without `force`, rather than the
+/// dependency dropped unsaid (`view_with` drops names the set does not have).
+fn dependencies_removed_under_kept_stacks(
+    before: &[Stack],
+    after: &[Stack],
+) -> Vec<config::Problem> {
+    let has = |stacks: &[Stack], name: &str| stacks.iter().any(|s| s.entry.name() == name);
+    let kept = after.iter().filter(|s| s.origin == Origin::Api);
+    kept.filter_map(|s| match &s.entry {
+        StackEntry::Inline(p) => Some(p),
+        StackEntry::Dir(_) => None,
+    })
+    .flat_map(|p| {
+        p.depends_on
+            .iter()
+            .filter(|d| has(before, d) && !has(after, d))
+            .map(move |d| {
+                config::Problem::new(
+                    "stacks",
+                    format!(
+                        "{name:?} (added through the API, kept by a reload) depends on {d:?}, \
+                         which this config removes: keep {d:?} in the file, or first change or \
+                         remove {name:?} (PUT or DELETE /processes/{name})",
+                        name = p.name
+                    ),
+                )
+            })
+    })
+    .collect()
 }

@@ -239,4 +239,37 @@ pub async fn a_refused_reload_changes_nothing(b: &Backend) {
     assert_eq!(code, StatusCode::OK, "{plan}");
     assert_eq!(plan["revision"], start + 1);
     assert_eq!(n.wait_running("a").await, before[0]);
+
+    // A stack added through the API that depends on one the new file removes: the reload is
+    // refused and says which, rather than keeping the stack without its dependency.
+    let mut e = sleeper("e");
+    e["depends_on"] = json!(["d"]);
+    let (code, added) = n.send(Method::POST, "/processes", Some(e)).await;
+    assert!(code.is_success(), "{code}: {added}");
+    let (at, file) = (revision(&n).await, std::fs::read(&path).unwrap());
+    let kept = pids(&n, &["a", "d", "e"]).await;
+    let without_d = config(b, &n.data_dir, old_stacks());
+    for dry_run in ["?dry_run=true", ""] {
+        let (code, problem) = n
+            .send(
+                Method::PUT,
+                &format!("/config{dry_run}"),
+                Some(without_d.clone()),
+            )
+            .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        super::assert_problems_at(&problem, &["stacks"]);
+        let message = problem["problems"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(r#""e""#) && message.contains(r#""d""#),
+            "names both: {message}"
+        );
+        assert!(
+            message.contains("DELETE /processes/e"),
+            "says what to do: {message}"
+        );
+    }
+    assert_eq!(revision(&n).await, at, "the revision");
+    assert_eq!(std::fs::read(&path).unwrap(), file, "the file");
+    assert_eq!(pids(&n, &["a", "d", "e"]).await, kept, "the pids");
 }
