@@ -53,9 +53,11 @@ CONFIG = {
         # Exits with code 3 when the test drops a file named crash-now in its directory.
         {"name": "crasher", "command": "sh", "cwd": "{work}",
          "args": ["-c", "while [ ! -e crash-now ]; do sleep 0.1; done; rm -f crash-now; exit 3"]},
-        # Prints the content of a file named say (then removes it) when the test writes one.
+        # Prints the content of a file named say (then removes it) when the test writes one; the
+        # one process with a probe.
         {"name": "talker", "command": "sh", "cwd": "{work}",
-         "args": ["-c", "while :; do if [ -e say ]; then cat say; rm -f say; fi; sleep 0.1; done"]},
+         "args": ["-c", "while :; do if [ -e say ]; then cat say; rm -f say; fi; sleep 0.1; done"],
+         "readiness": {"exec": ["true"], "period": "200ms"}},
     ],
 }
 
@@ -164,8 +166,11 @@ def checks(b, api, base, work, admin, read, shots):
     names = ["web-1", "web-2", "worker", "crasher", "talker"]
     for n in names:
         b.wait_cell(n, "State", "running")
+    # Healthy only where a probe says so; a process without one is just running.
+    b.wait_cell("talker", "Health", "healthy")
+    b.wait_cell("worker", "Health", "–")
     b.mark_page()
-    step("sign in; the table shows the processes", started)
+    step("sign in; the table shows the processes, healthy where a probe says so", started)
 
     b.click_row_button("worker", "Stop")
     wait("worker stopped, through the API", lambda: api.process("worker")["state"] == "stopped")

@@ -20,6 +20,8 @@ const SET_CHANGES = new Set(["add", "remove", "replace", "scale"]);
 function health(p) {
   if (p.state !== "running") return NONE;
   if (p.ready === false) return "not ready";
+  // Without a probe nothing has vouched for it: running is all there is to say.
+  if (p.last_probe == null) return NONE;
   if (p.healthy === true) return "healthy";
   if (p.healthy === false) return "unhealthy";
   return NONE;
