@@ -83,7 +83,7 @@ pub(super) fn live_groups(groups: &HashSet<u32>) -> Option<HashSet<u32>> {
     for pid in pids {
         if let Ok(s) = reader.stat(pid)
             && groups.contains(&s.pgrp)
-            && !s.state.is_zombie()
+            && is_live_member(&s, s.pgrp)
         {
             live.insert(s.pgrp);
             if live.len() == groups.len() {
