@@ -99,8 +99,7 @@ impl Restic {
         }
     }
 
-    pub fn restore(&self, target: &Path) -> Duration {
-        let start = Instant::now();
+    pub fn restore(&self, target: &Path) {
         let out = self
             .cmd()
             .args(["restore", "latest", "--target"])
@@ -112,6 +111,5 @@ impl Restic {
             "restic restore: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        start.elapsed()
     }
 }

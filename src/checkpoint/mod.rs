@@ -26,6 +26,7 @@ mod freeze;
 mod gc;
 mod id;
 mod journal;
+mod landing;
 mod local;
 mod manifest;
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! synced), then swap it in (`swap.rs`). Until the swap, `env_dir` is not written to at all.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,8 +14,9 @@ use super::CheckpointEngine;
 use super::error::{CheckpointError, Result};
 use super::id::CheckpointId;
 use super::journal::{Journal, Phase, TreeId};
+use super::landing::{Landing, Target};
 use super::local::{IndexEntry, LocalState};
-use super::manifest::{ChunkHash, EntryKind, MAX_OBJECT, Manifest};
+use super::manifest::{ChunkHash, EntryKind, Manifest};
 use super::stage::trustworthy;
 use super::swap::{SwapPaths, remove_trash, swap_in};
 use super::tree::SafeRoot;
@@ -39,14 +39,6 @@ struct Built {
     fetch: std::time::Duration,
     /// Checking sizes, applying metadata and syncing the filesystem.
     sync: std::time::Duration,
-}
-
-/// Where one chunk's bytes go: `len` bytes from `chunk_offset` into entry `path` at `file_offset`.
-struct Target {
-    path: String,
-    file_offset: u64,
-    chunk_offset: u64,
-    len: u64,
 }
 
 impl CheckpointEngine {
@@ -146,10 +138,11 @@ impl CheckpointEngine {
         let mf = manifest.clone();
         let root = tokio::task::spawn_blocking(move || create_skeleton(&staging, &mf)).await??;
         let root = Arc::new(root);
+        let landing = Arc::new(Landing::new());
         let jobs = chunk_targets(&manifest);
         let chunks = jobs.len() as u64;
         futures::stream::iter(jobs)
-            .map(|(hash, targets)| self.fetch_chunk(root.clone(), hash, targets))
+            .map(|(hash, targets)| self.fetch_chunk(root.clone(), landing.clone(), hash, targets))
             .buffer_unordered(self.opts.concurrency)
             .try_collect::<()>()
             .await?;
@@ -165,6 +158,7 @@ impl CheckpointEngine {
     async fn fetch_chunk(
         &self,
         root: Arc<SafeRoot>,
+        landing: Arc<Landing>,
         hash: ChunkHash,
         targets: Vec<Target>,
     ) -> Result<()> {
@@ -177,11 +171,7 @@ impl CheckpointEngine {
             }
             Err(e) => return Err(e.into()),
         };
-        tokio::task::spawn_blocking(move || {
-            let data = decode_chunk(&hash, &body)?;
-            write_targets(&root, &hash, &data, &targets)
-        })
-        .await?
+        tokio::task::spawn_blocking(move || landing.write(&root, &hash, &body, &targets)).await?
     }
 }
 
@@ -195,56 +185,6 @@ fn abandon(paths: &SwapPaths) {
     let _ = std::fs::remove_dir_all(&paths.staging);
     if let Err(e) = Journal::remove(&paths.state_dir) {
         tracing::warn!(error = %e, "cannot remove the restore journal of a failed restore");
-    }
-}
-
-/// Decompress (bounded) and check the hash.
-pub fn decode_chunk(hash: &ChunkHash, body: &[u8]) -> Result<Vec<u8>> {
-    let corrupt = |reason: String| CheckpointError::CorruptChunk {
-        hash: hash.to_hex(),
-        reason,
-    };
-    let data = zstd::bulk::decompress(body, MAX_OBJECT)
-        .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-    if ChunkHash::of(&data) != *hash {
-        return Err(corrupt("content does not match its hash".into()));
-    }
-    Ok(data)
-}
-
-fn write_targets(root: &SafeRoot, hash: &ChunkHash, data: &[u8], targets: &[Target]) -> Result<()> {
-    for t in targets {
-        let end = t.chunk_offset + t.len;
-        let slice = data
-            .get(t.chunk_offset as usize..end as usize)
-            .ok_or_else(|| CheckpointError::CorruptChunk {
-                hash: hash.to_hex(),
-                reason: format!(
-                    "{} bytes, too short for a slice ending at {end}",
-                    data.len()
-                ),
-            })?;
-        let file = root.open_file(&t.path, true)?;
-        file.write_all_at(slice, t.file_offset)
-            .map_err(|e| CheckpointError::io("write", std::path::Path::new(&t.path), e))?;
-        start_writeback(&file, t.file_offset, t.len);
-    }
-    Ok(())
-}
-
-/// Have the kernel start writing these pages to disk now, without waiting for it, so that the
-/// disk works while later chunks are fetched and the final `syncfs` (which still guarantees
-/// durability) finds little left to do. Advice only: an error changes nothing.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: sync_file_range only reads its arguments; the descriptor is open for the call.
-    unsafe {
-        libc::sync_file_range(
-            std::os::fd::AsRawFd::as_raw_fd(file),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
     }
 }
 

@@ -109,6 +109,18 @@ impl SafeRoot {
         Ok(File::from(fd))
     }
 
+    /// Open an existing regular file for direct writes (`O_DIRECT`); `None` where the
+    /// filesystem does not take them.
+    pub fn open_direct(&self, rel: &str) -> Result<Option<File>> {
+        let flags = OFlag::O_WRONLY | OFlag::O_DIRECT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let (dir, name) = self.parent(rel)?;
+        match openat(dir.fd(), name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(nix::Error::EINVAL) => Ok(None),
+            Err(e) => Err(self.err("open", rel, e)),
+        }
+    }
+
     pub fn symlink(&self, rel: &str, target: &str) -> Result<()> {
         let (dir, name) = self.parent(rel)?;
         symlinkat(target, dir.fd(), name).map_err(|e| self.err("symlink", rel, e))
